@@ -1,0 +1,1 @@
+"""Puts the repository root on sys.path for the tests."""

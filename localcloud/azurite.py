@@ -1,0 +1,92 @@
+"""Azurite, the real storage emulator from npm, started as a child process."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+AZURITE_BIN = Path(__file__).resolve().parent / "node_modules" / ".bin" / "azurite"
+
+# Azurite's fixed development account; public knowledge, documented by Microsoft.
+ACCOUNT_NAME = "devstoreaccount1"
+ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+@dataclass(frozen=True)
+class AzuritePorts:
+    blob: int = 10000
+    queue: int = 10001
+    table: int = 10002
+
+
+def connection_string(ports: AzuritePorts, host: str = "127.0.0.1") -> str:
+    """A connection string naming each endpoint, as the controller reads it."""
+    base = f"http://{host}"
+    return (
+        "DefaultEndpointsProtocol=http;"
+        f"AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint={base}:{ports.blob}/{ACCOUNT_NAME};"
+        f"QueueEndpoint={base}:{ports.queue}/{ACCOUNT_NAME};"
+        f"TableEndpoint={base}:{ports.table}/{ACCOUNT_NAME};"
+    )
+
+
+def command(location: Path, ports: AzuritePorts) -> list[str]:
+    return [
+        str(AZURITE_BIN),
+        "--silent",
+        "--skipApiVersionCheck",
+        "--location",
+        str(location),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(ports.blob),
+        "--queueHost",
+        "127.0.0.1",
+        "--queuePort",
+        str(ports.queue),
+        "--tableHost",
+        "127.0.0.1",
+        "--tablePort",
+        str(ports.table),
+    ]
+
+
+def start(location: Path, ports: AzuritePorts, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start Azurite and return once all three services accept connections."""
+    if not AZURITE_BIN.exists():
+        raise RuntimeError(f"Azurite is not installed at {AZURITE_BIN}: run `make setup`")
+    location.mkdir(parents=True, exist_ok=True)
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        command(location, ports), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    wait_for_ports([ports.blob, ports.queue, ports.table], proc)
+    return proc
+
+
+def wait_for_ports(ports: list[int], proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Azurite exited with {proc.returncode} before port {port} opened")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Azurite did not open port {port} in {timeout} s") from None
+                time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
