@@ -1,0 +1,1 @@
+"""labimage's controller library: everything the Functions app does lives here."""
