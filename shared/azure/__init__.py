@@ -1,0 +1,1 @@
+"""Resource Manager calls the steps make, through the real azure-mgmt clients."""

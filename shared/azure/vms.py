@@ -1,0 +1,161 @@
+"""Virtual machines: create, read their state, stop, generalize, delete."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from azure.mgmt.compute.models import VirtualMachine
+
+from shared.azure.boundary import arm_call, get_or_none
+from shared.azure.clients import AzureClients
+from shared.azure.naming import VmNames
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """What a build asks of one VM; the Resource Manager body is rendered from it."""
+
+    names: VmNames
+    size: str
+    admin_username: str
+    ssh_public_key: str
+    custom_data: str  # cloud-config text (carries the pinned host key)
+    nic_id: str
+    tags: dict[str, str]
+    data_disk_lun: int
+    data_disk_size_gb: int
+    platform_image: dict[str, str] | None = None  # publisher/offer/sku/version
+    image_id: str | None = None  # a managed image (relaunch)
+    spot: bool = False
+    spot_max_price: float | None = None
+    os_disk_size_gb: int | None = None
+
+
+def vm_body(spec: VmSpec, location: str) -> dict[str, Any]:
+    """The REST body of a VM whose NIC, IP and disks all go when the VM is deleted."""
+    user = spec.admin_username
+    os_disk: dict[str, Any] = {
+        "name": spec.names.os_disk,
+        "createOption": "FromImage",
+        "deleteOption": "Delete",
+        "managedDisk": {"storageAccountType": "Premium_LRS"},
+    }
+    if spec.os_disk_size_gb:
+        os_disk["diskSizeGB"] = spec.os_disk_size_gb
+    data_disk: dict[str, Any] = {
+        "lun": spec.data_disk_lun,
+        "name": spec.names.data_disk,
+        "deleteOption": "Delete",
+        "managedDisk": {"storageAccountType": "Premium_LRS"},
+    }
+    if spec.image_id:
+        image_ref: dict[str, Any] = {"id": spec.image_id}
+        data_disk["createOption"] = "FromImage"  # the captured data disk, already formatted
+    else:
+        image_ref = dict(spec.platform_image or {})
+        data_disk["createOption"] = "Empty"
+        data_disk["diskSizeGB"] = spec.data_disk_size_gb
+    properties: dict[str, Any] = {
+        "hardwareProfile": {"vmSize": spec.size},
+        "storageProfile": {
+            "imageReference": image_ref,
+            "osDisk": os_disk,
+            "dataDisks": [data_disk],
+        },
+        "osProfile": {
+            "computerName": spec.names.computer_name,
+            "adminUsername": user,
+            "customData": base64.b64encode(spec.custom_data.encode()).decode(),
+            "linuxConfiguration": {
+                "disablePasswordAuthentication": True,
+                "ssh": {
+                    "publicKeys": [
+                        {
+                            "path": f"/home/{user}/.ssh/authorized_keys",
+                            "keyData": spec.ssh_public_key,
+                        }
+                    ]
+                },
+            },
+        },
+        "networkProfile": {
+            "networkInterfaces": [
+                {"id": spec.nic_id, "properties": {"primary": True, "deleteOption": "Delete"}}
+            ]
+        },
+    }
+    if spec.spot:
+        properties["priority"] = "Spot"
+        properties["evictionPolicy"] = "Deallocate"
+        properties["billingProfile"] = {"maxPrice": spec.spot_max_price or -1}
+    return {"location": location, "tags": spec.tags, "properties": properties}
+
+
+def begin_create_vm(azure: AzureClients, spec: VmSpec) -> None:
+    """Start creating the VM; the caller polls its state instead of waiting here."""
+    s = azure.settings
+    with arm_call(f"create VM {spec.names.vm}"):
+        azure.compute.virtual_machines.begin_create_or_update(
+            s.resource_group,
+            spec.names.vm,
+            VirtualMachine(vm_body(spec, s.location)),
+        )
+
+
+@dataclass(frozen=True)
+class VmState:
+    exists: bool
+    provisioning: str | None = None  # Succeeded, Creating, Failed...
+    power: str | None = None  # running, stopped, deallocated, starting...
+    generalized: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.provisioning == "Succeeded" and self.power == "running"
+
+
+def vm_state(azure: AzureClients, name: str) -> VmState:
+    s = azure.settings
+    view = get_or_none(
+        f"read instance view of VM {name}",
+        lambda: azure.compute.virtual_machines.instance_view(s.resource_group, name),
+    )
+    if view is None:
+        return VmState(exists=False)
+    provisioning = None
+    power = None
+    generalized = False
+    for status in view.statuses or []:
+        code = status.code or ""
+        if code.startswith("ProvisioningState/"):
+            provisioning = code.split("/", 1)[1].capitalize()
+        elif code.startswith("PowerState/"):
+            power = code.split("/", 1)[1]
+        elif code == "OSState/generalized":
+            generalized = True
+    return VmState(True, provisioning, power, generalized)
+
+
+def begin_deallocate(azure: AzureClients, name: str) -> None:
+    with arm_call(f"deallocate VM {name}"):
+        azure.compute.virtual_machines.begin_deallocate(azure.settings.resource_group, name)
+
+
+def generalize(azure: AzureClients, name: str) -> None:
+    with arm_call(f"generalize VM {name}"):
+        azure.compute.virtual_machines.generalize(azure.settings.resource_group, name)
+
+
+def begin_delete_vm(azure: AzureClients, name: str) -> None:
+    with arm_call(f"delete VM {name}"):
+        azure.compute.virtual_machines.begin_delete(azure.settings.resource_group, name)
+
+
+def vm_id(azure: AzureClients, name: str) -> str:
+    s = azure.settings
+    return (
+        f"/subscriptions/{s.subscription_id}/resourceGroups/{s.resource_group}"
+        f"/providers/Microsoft.Compute/virtualMachines/{name}"
+    )

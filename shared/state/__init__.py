@@ -1,0 +1,1 @@
+"""Build state: the record, its transitions, and where it is kept."""

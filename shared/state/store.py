@@ -1,0 +1,146 @@
+"""Builds in Table storage, written with If-Match on the ETag so two writers never both win."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from shared.state.record import Build
+
+PARTITION = "build"
+# A string property holds at most 64 KiB (32 K UTF-16 characters); the document is split.
+CHUNK_CHARS = 30_000
+MAX_CHUNKS = 30
+
+
+class BuildNotFound(Exception):
+    pass
+
+
+class ConcurrentUpdate(Exception):
+    """Someone else wrote the build since it was read: reload and decide again."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    build: Build
+    etag: str
+
+
+@dataclass(frozen=True)
+class Page:
+    builds: list[Build]
+    next_token: str | None
+
+
+class BuildStore:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    @classmethod
+    def from_connection_string(cls, connection: str, table_name: str) -> BuildStore:
+        service = TableServiceClient.from_connection_string(connection)
+        service.create_table_if_not_exists(table_name)
+        return cls(service.get_table_client(table_name))
+
+    def create(self, build: Build) -> Stored:
+        """Insert a new build; raises ResourceExistsError if the id is taken."""
+        meta = self._table.create_entity(_to_entity(build))
+        return Stored(build, str(meta["etag"]))
+
+    def get(self, build_id: str) -> Stored:
+        try:
+            entity = self._table.get_entity(PARTITION, build_id)
+        except ResourceNotFoundError:
+            raise BuildNotFound(build_id) from None
+        return Stored(_from_entity(entity), str(entity.metadata["etag"]))
+
+    def replace(self, stored: Stored, build: Build) -> Stored:
+        """Write `build` only if the row is still what `stored` read."""
+        try:
+            meta = self._table.update_entity(
+                _to_entity(build),
+                mode=UpdateMode.REPLACE,
+                etag=stored.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise ConcurrentUpdate(build.id) from exc
+        return Stored(build, str(meta["etag"]))
+
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        owner: str | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> Page:
+        """One page of builds matching the filters, with an opaque token for the next page."""
+        clauses = ["PartitionKey eq @pk"]
+        params: dict[str, Any] = {"pk": PARTITION}
+        if state:
+            clauses.append("State eq @state")
+            params["state"] = state
+        if owner:
+            clauses.append("Owner eq @owner")
+            params["owner"] = owner
+        pages = self._table.query_entities(
+            " and ".join(clauses), parameters=params, results_per_page=page_size
+        ).by_page(continuation_token=_decode_token(page_token))
+        entities = list(next(iter(pages), []))
+        builds = [_from_entity(e) for e in entities]
+        return Page(builds, _encode_token(pages.continuation_token))  # type: ignore[attr-defined]
+
+    def scan_active(self) -> Iterator[Build]:
+        """Every build that is not finished (for the watchdog)."""
+        query = "PartitionKey eq @pk and State ne 'succeeded' and State ne 'failed'"
+        query += " and State ne 'cancelled'"
+        for entity in self._table.query_entities(query, parameters={"pk": PARTITION}):
+            yield _from_entity(entity)
+
+
+def _to_entity(build: Build) -> dict[str, Any]:
+    doc = build.model_dump_json()
+    chunks = [doc[i : i + CHUNK_CHARS] for i in range(0, len(doc), CHUNK_CHARS)]
+    if len(chunks) > MAX_CHUNKS:
+        raise ValueError(f"build {build.id} record is too large to store ({len(doc)} chars)")
+    entity: dict[str, Any] = {
+        "PartitionKey": PARTITION,
+        "RowKey": build.id,
+        "State": build.state.value,
+        "Stage": build.stage.value,
+        "Owner": build.owner,
+        "CreatedAt": build.created_at,
+        "Chunks": len(chunks),
+    }
+    for i, chunk in enumerate(chunks):
+        entity[f"Doc{i}"] = chunk
+    return entity
+
+
+def _from_entity(entity: dict[str, Any]) -> Build:
+    doc = "".join(entity[f"Doc{i}"] for i in range(int(entity["Chunks"])))
+    return Build.model_validate_json(doc)
+
+
+def _encode_token(token: Any) -> str | None:
+    if not token:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
+
+
+def _decode_token(token: str | None) -> Any:
+    if not token:
+        return None
+    try:
+        return json.loads(base64.urlsafe_b64decode(token.encode()))
+    except ValueError:
+        raise ValueError("page_token is not a token this API gave out") from None
