@@ -1,0 +1,25 @@
+"""The SSH layer's errors, each mapped to one of the two kinds in `shared.errors`."""
+
+from __future__ import annotations
+
+from shared.errors import PermanentError, TemporaryError
+
+
+class SshConnectionError(TemporaryError):
+    """The transport failed (refused, timed out, disconnected, login not yet possible): retry."""
+
+
+class HostKeyMismatch(PermanentError):
+    """The guest presented a host key other than the pinned one: never connect, report."""
+
+
+class RemoteCommandError(PermanentError):
+    """A remote command exited non-zero. Permanent unless the step decides otherwise."""
+
+    def __init__(self, command: str, exit_status: int, stderr_tail: str) -> None:
+        super().__init__(
+            f"remote command failed with exit status {exit_status}: {command}\n{stderr_tail}"
+        )
+        self.command = command
+        self.exit_status = exit_status
+        self.stderr_tail = stderr_tail
