@@ -1,0 +1,240 @@
+"""The local Functions host runs a real function app against a real Azurite."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+from localcloud import azurite
+
+FIXTURE_APP = Path(__file__).parent / "fixtures" / "funcapp"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class RunningHost:
+    url: str
+    connection: str
+    queues: dict[str, str]  # setting name -> queue name
+    log: Path
+    results: list[dict[str, Any]]
+
+    def queue(self, setting: str, base64_encoded: bool = True) -> QueueClient:
+        from azure.storage.queue import TextBase64EncodePolicy
+
+        policy = TextBase64EncodePolicy() if base64_encoded else None
+        return QueueClient.from_connection_string(
+            self.connection, self.queues[setting], message_encode_policy=policy
+        )
+
+    def wait_for(
+        self, match: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 30
+    ) -> list[dict[str, Any]]:
+        """Results matching `match` once at least `count` of them arrived."""
+        deadline = time.monotonic() + timeout
+        with QueueClient.from_connection_string(
+            self.connection, self.queues["RESULTS_QUEUE"]
+        ) as results:
+            while True:
+                for message in results.receive_messages(max_messages=32):
+                    self.results.append(json.loads(base64.b64decode(message.content)))
+                    results.delete_message(message)
+                found = [r for r in self.results if match(r)]
+                if len(found) >= count:
+                    return found
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"only {len(found)} of {count} results; log:\n{self.tail()}"
+                    )
+                time.sleep(0.05)
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text().splitlines()[-40:])
+
+
+def echoed(fragment: str) -> Callable[[dict[str, Any]], bool]:
+    """Matches results of the echo function whose body contains `fragment`."""
+    return lambda r: r["function"] == "echo" and fragment in r["body"]
+
+
+def _get(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, response.read()
+
+
+@pytest.fixture(scope="module")
+def host(
+    azurite_connection_string: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningHost]:
+    app_dir = tmp_path_factory.mktemp("funcapp")
+    shutil.copytree(
+        FIXTURE_APP, app_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    suffix = uuid.uuid4().hex[:8]
+    queues = {
+        name: f"{name.split('_')[0].lower()}-{suffix}"
+        for name in ("ECHO_QUEUE", "HOP_QUEUE", "FAIL_QUEUE", "ASYNC_QUEUE", "RESULTS_QUEUE")
+    }
+    service = QueueServiceClient.from_connection_string(azurite_connection_string)
+    for name in queues.values():
+        service.create_queue(name)
+    port = azurite.free_port()
+    env = {
+        **os.environ,
+        **queues,
+        "AzureWebJobsStorage": azurite_connection_string,
+        "TICK_SCHEDULE": "0 0 0 1 1 *",  # once a year: the test fires it through the admin API
+        "PYTHONPATH": str(REPO),
+    }
+    log = app_dir / "host.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "localcloud.funchost",
+                "--app-dir",
+                str(app_dir),
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    running = RunningHost(f"http://127.0.0.1:{port}", azurite_connection_string, queues, log, [])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _get(f"{running.url}/admin/host/status")
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"host did not start:\n{running.tail()}") from None
+                time.sleep(0.1)
+        yield running
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for name in [*queues.values(), queues["FAIL_QUEUE"] + "-poison"]:
+            service.delete_queue(name)
+
+
+def test_queue_message_reaches_the_function_with_its_metadata(host: RunningHost) -> None:
+    with host.queue("ECHO_QUEUE") as queue:
+        sent = queue.send_message("hello")
+    [seen] = host.wait_for(lambda r: r["function"] == "echo" and r["body"] == "hello")
+    assert seen["id"] == sent.id
+    assert seen["dequeue_count"] == 1
+    assert seen["has_times"] and seen["has_pop_receipt"]
+    with host.queue("ECHO_QUEUE") as queue:
+        time.sleep(0.5)
+        assert queue.get_queue_properties().approximate_message_count == 0  # deleted on success
+
+
+def test_base64_bodies_round_trip_as_bytes(host: RunningHost) -> None:
+    text = 'héllo ✓ {"build": "b-1"}'
+    with host.queue("ECHO_QUEUE", base64_encoded=False) as queue:
+        queue.send_message(base64.b64encode(text.encode()).decode())
+    host.wait_for(lambda r: r["function"] == "echo" and r["body"] == text)
+
+
+def test_async_functions_run(host: RunningHost) -> None:
+    with host.queue("ASYNC_QUEUE") as queue:
+        queue.send_message("from async")
+    host.wait_for(lambda r: r["function"] == "async_echo" and r["body"] == "from async")
+
+
+def test_failing_message_is_retried_then_moved_to_the_poison_queue(host: RunningHost) -> None:
+    with host.queue("FAIL_QUEUE") as queue:
+        queue.send_message("doomed")
+    attempts = host.wait_for(lambda r: r["function"] == "always_fails", count=3)
+    assert [a["dequeue_count"] for a in attempts] == [1, 2, 3]  # maxDequeueCount is 3
+    poison_name = host.queues["FAIL_QUEUE"] + "-poison"
+    deadline = time.monotonic() + 10
+    with QueueClient.from_connection_string(host.connection, poison_name) as poison:
+        while True:
+            try:
+                messages = list(poison.peek_messages(max_messages=5))
+            except Exception:
+                messages = []
+            if messages or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert [base64.b64decode(m.content).decode() for m in messages] == ["doomed"]
+    time.sleep(1)
+    assert len(host.wait_for(lambda r: r["function"] == "always_fails", count=3)) == 3
+    assert "Moving message to queue" in host.log.read_text()
+
+
+def test_http_route_parameters_query_headers_and_body(host: RunningHost) -> None:
+    status, body = _get(f"{host.url}/api/builds/b-42?verbose=yes", headers={"x-probe": "p"})
+    assert status == 200
+    assert json.loads(body) == {
+        "id": "b-42",
+        "method": "GET",
+        "verbose": "yes",
+        "header": "p",
+        "body": "",
+    }
+    status, body = _get(f"{host.url}/api/builds/b-7", data=b"payload")
+    assert json.loads(body)["method"] == "POST" and json.loads(body)["body"] == "payload"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        _get(f"{host.url}/api/nothing/here")
+    assert missing.value.code == 404
+
+
+def test_admin_endpoint_fires_a_timer_and_a_queue_function(host: RunningHost) -> None:
+    status, _ = _get(
+        f"{host.url}/admin/functions/tick", data=b"{}", headers={"Content-Type": "application/json"}
+    )
+    assert status == 202
+    [fired] = host.wait_for(lambda r: r["function"] == "tick")
+    assert fired["past_due"] is False
+    status, _ = _get(
+        f"{host.url}/admin/functions/echo",
+        data=json.dumps({"input": "by hand"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 202
+    host.wait_for(lambda r: r["function"] == "echo" and r["body"] == "by hand")
+
+
+def test_each_invocation_is_one_log_line(host: RunningHost) -> None:
+    lines = [line for line in host.log.read_text().splitlines() if "Executed 'echo'" in line]
+    assert lines and all("Succeeded" in line and "Duration=" in line for line in lines)
+    assert not any("hello" in line for line in lines)  # bodies never appear in the log
+
+
+def test_stage_hop_latency_is_well_under_a_second(host: RunningHost) -> None:
+    """A function sends to the next stage's queue; the next function starts soon after."""
+    hops = []
+    with host.queue("HOP_QUEUE") as queue:
+        for i in range(6):
+            time.sleep(2.5)  # let the listeners back off to maxPollingInterval, the worst case
+            queue.send_message(f"hop-{i}")
+            [seen] = host.wait_for(echoed(f'"hop-{i}"'))
+            hops.append(seen["at"] - json.loads(seen["body"])["sent"])
+    median = statistics.median(hops)
+    print(f"stage hop latency: median {median * 1000:.0f} ms, max {max(hops) * 1000:.0f} ms")
+    assert median < 0.5
