@@ -1,0 +1,324 @@
+"""PID 1 of a sandbox VM: builds the root file system, provisions, starts sshd, reaps, acts as udev.
+
+Started by the host as
+`nsenter --net=<netns> unshare --mount --uts --ipc --pid --fork --propagation private
+ /usr/bin/python3 guest_init.py <boot.json>`, so it runs with the base layer's python3 and the
+standard library only. Its stdout/stderr is the VM's console log on the host.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+MEDIA = "/run/localcloud/provisioning"
+PROVISIONED_MARKER = "/var/lib/waagent/provisioned"
+PROVISIONED_USER = "/var/lib/waagent/provisioned-user"
+SUDOERS_FILE = "/etc/sudoers.d/90-cloud-init-users"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+CA_LOCAL_COPY = "/usr/local/share/ca-certificates/localcloud-ca.crt"
+AZURE_LUN_DIR = "/dev/disk/azure/scsi1"
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+SYS_PIVOT_ROOT = 155  # x86_64
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def log(message: str) -> None:
+    print(f"[init {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str = "") -> None:
+    rc = libc.mount(
+        source.encode(),
+        target.encode(),
+        fstype.encode() if fstype else None,
+        ctypes.c_ulong(flags),
+        data.encode() if data else None,
+    )
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {fstype or 'bind'} on {target}: {os.strerror(err)}")
+
+
+def pivot_root(new_root: str) -> None:
+    """Make `new_root` the root and drop the host's tree (runc's pivot_root(".", ".") trick)."""
+    os.chdir(new_root)
+    if libc.syscall(SYS_PIVOT_ROOT, b".", b".") != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"pivot_root: {os.strerror(err)}")
+    if libc.umount2(b".", MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount old root: {os.strerror(err)}")
+    os.chdir("/")
+
+
+# --- root file system ------------------------------------------------------------------------
+
+
+def build_root(cfg: dict) -> None:
+    root = cfg["root"]
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    mount(
+        "overlay",
+        root,
+        "overlay",
+        0,
+        f"lowerdir=/,upperdir={cfg['upper']},workdir={cfg['work']},index=off,xino=off",
+    )
+    mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mount("sysfs", f"{root}/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    build_dev(f"{root}/dev")
+    mount("tmpfs", f"{root}/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
+    mount("tmpfs", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    # The state folder (other VMs' disks and keys) must not be visible to this VM.
+    for hidden in cfg.get("hide", []):
+        if os.path.isdir(f"{root}{hidden}"):
+            mount("tmpfs", f"{root}{hidden}", "tmpfs", MS_RDONLY, "mode=700,size=4k")
+    media_target = f"{root}{MEDIA}"
+    os.makedirs(media_target, exist_ok=True)
+    mount(cfg["media"], media_target, None, MS_BIND)
+    mount("none", media_target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    pivot_root(root)
+
+
+def build_dev(dev: str) -> None:
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=64k")
+    for name, major, minor, mode in (
+        ("null", 1, 3, 0o666),
+        ("zero", 1, 5, 0o666),
+        ("full", 1, 7, 0o666),
+        ("random", 1, 8, 0o666),
+        ("urandom", 1, 9, 0o666),
+        ("tty", 5, 0, 0o666),
+    ):
+        make_node(f"{dev}/{name}", major, minor, mode)
+    os.makedirs(f"{dev}/pts")
+    mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    os.symlink("pts/ptmx", f"{dev}/ptmx")
+    os.makedirs(f"{dev}/shm")
+    mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{i}", f"{dev}/{name}")
+    os.symlink("/proc/self/fd", f"{dev}/fd")
+
+
+def make_node(path: str, major: int, minor: int, mode: int, block: bool = False) -> None:
+    kind = 0o060000 if block else 0o020000
+    os.mknod(path, kind | mode, os.makedev(major, minor))
+    os.chmod(path, mode)
+
+
+# --- a minimal udev for the data disks ------------------------------------------------------
+
+
+def sync_disk_nodes(disks: list[dict]) -> None:
+    """Create /dev nodes and Azure's LUN links for each loop disk and its partitions."""
+    os.makedirs(AZURE_LUN_DIR, exist_ok=True)
+    for disk in disks:
+        loop, lun = disk["loop"], disk["lun"]
+        wanted = {loop: f"lun{lun}"}
+        try:
+            entries = os.listdir(f"/sys/block/{loop}")
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.startswith(f"{loop}p") and entry[len(loop) + 1 :].isdigit():
+                wanted[entry] = f"lun{lun}-part{entry[len(loop) + 1 :]}"
+        for name, link in wanted.items():
+            sysdir = f"/sys/block/{loop}" if name == loop else f"/sys/block/{loop}/{name}"
+            try:
+                with open(f"{sysdir}/dev") as f:
+                    major, minor = (int(x) for x in f.read().split(":"))
+            except (FileNotFoundError, ValueError):
+                continue
+            node = f"/dev/{name}"
+            try:
+                st = os.stat(node)
+                if st.st_rdev != os.makedev(major, minor):
+                    os.unlink(node)
+                    raise FileNotFoundError
+            except FileNotFoundError:
+                make_node(node, major, minor, 0o660, block=True)
+                os.chown(node, 0, 6)  # group disk
+            link_path = f"{AZURE_LUN_DIR}/{link}"
+            if os.path.islink(link_path) and os.readlink(link_path) == f"../../../{name}":
+                continue
+            if os.path.lexists(link_path):
+                os.unlink(link_path)
+            os.symlink(f"../../../{name}", link_path)
+        # partitions that vanished (the guest repartitioned)
+        for link in os.listdir(AZURE_LUN_DIR):
+            if link.startswith(f"lun{lun}-part") and link not in wanted.values():
+                target = os.readlink(f"{AZURE_LUN_DIR}/{link}").rsplit("/", 1)[-1]
+                os.unlink(f"{AZURE_LUN_DIR}/{link}")
+                if os.path.exists(f"/dev/{target}"):
+                    os.unlink(f"/dev/{target}")
+
+
+# --- provisioning (first boot only) ---------------------------------------------------------
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), check=check, stdin=subprocess.DEVNULL)
+
+
+def provision(media_cfg: dict) -> None:
+    user = media_cfg.get("admin_username")
+    # SSH host keys: never keep the base layer's (the host's) keys.
+    for path in glob.glob("/etc/ssh/ssh_host_*"):
+        os.unlink(path)
+    key_files = media_cfg.get("host_key_files") or []
+    for name in key_files:
+        shutil.copyfile(f"{MEDIA}/ssh_host_keys/{name}", f"/etc/ssh/{name}")
+        os.chmod(f"/etc/ssh/{name}", 0o644 if name.endswith(".pub") else 0o600)
+    if not any(not n.endswith(".pub") for n in key_files):
+        sh("ssh-keygen", "-A")
+    if user:
+        create_admin_user(user)
+    write_cloud_instance()
+    install_extra_ca()
+    shutil.copyfile(f"{MEDIA}/waagent", "/usr/sbin/waagent")
+    os.chmod("/usr/sbin/waagent", 0o755)
+    os.makedirs("/var/lib/waagent", exist_ok=True)
+    with open(PROVISIONED_USER, "w") as f:
+        f.write(f"{user or ''}\n")
+    with open(PROVISIONED_MARKER, "w") as f:
+        f.write(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+    log(f"provisioned admin user {user!r}")
+
+
+def create_admin_user(user: str) -> None:
+    exists = sh("id", "-u", user, check=False).returncode == 0
+    if not exists:
+        sh("useradd", "-m", "-U", "-s", "/bin/bash", user)
+    home = os.path.expanduser(f"~{user}")
+    ssh_dir = f"{home}/.ssh"
+    os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
+    shutil.copyfile(f"{MEDIA}/authorized_keys", f"{ssh_dir}/authorized_keys")
+    os.chmod(f"{ssh_dir}/authorized_keys", 0o600)
+    sh("chown", "-R", f"{user}:{user}", ssh_dir)
+    with open(SUDOERS_FILE, "w") as f:
+        f.write(f"# Created by localcloud provisioning\n{user} ALL=(ALL) NOPASSWD:ALL\n")
+    os.chmod(SUDOERS_FILE, 0o440)
+
+
+def write_cloud_instance() -> None:
+    instance_id = str(uuid.uuid4())
+    instance_dir = f"/var/lib/cloud/instances/{instance_id}"
+    os.makedirs(instance_dir, exist_ok=True)
+    if os.path.exists(f"{MEDIA}/user-data"):
+        shutil.copyfile(f"{MEDIA}/user-data", f"{instance_dir}/user-data.txt")
+        os.chmod(f"{instance_dir}/user-data.txt", 0o600)
+    with open(f"{instance_dir}/boot-finished", "w") as f:
+        f.write(f"{time.time()} localcloud\n")
+    os.makedirs("/var/lib/cloud/data", exist_ok=True)
+    with open("/var/lib/cloud/data/instance-id", "w") as f:
+        f.write(instance_id + "\n")
+    if os.path.lexists("/var/lib/cloud/instance"):
+        os.unlink("/var/lib/cloud/instance")
+    os.symlink(instance_dir, "/var/lib/cloud/instance")
+
+
+def install_extra_ca() -> None:
+    ca_path = f"{MEDIA}/extra-ca.pem"
+    if not os.path.exists(ca_path):
+        return
+    with open(ca_path) as f:
+        pem = f.read().strip() + "\n"
+    os.makedirs(os.path.dirname(CA_LOCAL_COPY), exist_ok=True)
+    with open(CA_LOCAL_COPY, "w") as f:  # update-ca-certificates keeps it in the bundle
+        f.write(pem)
+    with open(CA_BUNDLE) as f:
+        bundle = f.read()
+    if pem not in bundle:
+        with open(CA_BUNDLE, "a") as f:
+            f.write(("" if bundle.endswith("\n") else "\n") + pem)
+
+
+# --- every boot -----------------------------------------------------------------------------
+
+
+def set_hostname(hostname: str) -> None:
+    socket.sethostname(hostname)
+    with open("/etc/hostname", "w") as f:
+        f.write(hostname + "\n")
+    with open("/etc/hosts") as f:
+        lines = [ln for ln in f.read().splitlines() if not ln.startswith("127.0.1.1")]
+    lines.insert(1 if lines else 0, f"127.0.1.1 {hostname}")
+    with open("/etc/hosts", "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def mount_fstab() -> None:
+    """`mount -a` as systemd would at boot. XFS refuses a second mount of one UUID in a kernel,
+    which separate Azure VMs never see: retry such entries with `nouuid`."""
+    sh("mount", "-a", check=False)
+    with open("/proc/self/mounts") as f:
+        mounted = {line.split()[1] for line in f}
+    with open("/etc/fstab") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 3 and not line.startswith("#") and fields[2] == "xfs":
+                if fields[1] not in mounted and "noauto" not in fields[3:4]:
+                    sh("mount", "-o", "nouuid", fields[1], check=False)
+
+
+def start_sshd() -> subprocess.Popen:
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    return subprocess.Popen(["/usr/sbin/sshd", "-D", "-e"], stdin=subprocess.DEVNULL)
+
+
+def serve(disks: list[dict]) -> None:
+    """Reap every child forever, keep the disk nodes in sync, restart sshd if it dies."""
+    sshd = start_sshd()
+    log("sshd started")
+    while True:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == sshd.pid:
+                log(f"sshd exited with status {status}; restarting")
+                sshd.returncode = status
+                time.sleep(1)
+                sshd = start_sshd()
+        sync_disk_nodes(disks)
+        time.sleep(0.1)
+
+
+def main() -> None:
+    with open(sys.argv[1]) as f:
+        cfg = json.load(f)
+    os.environ.clear()
+    os.environ.update({"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "linux"})
+    build_root(cfg)
+    disks = cfg.get("disks", [])
+    sync_disk_nodes(disks)
+    with open(f"{MEDIA}/config.json") as f:
+        media_cfg = json.load(f)
+    if not os.path.exists(PROVISIONED_MARKER):
+        provision(media_cfg)
+    if media_cfg.get("hostname"):
+        set_hostname(media_cfg["hostname"])
+    mount_fstab()
+    serve(disks)
+
+
+if __name__ == "__main__":
+    main()
