@@ -1,0 +1,123 @@
+"""What the API answers about builds: the status of one build, a page of builds, an acceptance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BuildState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+StageState = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
+NotebookStatus = Literal["passed", "failed", "timed_out", "skipped"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StageRecord(_Model):
+    """One stage of the pipeline (provision, mount, install, verify, capture, relaunch, cleanup)."""
+
+    name: str = Field(description="Stage name.", examples=["install"])
+    state: StageState = Field(description="Where the stage stands.")
+    started_at: datetime | None = Field(None, description="When the stage first started (UTC).")
+    finished_at: datetime | None = Field(None, description="When the stage finished (UTC).")
+    attempts: int = Field(0, ge=0, description="How many times the stage has run.")
+    last_error: str | None = Field(None, description="The last error the stage met, if any.")
+
+
+class BuildEvent(_Model):
+    """Something that happened, in the order it happened."""
+
+    at: datetime = Field(description="When (UTC).")
+    stage: str | None = Field(None, description="The stage it belongs to, if any.")
+    message: str = Field(description="What happened, in a sentence.")
+
+
+class ResourceRef(_Model):
+    """An Azure resource the build created."""
+
+    type: str = Field(description="Resource type.", examples=["Microsoft.Compute/virtualMachines"])
+    id: str = Field(description="Azure resource id.")
+
+
+class NotebookResult(_Model):
+    """The outcome of one notebook run."""
+
+    name: str = Field(description="Notebook path on the VM.")
+    status: NotebookStatus = Field(description="How the run ended.")
+    duration_s: float | None = Field(None, ge=0, description="Run time in seconds.")
+    error: str | None = Field(None, description="The failing cell's error, shortened.")
+
+
+class VerificationReport(_Model):
+    """One run of the check, on the build VM or on the VM relaunched from the image."""
+
+    vm: Literal["build", "relaunch"] = Field(description="Which VM was checked.")
+    jupyter_ok: bool = Field(description="Jupyter answered through the SSH tunnel with its token.")
+    notebooks: list[NotebookResult] = Field(default_factory=list, description="Per notebook.")
+
+
+class Connection(_Model):
+    """How to reach a VM kept running (no secrets: the key stays with the controller's owner)."""
+
+    ssh_command: str = Field(description="SSH command to log in.")
+    tunnel_command: str = Field(description="SSH command forwarding Jupyter to localhost.")
+    jupyter_url: str = Field(description="Jupyter's address once the tunnel runs.")
+
+
+class BuildStatus(_Model):
+    """GET /api/builds/{id}: everything known about one build."""
+
+    id: str = Field(description="Build id.")
+    name: str = Field(description="The request's build name.")
+    state: BuildState = Field(description="Overall state.")
+    stage: str | None = Field(None, description="The current (or last) stage.")
+    created_at: datetime = Field(description="When the request was accepted (UTC).")
+    updated_at: datetime = Field(description="Last change (UTC).")
+    stages: list[StageRecord] = Field(default_factory=list, description="Every stage so far.")
+    events: list[BuildEvent] = Field(default_factory=list, description="What happened.")
+    resources: list[ResourceRef] = Field(
+        default_factory=list, description="Azure resources created for this build."
+    )
+    image_id: str | None = Field(None, description="Resource id of the captured managed image.")
+    gallery_image_version_id: str | None = Field(
+        None, description="Resource id of the gallery image version, if one was requested."
+    )
+    verification: list[VerificationReport] = Field(
+        default_factory=list, description="Check results, build VM first."
+    )
+    connection: Connection | None = Field(
+        None, description="How to reach the relaunched VM when it is kept running."
+    )
+    error: str | None = Field(None, description="Why the build failed, if it did.")
+
+
+class BuildSummary(_Model):
+    """One line of GET /api/builds."""
+
+    id: str = Field(description="Build id.")
+    name: str = Field(description="The request's build name.")
+    owner: str = Field(description="The request's owner.")
+    project: str = Field(description="The request's project.")
+    state: BuildState = Field(description="Overall state.")
+    stage: str | None = Field(None, description="The current (or last) stage.")
+    created_at: datetime = Field(description="When the request was accepted (UTC).")
+    updated_at: datetime = Field(description="Last change (UTC).")
+
+
+class BuildList(_Model):
+    """GET /api/builds: one page of builds, newest first."""
+
+    builds: list[BuildSummary] = Field(description="This page's builds.")
+    next_page_token: str | None = Field(
+        None, description="Pass as page_token for the next page; absent on the last page."
+    )
+
+
+class BuildAccepted(_Model):
+    """202 answer to POST /api/builds and POST /api/builds/{id}/cancel."""
+
+    id: str = Field(description="Build id.")
+    status_url: str = Field(description="Where to follow the build: GET /api/builds/{id}.")
