@@ -1,0 +1,214 @@
+"""Runs one stage message: load the build, call its step, write the result, send the next hop.
+
+The next message is sent only after the state write succeeded. A message whose token is not
+the build's current token is a duplicate or stale and is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from shared.bus import StageMessage
+from shared.errors import PermanentError, TemporaryError
+from shared.runtime import Runtime
+from shared.state.machine import Stage, Trigger, next_stage
+from shared.state.record import Build, BuildState, StageRecord, new_token, utcnow
+from shared.state.store import BuildNotFound, ConcurrentUpdate, Stored
+from shared.steps.base import Budget, Done, Outcome, Poll, StepContext
+from shared.steps.registry import BUDGETS, STEPS
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 300.0
+HOP_GRACE = timedelta(minutes=5)
+
+
+async def handle_stage_message(rt: Runtime, body: str | bytes) -> None:
+    """Process one message of a stage queue. Raises only for unexpected failures (host retries)."""
+    message = StageMessage.from_json(body)
+    try:
+        stored = rt.store.get(message.build_id)
+    except BuildNotFound:
+        logger.warning("message for unknown build %s dropped", message.build_id)
+        return
+    build = stored.build
+    if build.state.terminal or build.token != message.token or build.stage != message.stage:
+        logger.info(
+            "%s message for %s is a duplicate or stale (build is at %s): dropped",
+            message.stage,
+            build.id,
+            build.stage,
+        )
+        return
+    if build.cancel_requested and build.stage not in (Stage.CLEANUP, Stage.DONE):
+        await _move(rt, stored, _fail_stage(build, "cancelled by request", cancelled=True))
+        return
+    build = _start_stage(build)
+    stage = build.stage
+    budget = BUDGETS[stage]
+    started = build.stage_record(stage).started_at or utcnow()
+    if utcnow() - started > budget.deadline:
+        reason = f"{stage} passed its time limit of {_minutes(budget)} min"
+        await _move(rt, stored, _fail_stage(build, reason))
+        return
+    context = StepContext(settings=rt.settings, build=build, azure=rt.azure, keys=rt.keys)
+    try:
+        outcome: Outcome = await STEPS[stage](context)
+    except TemporaryError as exc:
+        await _retry_or_fail(rt, stored, build, budget, exc)
+        return
+    except PermanentError as exc:
+        logger.warning("%s of %s failed: %s; cleaning up", stage, build.id, exc)
+        await _move(rt, stored, _fail_stage(build, str(exc)))
+        return
+    if isinstance(outcome, Poll):
+        polled = _record(outcome.build, stage, polls=outcome.build.stage_record(stage).polls + 1)
+        if not polled.events or polled.events[-1].message != outcome.note:
+            polled = polled.with_event(outcome.note, stage)
+        await _commit(rt, stored, polled, stage, outcome.after_s)
+        return
+    await _move(rt, stored, _finish_stage(outcome))
+
+
+async def fail_from_poison(rt: Runtime, body: str | bytes, queue: str) -> None:
+    """A message the host gave up on: fail its build the same way a permanent error does."""
+    message = StageMessage.from_json(body)
+    try:
+        stored = rt.store.get(message.build_id)
+    except BuildNotFound:
+        return
+    build = stored.build
+    if build.state.terminal or build.stage != message.stage:
+        return
+    reason = (
+        f"{message.stage} crashed repeatedly (message moved to {queue}); "
+        f"last error: {build.stage_record(message.stage).last_error or 'see the logs'}"
+    )
+    if build.stage == Stage.CLEANUP:
+        final = build.model_copy(
+            update={"state": build.outcome or BuildState.FAILED, "stage": Stage.DONE}
+        )
+        final = final.model_copy(update={"error": _join(build.error, reason)})
+        await _commit(rt, stored, final.with_event(reason, Stage.CLEANUP), None, 0)
+        return
+    await _move(rt, stored, _fail_stage(build, reason))
+
+
+def _start_stage(build: Build) -> Build:
+    record = build.stage_record(build.stage)
+    if record.state == "running":
+        return build
+    started = record.model_copy(update={"state": "running", "started_at": utcnow()})
+    build = build.with_stage_record(build.stage, started).with_event(f"{build.stage} started")
+    if build.state == BuildState.QUEUED:
+        build = build.model_copy(update={"state": BuildState.RUNNING})
+    return build
+
+
+def _finish_stage(done: Done) -> Build:
+    build = done.build
+    record = build.stage_record(build.stage).model_copy(
+        update={"state": "succeeded", "finished_at": utcnow()}
+    )
+    build = build.with_stage_record(build.stage, record).with_event(done.note)
+    logger.info("%s of %s succeeded: %s", build.stage, build.id, done.note)
+    if build.stage == Stage.CLEANUP:
+        outcome = build.outcome or BuildState.SUCCEEDED
+        return build.model_copy(
+            update={"stage": next_stage(Stage.CLEANUP, Trigger.CLEANED), "state": outcome}
+        )
+    following = next_stage(build.stage, Trigger.SUCCEEDED)
+    if following == Stage.CLEANUP and build.outcome is None:
+        build = build.model_copy(update={"outcome": BuildState.SUCCEEDED})
+    return build.model_copy(update={"stage": following})
+
+
+def _fail_stage(build: Build, reason: str, cancelled: bool = False) -> Build:
+    stage = build.stage
+    record = build.stage_record(stage).model_copy(
+        update={
+            "state": "cancelled" if cancelled else "failed",
+            "finished_at": utcnow(),
+            "last_error": None if cancelled else reason,
+        }
+    )
+    build = build.with_stage_record(stage, record).with_event(reason, stage)
+    if stage == Stage.CLEANUP:
+        # Cleanup gives up: the build ends with what it could not remove named in the error.
+        return build.model_copy(
+            update={
+                "stage": Stage.DONE,
+                "state": build.outcome or BuildState.FAILED,
+                "error": _join(build.error, reason),
+            }
+        )
+    trigger = Trigger.CANCELLED if cancelled else Trigger.FAILED
+    outcome = BuildState.CANCELLED if cancelled else BuildState.FAILED
+    error = None if cancelled else f"{stage} failed: {reason}"
+    return build.model_copy(
+        update={"stage": next_stage(stage, trigger), "outcome": outcome, "error": error}
+    )
+
+
+async def _retry_or_fail(
+    rt: Runtime, stored: Stored, build: Build, budget: Budget, exc: TemporaryError
+) -> None:
+    stage = build.stage
+    record = build.stage_record(stage)
+    retries = record.attempts + 1
+    delay = min(exc.retry_after * (2 ** min(record.attempts, 6)), MAX_BACKOFF_S)
+    started = record.started_at or utcnow()
+    if retries > budget.max_retries:
+        reason = f"{exc} (gave up after {budget.max_retries} retries)"
+        await _move(rt, stored, _fail_stage(build, reason))
+        return
+    if utcnow() + timedelta(seconds=delay) - started > budget.deadline:
+        reason = f"{exc} (the next retry would pass the {_minutes(budget)} min time limit)"
+        await _move(rt, stored, _fail_stage(build, reason))
+        return
+    logger.warning(
+        "%s of %s failed temporarily: %s; retrying in %.0f s", stage, build.id, exc, delay
+    )
+    retried = _record(build, stage, attempts=retries, last_error=str(exc))
+    retried = retried.with_event(f"temporary failure: {exc}; retrying in {delay:.0f} s", stage)
+    await _commit(rt, stored, retried, stage, delay)
+
+
+async def _move(rt: Runtime, stored: Stored, build: Build) -> None:
+    """Write a build that changed stage and, if it is not finished, send its next message."""
+    target = None if build.stage == Stage.DONE else build.stage
+    await _commit(rt, stored, build, target, 0)
+
+
+async def _commit(
+    rt: Runtime, stored: Stored, build: Build, target: Stage | None, delay_s: float
+) -> None:
+    token = new_token() if target else ""
+    due = utcnow() + timedelta(seconds=delay_s) + HOP_GRACE if target else None
+    build = build.model_copy(update={"token": token, "next_hop_due": due, "updated_at": utcnow()})
+    try:
+        rt.store.replace(stored, build)
+    except ConcurrentUpdate:
+        fresh = rt.store.get(build.id)
+        if fresh.build.token != stored.build.token:
+            logger.info("%s of %s lost a race to another writer: dropped", build.stage, build.id)
+            return
+        # Only a cancel request came in between: keep it and write again.
+        merged = build.model_copy(update={"cancel_requested": fresh.build.cancel_requested})
+        rt.store.replace(fresh, merged)
+    if target:
+        rt.bus.send(StageMessage(build.id, target, token), delay_s)
+
+
+def _record(build: Build, stage: Stage, **changes: object) -> Build:
+    record: StageRecord = build.stage_record(stage).model_copy(update=changes)
+    return build.with_stage_record(stage, record)
+
+
+def _minutes(budget: Budget) -> int:
+    return int(budget.deadline.total_seconds() // 60)
+
+
+def _join(first: str | None, second: str) -> str:
+    return f"{first}; {second}" if first else second

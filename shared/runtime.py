@@ -1,0 +1,42 @@
+"""The long-lived collaborators of one Functions worker process, made once and lazily."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache, cached_property
+from typing import Any
+
+from shared.azure.clients import AzureClients
+from shared.bus import QueueBus
+from shared.settings import Settings, get_settings
+from shared.state.store import BuildStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+
+    @cached_property
+    def store(self) -> BuildStore:
+        s = self.settings
+        return BuildStore.from_connection_string(s.storage_connection, s.builds_table)
+
+    @cached_property
+    def bus(self) -> QueueBus:
+        return QueueBus.from_connection_string(self.settings.storage_connection)
+
+    @cached_property
+    def azure(self) -> AzureClients:
+        return AzureClients(self.settings)
+
+    @cached_property
+    def keys(self) -> Any:
+        from shared.ssh.keys import key_store_from_settings
+
+        return key_store_from_settings(self.settings)
+
+
+@cache
+def get_runtime() -> Runtime:
+    """The process's runtime; creating it connects to nothing."""
+    return Runtime(get_settings())

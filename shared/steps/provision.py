@@ -1,0 +1,11 @@
+"""provision: network, IP, NIC and the build VM with its data disk; done when SSH answers."""
+
+from __future__ import annotations
+
+from shared.steps.base import Outcome, StepContext
+from shared.steps.vm_access import bring_up_vm, done_or_poll
+
+
+async def provision_vm(ctx: StepContext) -> Outcome:
+    result = await bring_up_vm(ctx, "build")
+    return done_or_poll(result, "build VM is running and answers SSH with its pinned host key")

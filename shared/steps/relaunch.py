@@ -1,0 +1,104 @@
+"""relaunch: a new VM from the image, no mount step; the data disk must be mounted by fstab alone,
+then verify again; the VM is deleted, or kept with its auto-stop tag and connection commands."""
+
+from __future__ import annotations
+
+import json
+
+from shared.azure import vms
+from shared.azure.naming import BuildNames
+from shared.errors import PermanentError
+from shared.remote import load_script
+from shared.ssh.jobs import run_script
+from shared.state.record import Build
+from shared.steps.base import Done, Outcome, Poll, StepContext
+from shared.steps.verify import JUPYTER_PORT, verify_guest
+from shared.steps.vm_access import bring_up_vm, open_guest
+
+POLL_S = 3.0
+TUNNEL_LOCAL_PORT = 7005  # the seed recipe's `ssh -N -L 7005:localhost:8889`
+
+
+async def relaunch_vm(ctx: StepContext) -> Outcome:
+    request = ctx.request
+    stage = ctx.build.stage
+    names = BuildNames(ctx.build.id)
+    vm = names.vm("relaunch")
+    image_id = ctx.build.outputs.get("image_id")
+    if not image_id:
+        raise PermanentError("no image to relaunch from")
+
+    build = ctx.build
+    if not build.marker(stage, "checked"):
+        up = await bring_up_vm(ctx, "relaunch", image_id)
+        if isinstance(up, Poll):
+            return up
+        build = up
+        ctx.build = build
+        async with open_guest(ctx, "relaunch") as runner:
+            if not build.marker(stage, "mount_ok"):
+                mount_point = request.data_disk.mount_point
+                result = await run_script(
+                    runner, load_script("check_mount.sh"), [mount_point], 60, name="check_mount"
+                )
+                mount = json.loads(result.stdout.strip().splitlines()[-1])
+                if not mount.get("mounted") or not mount.get("in_fstab_by_uuid"):
+                    raise PermanentError(
+                        f"the data disk is not mounted at {mount_point} on the relaunched VM "
+                        f"by fstab alone: {mount}"
+                    )
+                build = build.with_progress(stage, mount_ok=True).with_outputs(relaunch_mount=mount)
+            if request.relaunch.verify:
+                verified = await verify_guest(ctx, runner, build)
+                if isinstance(verified, Poll):
+                    return verified
+                build = verified.with_outputs(
+                    relaunch_verification=verified.outputs["verification"]
+                )
+        build = build.with_progress(stage, checked=True)
+
+    if request.relaunch.keep_running:
+        build = _keep(ctx, build)
+        return Done(build, f"relaunched VM {vm.vm} verified and kept running")
+    state = vms.vm_state(ctx.azure, vm.vm)
+    if state.exists:
+        if not build.marker(stage, "delete_started"):
+            vms.begin_delete_vm(ctx.azure, vm.vm)
+            build = build.with_progress(stage, delete_started=True)
+        return Poll(build, POLL_S, f"deleting relaunched VM {vm.vm}")
+    return Done(build, "relaunched VM verified and deleted")
+
+
+def _keep(ctx: StepContext, build: Build) -> Build:
+    """Mark what the kept VM needs so cleanup leaves it, and say how to reach it."""
+    names = BuildNames(build.id)
+    vm = names.vm("relaunch")
+    keep_names = {vm.vm, vm.nic, vm.public_ip, vm.os_disk, vm.data_disk, names.vnet, names.nsg}
+    resources = [
+        r.model_copy(update={"kept": True}) if r.id.rsplit("/", 1)[-1] in keep_names else r
+        for r in build.resources
+    ]
+    address = build.marker("relaunch", "relaunch_address")
+    user = ctx.request.vm.admin_username
+    key = f"~/.ssh/labimage-{build.id}"
+    connection = {
+        "vm_name": vm.vm,
+        "address": address,
+        "key": f"save the build's private key as {key} (chmod 600); it is in {_key_home(ctx)}",
+        "ssh_command": f"ssh -i {key} {user}@{address}",
+        "tunnel_command": (
+            f"ssh -i {key} -N -L {TUNNEL_LOCAL_PORT}:localhost:{JUPYTER_PORT} {user}@{address}"
+        ),
+        "start_jupyter": (
+            f"ssh -i {key} {user}@{address} /opt/labimage/env/bin/jupyter lab --no-browser "
+            f"--ip=127.0.0.1 --port={JUPYTER_PORT}"
+        ),
+        "jupyter_url": f"http://localhost:{TUNNEL_LOCAL_PORT}/",
+    }
+    return build.model_copy(update={"resources": resources}).with_outputs(connection=connection)
+
+
+def _key_home(ctx: StepContext) -> str:
+    if ctx.settings.key_vault_url:
+        return f"Key Vault {ctx.settings.key_vault_url}"
+    return f"the controller's key folder {ctx.settings.ssh_key_dir}"
