@@ -31,9 +31,11 @@ class Runtime:
 
     @cached_property
     def keys(self) -> Any:
-        from shared.ssh.keys import key_store_from_settings
+        from shared.ssh.keys import DirectoryKeyStore
 
-        return key_store_from_settings(self.settings)
+        if self.settings.ssh_key_dir:
+            return DirectoryKeyStore(self.settings.ssh_key_dir)
+        raise RuntimeError("no SSH key store: set LABIMAGE_SSH_KEY_DIR (Key Vault comes later)")
 
 
 @cache

@@ -1,4 +1,5 @@
-"""capture: deprovision the guest, deallocate, generalize, image (and gallery version), delete VM."""
+"""capture: deprovision the guest, deallocate, generalize, image (and gallery version), then
+delete the build VM."""
 
 from __future__ import annotations
 
