@@ -358,6 +358,7 @@ class BuildRequest(_Model):
     )
     tags: dict[str, str] = Field(
         default_factory=dict,
+        json_schema_extra={"maxProperties": MAX_USER_TAGS},
         description=f"Extra Azure tags for every resource, at most {MAX_USER_TAGS}. Names: at "
         "most 512 characters, none of < > % & \\ ? /, not starting with 'labimage-' (the "
         "controller's), microsoft, azure or windows, and not 'owner' or 'project' (use those "
