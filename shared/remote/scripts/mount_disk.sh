@@ -1,0 +1,121 @@
+#!/bin/bash
+# mount_disk.sh <lun> <mount_point> <fs>
+# Find the data disk by LUN, give it GPT + one partition + a file system if (and only if) it is
+# blank, mount it, and record it in fstab by UUID with nofail. Safe to run again.
+# Prints one JSON line: {"device", "uuid", "fs", "mount_point"}.
+set -euo pipefail
+
+die() { echo "mount_disk: $*" >&2; exit 1; }
+
+[ $# -eq 3 ] || die "usage: mount_disk.sh <lun> <mount_point> <fs>"
+lun=$1 mount_point=$2 fs=$3
+[[ $lun =~ ^[0-9]{1,2}$ ]] || die "LUN must be a number, got '$lun'"
+[[ $mount_point =~ ^/[A-Za-z0-9._/-]*$ && $mount_point != / && $mount_point != *..* ]] \
+    || die "mount point must be an absolute path of letters, digits, '.', '_', '-': '$mount_point'"
+case $fs in xfs|ext4) ;; *) die "file system must be xfs or ext4, got '$fs'" ;; esac
+command -v "mkfs.$fs" >/dev/null || die "mkfs.$fs is not installed"
+
+# Azure's udev rules name data disks by LUN; older images lack them: look for SCSI HCTL *:*:*:<lun>
+# on a host other than the OS disk's.
+find_disk() {
+    local link=/dev/disk/azure/scsi1/lun$lun
+    if [ -e "$link" ]; then readlink -f "$link"; return; fi
+    local name hctl
+    while read -r name hctl; do
+        if [[ $hctl == *:*:*:"$lun" && ${hctl%%:*} != 0 ]]; then echo "/dev/$name"; return; fi
+    done < <(lsblk -dn -o NAME,HCTL 2>/dev/null)
+    # Last resort for hosts whose data disks sit on SCSI host 0 too (localcloud, some VM sizes).
+    while read -r name hctl; do
+        if [[ $hctl == *:*:*:"$lun" ]]; then echo "/dev/$name"; return; fi
+    done < <(lsblk -dn -o NAME,HCTL 2>/dev/null)
+}
+
+disk=$(find_disk || true)
+[ -n "$disk" ] && [ -b "$disk" ] || die "no data disk found at LUN $lun (/dev/disk/azure/scsi1/lun$lun, lsblk HCTL)"
+
+# Refuse the disk holding / (or any disk with a mounted partition other than ours).
+root_source=$(findmnt -n -o SOURCE / || true)
+root_disk=""
+if [ -b "$root_source" ]; then
+    root_disk=$(lsblk -no PKNAME "$root_source" 2>/dev/null | head -n1 || true)
+    [ -n "$root_disk" ] && root_disk=/dev/$root_disk || root_disk=$root_source
+fi
+[ "$disk" != "$root_disk" ] || die "$disk at LUN $lun is the OS disk; refusing to touch it"
+[ -e /dev/disk/azure/root ] && [ "$(readlink -f /dev/disk/azure/root)" = "$disk" ] \
+    && die "$disk at LUN $lun is the OS disk; refusing to touch it"
+
+partition_of() {
+    local link=/dev/disk/azure/scsi1/lun$lun-part1
+    if [ -e "$link" ]; then readlink -f "$link"; return; fi
+    lsblk -ln -o NAME,TYPE "$disk" | awk '$2 == "part" { print "/dev/" $1; exit }'
+}
+
+settle() {
+    if command -v udevadm >/dev/null && [ -d /run/udev ]; then udevadm settle --timeout=10 || true; fi
+}
+
+fs_on_disk=$(blkid -o value -s TYPE "$disk" 2>/dev/null || true)
+part=$(partition_of || true)
+if [ -n "$fs_on_disk" ]; then
+    # A file system straight on the disk (no partition table): use it as it is.
+    device=$disk
+elif [ -n "$part" ]; then
+    device=$part
+elif blkid -p -o value -s PTTYPE "$disk" >/dev/null 2>&1; then
+    die "$disk has a partition table but no partition; refusing to guess (inspect it by hand)"
+else
+    echo "mount_disk: $disk is blank: creating GPT, one partition and $fs" >&2
+    parted -s -a optimal "$disk" mklabel gpt mkpart primary "$fs" 0% 100%
+    command -v partprobe >/dev/null && { partprobe "$disk" 2>/dev/null || true; }
+    settle
+    for _ in $(seq 1 50); do
+        part=$(partition_of || true)
+        [ -n "$part" ] && [ -b "$part" ] && break
+        # Without udev (containers), create the node from sysfs.
+        if [ -z "$part" ] || [ ! -b "$part" ]; then
+            sys=$(ls -d "/sys/class/block/$(basename "$disk")/$(basename "$disk")"*1 2>/dev/null | head -n1 || true)
+            if [ -n "$sys" ] && [ -r "$sys/dev" ] && [ ! -e "/dev/$(basename "$sys")" ]; then
+                IFS=: read -r major minor < "$sys/dev"
+                mknod "/dev/$(basename "$sys")" b "$major" "$minor"
+            fi
+        fi
+        sleep 0.2
+    done
+    [ -n "$part" ] && [ -b "$part" ] || die "partition 1 of $disk did not appear"
+    device=$part
+fi
+
+if [ -z "$(blkid -o value -s TYPE "$device" 2>/dev/null || true)" ]; then
+    # Only a partition we just made, or an empty one, is formatted; never one holding data.
+    echo "mount_disk: creating $fs on $device" >&2
+    "mkfs.$fs" -q "$device" >&2 || "mkfs.$fs" "$device" >&2
+    settle
+fi
+actual_fs=$(blkid -o value -s TYPE "$device")
+[ "$actual_fs" = "$fs" ] || die "$device already holds $actual_fs, not $fs; refusing to reformat"
+uuid=$(blkid -o value -s UUID "$device")
+[ -n "$uuid" ] || die "no UUID on $device"
+
+mkdir -p "$mount_point"
+# Replace any fstab line for this mount point, then add ours: never a duplicate.
+line="UUID=$uuid $mount_point $fs defaults,nofail 0 2"
+tmp=$(mktemp /etc/fstab.labimage.XXXXXX)
+awk -v mp="$mount_point" '$0 ~ /^[[:space:]]*#/ || $2 != mp' /etc/fstab > "$tmp"
+echo "$line" >> "$tmp"
+chmod 0644 "$tmp"
+mv -f "$tmp" /etc/fstab
+
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    systemctl daemon-reload
+fi
+if ! findmnt -n "$mount_point" >/dev/null; then
+    mount "$mount_point"
+fi
+mounted_uuid=$(findmnt -n -o UUID "$mount_point" || true)
+if [ -z "$mounted_uuid" ]; then
+    mounted_uuid=$(blkid -o value -s UUID "$(findmnt -n -o SOURCE "$mount_point")" || true)
+fi
+[ "$mounted_uuid" = "$uuid" ] || die "$mount_point is not mounted from UUID $uuid (found '${mounted_uuid}')"
+
+printf '{"device": "%s", "uuid": "%s", "fs": "%s", "mount_point": "%s"}\n' \
+    "$device" "$uuid" "$fs" "$mount_point"
