@@ -116,11 +116,11 @@ class VmState:
         return self.provisioning == "Succeeded" and self.power == "running"
 
 
-def vm_state(azure: AzureClients, name: str) -> VmState:
-    s = azure.settings
+def vm_state(azure: AzureClients, name: str, group: str | None = None) -> VmState:
+    group = group or azure.settings.resource_group
     view = get_or_none(
         f"read instance view of VM {name}",
-        lambda: azure.compute.virtual_machines.instance_view(s.resource_group, name),
+        lambda: azure.compute.virtual_machines.instance_view(group, name),
     )
     if view is None:
         return VmState(exists=False)
@@ -138,9 +138,11 @@ def vm_state(azure: AzureClients, name: str) -> VmState:
     return VmState(True, provisioning, power, generalized)
 
 
-def begin_deallocate(azure: AzureClients, name: str) -> None:
+def begin_deallocate(azure: AzureClients, name: str, group: str | None = None) -> None:
     with arm_call(f"deallocate VM {name}"):
-        azure.compute.virtual_machines.begin_deallocate(azure.settings.resource_group, name)
+        azure.compute.virtual_machines.begin_deallocate(
+            group or azure.settings.resource_group, name
+        )
 
 
 def generalize(azure: AzureClients, name: str) -> None:

@@ -1,0 +1,10 @@
+"""The Functions app: creates it and registers the blueprints. Nothing else lives here."""
+
+import azure.functions as func
+
+from functions import api, pipeline, timers
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(api.bp)
+app.register_functions(pipeline.bp)
+app.register_functions(timers.bp)

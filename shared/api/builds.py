@@ -1,0 +1,129 @@
+"""The builds API: submit, read, list, cancel. Answers are (status, JSON body) pairs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from shared.api.views import build_status, build_summary
+from shared.bus import StageMessage
+from shared.models.parse import parse_build_request
+from shared.models.problems import RequestRejected
+from shared.runtime import Runtime
+from shared.state.machine import Stage
+from shared.state.record import Build, new_build_id, new_token, utcnow
+from shared.state.store import BuildNotFound, ConcurrentUpdate
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 100
+FIRST_HOP_GRACE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    body: Any
+
+
+def _error(status: int, error: str, field: str = "", message: str = "") -> ApiResponse:
+    problems = [{"field": field, "message": message}] if message else []
+    return ApiResponse(status, {"error": error, "problems": problems})
+
+
+def submit(rt: Runtime, body: bytes, base_url: str) -> ApiResponse:
+    """Validate, record, then queue the first stage. Nothing is created for a bad request."""
+    try:
+        request = parse_build_request(body)
+    except RequestRejected as exc:
+        return ApiResponse(exc.http_status, exc.to_body())
+    build_id = new_build_id()
+    token = new_token()
+    build = Build(
+        id=build_id,
+        request=request.model_dump(mode="json"),
+        owner=request.owner,
+        token=token,
+        next_hop_due=utcnow() + FIRST_HOP_GRACE,
+    ).with_event("build accepted", Stage.PROVISION)
+    rt.store.create(build)
+    rt.bus.send(StageMessage(build_id, Stage.PROVISION, token))
+    logger.info("build %s accepted for %s", build_id, request.owner)
+    url = f"{base_url.rstrip('/')}/api/builds/{build_id}"
+    return ApiResponse(202, {"id": build_id, "status_url": url})
+
+
+def get(rt: Runtime, build_id: str) -> ApiResponse:
+    try:
+        stored = rt.store.get(build_id)
+    except BuildNotFound:
+        return _error(404, "not found", "id", f"there is no build {build_id!r}")
+    return ApiResponse(200, build_status(stored.build).model_dump(mode="json"))
+
+
+def list_builds(rt: Runtime, query: dict[str, str]) -> ApiResponse:
+    state = query.get("state") or None
+    if state and state not in {"queued", "running", "succeeded", "failed", "cancelled"}:
+        return _error(
+            400,
+            "invalid request",
+            "state",
+            "state must be one of queued, running, succeeded, failed, cancelled",
+        )
+    try:
+        page_size = int(query.get("page_size", "50"))
+    except ValueError:
+        page_size = 0
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        return _error(
+            400, "invalid request", "page_size", f"page_size must be 1 to {MAX_PAGE_SIZE}"
+        )
+    try:
+        page = rt.store.list(
+            state=state,
+            owner=query.get("owner") or None,
+            page_size=page_size,
+            page_token=query.get("page_token") or None,
+        )
+    except ValueError as exc:
+        return _error(400, "invalid request", "page_token", str(exc))
+    builds = sorted(page.builds, key=lambda b: b.created_at, reverse=True)
+    return ApiResponse(
+        200,
+        {
+            "builds": [build_summary(b).model_dump(mode="json") for b in builds],
+            "next_page_token": page.next_token,
+        },
+    )
+
+
+def cancel(rt: Runtime, build_id: str, base_url: str) -> ApiResponse:
+    """Ask a build to stop at its next safe point; cleanup then removes what it made."""
+    for _ in range(5):
+        try:
+            stored = rt.store.get(build_id)
+        except BuildNotFound:
+            return _error(404, "not found", "id", f"there is no build {build_id!r}")
+        build = stored.build
+        if build.state.terminal:
+            return _error(
+                409, "conflict", "id", f"build {build_id} has already {build.state.value}"
+            )
+        if build.cancel_requested:
+            break
+        try:
+            rt.store.replace(
+                stored,
+                build.model_copy(
+                    update={"cancel_requested": True, "updated_at": utcnow()}
+                ).with_event("cancel requested"),
+            )
+            break
+        except ConcurrentUpdate:
+            continue
+    else:
+        return _error(503, "busy", "", "the build is changing fast; try again")
+    url = f"{base_url.rstrip('/')}/api/builds/{build_id}"
+    return ApiResponse(202, {"id": build_id, "status_url": url})

@@ -1,0 +1,103 @@
+"""From the stored build record to what the API shows (no secrets are in either)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.models.status import (
+    BuildStatus,
+    BuildSummary,
+    Connection,
+    NotebookResult,
+    ResourceRef,
+    VerificationReport,
+)
+from shared.state.machine import PIPELINE, Stage
+from shared.state.record import Build
+
+_NOTEBOOK_STATUS: dict[str, Any] = {
+    "ok": "passed",
+    "passed": "passed",
+    "failed": "failed",
+    "timeout": "timed_out",
+}
+
+
+def build_status(build: Build) -> BuildStatus:
+    stages = []
+    for stage in (*PIPELINE, Stage.CLEANUP):
+        record = build.stages.get(stage.value)
+        if record is None:
+            continue
+        stages.append(
+            {
+                "name": stage.value,
+                "state": record.state,
+                "started_at": record.started_at,
+                "finished_at": record.finished_at,
+                "attempts": record.attempts + record.polls + 1,
+                "last_error": record.last_error,
+            }
+        )
+    outputs = build.outputs
+    reports = [
+        _report(vm, outputs[key])
+        for vm, key in (("build", "verification"), ("relaunch", "relaunch_verification"))
+        if key in outputs
+    ]
+    connection = outputs.get("connection")
+    return BuildStatus.model_validate(
+        {
+            "id": build.id,
+            "name": build.request.get("name", ""),
+            "state": build.state.value,
+            "stage": build.stage.value,
+            "created_at": build.created_at,
+            "updated_at": build.updated_at,
+            "stages": stages,
+            "events": [e.model_dump() for e in build.events],
+            "resources": [ResourceRef(type=r.type, id=r.id) for r in build.resources],
+            "image_id": outputs.get("image_id"),
+            "gallery_image_version_id": outputs.get("gallery_image_version_id"),
+            "verification": reports,
+            "connection": Connection.model_validate(
+                {k: connection[k] for k in Connection.model_fields if k in connection}
+            )
+            if connection
+            else None,
+            "error": build.error,
+        }
+    )
+
+
+def build_summary(build: Build) -> BuildSummary:
+    return BuildSummary(
+        id=build.id,
+        name=build.request.get("name", ""),
+        owner=build.request.get("owner", ""),
+        project=build.request.get("project", ""),
+        state=build.state.value,
+        stage=build.stage.value,
+        created_at=build.created_at,
+        updated_at=build.updated_at,
+    )
+
+
+def _report(vm: str, report: dict[str, Any]) -> VerificationReport:
+    notebooks = []
+    for nb in report.get("notebooks", []):
+        error = None
+        if nb.get("ename") or nb.get("evalue"):
+            cell = f"cell {nb.get('cell')}: " if nb.get("cell") is not None else ""
+            error = f"{cell}{nb.get('ename', '')}: {nb.get('evalue', '')}"[:2000]
+        notebooks.append(
+            NotebookResult(
+                name=str(nb.get("name", "?")),
+                status=_NOTEBOOK_STATUS.get(str(nb.get("status")), "failed"),
+                duration_s=nb.get("duration_s"),
+                error=error or nb.get("error"),
+            )
+        )
+    return VerificationReport(
+        vm=vm, jupyter_ok=report.get("jupyter") == "answered", notebooks=notebooks
+    )
