@@ -27,16 +27,16 @@ _MESSAGES = {
     "float_type": "must be a number",
     "bool_type": "must be true or false",
     "list_type": "must be a list ([...])",
-    "dict_type": "must be an object ({...}) of names to strings",
-    "model_type": "must be an object ({...})",
-    "model_attributes_type": "must be an object ({...})",
+    "dict_type": "must be an object ({{...}}) of names to strings",
+    "model_type": "must be an object ({{...}})",
+    "model_attributes_type": "must be an object ({{...}})",
     "none_required": "must be null",
     "greater_than": "must be more than {gt}",
     "greater_than_equal": "must be at least {ge}",
     "less_than": "must be less than {lt}",
     "less_than_equal": "must be at most {le}",
     "finite_number": "must be a finite number",
-    "string_too_short": "must be at least {min_length} character(s) long",
+    "string_too_short": "must be at least {min_length} characters long",
     "string_too_long": "must be at most {max_length} characters long",
     "too_short": "must have at least {min_length} entries",
     "too_long": "must have at most {max_length} entries",
@@ -128,11 +128,19 @@ def _problems_from_detail(detail: ErrorDetails, model: type[BaseModel]) -> list[
         message = _missing_message(model, loc)
     elif kind in ("too_short", "string_too_short") and ctx.get("min_length") == 1:
         message = "must not be empty"
-    elif kind in _MESSAGES:
-        message = _MESSAGES[kind].format(**{k: _show(v) for k, v in ctx.items()})
     else:
-        message = detail["msg"]
+        message = _plain_message(kind, ctx, detail["msg"])
     return [Problem(field=field_path(loc), message=message)]
+
+
+def _plain_message(kind: str, ctx: dict[str, Any], fallback: str) -> str:
+    template = _MESSAGES.get(kind)
+    if template is None:
+        return fallback
+    try:
+        return template.format(**{k: _show(v) for k, v in ctx.items()})
+    except (KeyError, IndexError):  # a ctx pydantic did not provide: its own text is better
+        return fallback
 
 
 def _join(base: str, sub: str) -> str:

@@ -440,7 +440,9 @@ def _destination_problems(request: BuildRequest) -> list[tuple[str, str]]:
     for i, repo in enumerate(request.repositories):
         field = f"repositories[{i}].destination"
         dest = repo.destination
-        if paths.is_within(dest, paths.INSTALL_ROOT):
+        if dest == paths.OPT_ROOT:
+            problems.append((field, "use a folder below /opt, such as /opt/notebooks, not /opt"))
+        elif paths.is_within(dest, paths.INSTALL_ROOT):
             problems.append(
                 (field, f"{paths.INSTALL_ROOT} is where the controller installs Python")
             )

@@ -1,0 +1,132 @@
+"""The OpenAPI document: 3.1, every reference resolves, and it describes what the API enforces."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.models import MAX_REQUEST_BYTES
+from shared.openapi import openapi_document
+
+
+def refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from refs(item)
+
+
+def resolve(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def schema(document: dict[str, Any], name: str) -> dict[str, Any]:
+    result: dict[str, Any] = document["components"]["schemas"][name]
+    return result
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return openapi_document()
+
+
+def test_it_is_openapi_3_1_and_plain_json(document: dict[str, Any]) -> None:
+    assert document["openapi"].startswith("3.1")
+    assert document["info"]["title"]
+    assert json.loads(json.dumps(document)) == document
+
+
+def test_every_ref_resolves_and_no_defs_are_left(document: dict[str, Any]) -> None:
+    found = list(refs(document))
+
+    assert found
+    for ref in found:
+        assert ref.startswith("#/components/schemas/")
+        assert isinstance(resolve(document, ref), dict)
+    assert "$defs" not in json.dumps(document)
+
+
+def test_it_lists_every_route(document: dict[str, Any]) -> None:
+    operations = {(path, method) for path, item in document["paths"].items() for method in item}
+
+    assert operations == {
+        ("/api/builds", "post"),
+        ("/api/builds", "get"),
+        ("/api/builds/{id}", "get"),
+        ("/api/builds/{id}/cancel", "post"),
+        ("/api/openapi.json", "get"),
+    }
+
+
+def test_post_builds_documents_its_answers(document: dict[str, Any]) -> None:
+    post = document["paths"]["/api/builds"]["post"]
+
+    assert set(post["responses"]) == {"202", "400", "413"}
+    accepted = resolve(
+        document, post["responses"]["202"]["content"]["application/json"]["schema"]["$ref"]
+    )
+    assert set(accepted["properties"]) == {"id", "status_url"}
+    error = resolve(
+        document, post["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
+    )
+    assert set(error["properties"]) == {"error", "problems"}
+    assert str(MAX_REQUEST_BYTES) in post["description"]
+
+
+def test_list_builds_takes_the_documented_filters(document: dict[str, Any]) -> None:
+    parameters = document["paths"]["/api/builds"]["get"]["parameters"]
+
+    assert {p["name"] for p in parameters} == {"state", "owner", "page_token", "page_size"}
+
+
+def test_the_request_schema_refuses_unknown_fields_everywhere(document: dict[str, Any]) -> None:
+    request_ref = document["paths"]["/api/builds"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]["$ref"]
+    request = resolve(document, request_ref)
+    assert request["additionalProperties"] is False
+
+    reachable = {ref.rsplit("/", 1)[1] for ref in refs(request)}
+    assert {"VmSpec", "DataDisk", "PythonEnvironment", "DataSource", "Repository"} <= reachable
+    for name in reachable:
+        assert schema(document, name)["additionalProperties"] is False, name
+
+
+def test_every_request_field_is_described(document: dict[str, Any]) -> None:
+    request_ref = document["paths"]["/api/builds"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]["$ref"]
+    names = {request_ref.rsplit("/", 1)[1]} | {
+        r.rsplit("/", 1)[1] for r in refs(resolve(document, request_ref))
+    }
+    for name in names:
+        for field, spec in schema(document, name)["properties"].items():
+            assert spec.get("description"), f"{name}.{field} has no description"
+
+
+def test_the_status_schema_has_what_a_person_follows(document: dict[str, Any]) -> None:
+    status = schema(document, "BuildStatus")
+
+    assert {"id", "state", "stage", "stages", "events", "image_id", "connection"} <= set(
+        status["properties"]
+    )
+    assert schema(document, "VerificationReport")["properties"]["notebooks"]
+
+
+def test_each_call_returns_an_independent_copy(document: dict[str, Any]) -> None:
+    mine = openapi_document()
+    mine["info"]["title"] = "changed"
+
+    assert openapi_document()["info"]["title"] != "changed"
