@@ -130,13 +130,8 @@ def sync_disk_nodes(disks: list[dict]) -> None:
     for disk in disks:
         loop, lun = disk["loop"], disk["lun"]
         wanted = {loop: f"lun{lun}"}
-        try:
-            entries = os.listdir(f"/sys/block/{loop}")
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            if entry.startswith(f"{loop}p") and entry[len(loop) + 1 :].isdigit():
-                wanted[entry] = f"lun{lun}-part{entry[len(loop) + 1 :]}"
+        for entry in _partitions(loop):
+            wanted[entry] = f"lun{lun}-part{entry[len(loop) + 1 :]}"
         for name, link in wanted.items():
             sysdir = f"/sys/block/{loop}" if name == loop else f"/sys/block/{loop}/{name}"
             try:
@@ -166,6 +161,60 @@ def sync_disk_nodes(disks: list[dict]) -> None:
                 os.unlink(f"{AZURE_LUN_DIR}/{link}")
                 if os.path.exists(f"/dev/{target}"):
                     os.unlink(f"/dev/{target}")
+
+
+def has_partition_table(device: str) -> bool:
+    """An MBR signature or a GPT header in the first two sectors."""
+    try:
+        with open(device, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return False
+    return head[510:512] == b"\x55\xaa" or head[512:520] == b"EFI PART"
+
+
+class PartitionScanner:
+    """Adds partitions the kernel did not: this kernel has no partition table parsers, so a
+    table is only known to it when a tool adds partitions itself (parted, partx). At boot and
+    after a re-read that dropped them, `partx --add` does what the kernel's scan would do.
+    A table must be seen for a second before that, so a partitioning tool's own adds win."""
+
+    PATIENCE = 10  # polls of 0.1 s
+
+    def __init__(self) -> None:
+        self.unpartitioned_polls: dict[str, int] = {}
+
+    def scan_now(self, disks: list[dict]) -> None:
+        for disk in disks:
+            self._add(disk["loop"])
+
+    def poll(self, disks: list[dict]) -> None:
+        for disk in disks:
+            loop = disk["loop"]
+            if _partitions(loop) or not has_partition_table(f"/dev/{loop}"):
+                self.unpartitioned_polls[loop] = 0
+                continue
+            self.unpartitioned_polls[loop] = self.unpartitioned_polls.get(loop, 0) + 1
+            if self.unpartitioned_polls[loop] == self.PATIENCE:
+                self._add(loop)
+
+    @staticmethod
+    def _add(loop: str) -> None:
+        if has_partition_table(f"/dev/{loop}"):
+            subprocess.run(
+                ["partx", "--add", f"/dev/{loop}"],
+                stdin=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+
+
+def _partitions(loop: str) -> list[str]:
+    try:
+        entries = os.listdir(f"/sys/block/{loop}")
+    except FileNotFoundError:
+        return []
+    return [e for e in entries if e.startswith(f"{loop}p") and e[len(loop) + 1 :].isdigit()]
 
 
 # --- provisioning (first boot only) ---------------------------------------------------------
@@ -283,6 +332,7 @@ def start_sshd() -> subprocess.Popen:
 
 def serve(disks: list[dict]) -> None:
     """Reap every child forever, keep the disk nodes in sync, restart sshd if it dies."""
+    scanner = PartitionScanner()
     sshd = start_sshd()
     log("sshd started")
     while True:
@@ -298,6 +348,7 @@ def serve(disks: list[dict]) -> None:
                 sshd.returncode = status
                 time.sleep(1)
                 sshd = start_sshd()
+        scanner.poll(disks)
         sync_disk_nodes(disks)
         time.sleep(0.1)
 
@@ -309,6 +360,8 @@ def main() -> None:
     os.environ.update({"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "linux"})
     build_root(cfg)
     disks = cfg.get("disks", [])
+    sync_disk_nodes(disks)
+    PartitionScanner().scan_now(disks)
     sync_disk_nodes(disks)
     with open(f"{MEDIA}/config.json") as f:
         media_cfg = json.load(f)

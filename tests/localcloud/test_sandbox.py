@@ -1,0 +1,334 @@
+"""SandboxHost runs VMs as real Linux sandboxes: SSH, data disks, restart, image copies, relays."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from localcloud.sandbox import disks, network
+from localcloud.sandbox.api import BootSpec, DataDisk
+from localcloud.sandbox.host import RecordsOnly, SandboxHost
+from localcloud.sandbox.provisioning import host_keys_from_custom_data
+from sandbox_guest import GuestIdentity, run, self_signed_ca_pem
+
+SUBNET = "10.219.0.0/16"
+IS_ROOT = os.geteuid() == 0
+root_only = pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root")
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+class HostService:
+    """An HTTP server on the host's 127.0.0.1 only, answering a fixed text."""
+
+    def __init__(self) -> None:
+        text = b"hello from the host loopback\n"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.text = text.decode()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def host_service() -> Iterator[HostService]:
+    service = HostService()
+    yield service
+    service.close()
+
+
+@pytest.fixture(scope="module")
+def ca_pem() -> bytes:
+    return self_signed_ca_pem()
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sandbox-state")
+
+
+@pytest.fixture(scope="module")
+def sandbox(
+    state_dir: Path, host_service: HostService, ca_pem: bytes
+) -> Iterator[SandboxHost]:
+    if not IS_ROOT:
+        pytest.skip("sandboxes need root")
+    host = SandboxHost(
+        state_dir, subnet=SUBNET, relay_ports=[host_service.port], extra_ca_pem=ca_pem
+    )
+    try:
+        host.prepare()
+        yield host
+    finally:
+        host.teardown_all()
+    assert_nothing_left(host)
+
+
+def assert_nothing_left(host: SandboxHost) -> None:
+    layout = host.layout
+    assert not network.our_netns(layout), subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not network.our_veths(layout)
+    assert not disks.loops_under(layout.state_dir)
+    assert str(layout.state_dir) not in Path("/proc/mounts").read_text()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert layout.nft_table not in tables
+
+
+class Disks:
+    """Disk paths of one test VM inside the state folder."""
+
+    def __init__(self, sandbox: SandboxHost, name: str) -> None:
+        self.root = sandbox.layout.state_dir / "disks" / name
+        self.os = self.root / "os"
+        self.data = self.root / "data-lun0"
+
+
+def boot_spec(name: str, disk: Disks, guest: GuestIdentity) -> BootSpec:
+    return BootSpec(name, disk.os, [DataDisk(0, disk.data)], guest.guest_config())
+
+
+def timed_boot(sandbox: SandboxHost, spec: BootSpec) -> tuple[str, float]:
+    started = time.monotonic()
+    address = sandbox.boot(spec)
+    return address, time.monotonic() - started
+
+
+def run_record(sandbox: SandboxHost, vm_key: str) -> dict:
+    return json.loads((sandbox.layout.vm_dir(vm_key) / "run.json").read_text())
+
+
+FORMAT_AND_MOUNT = r"""
+set -e
+disk=/dev/disk/azure/scsi1/lun0
+sudo parted -s "$disk" mklabel gpt mkpart primary xfs 0% 100%
+for i in $(seq 100); do [ -e "$disk-part1" ] && break; sleep 0.05; done
+sudo mkfs.xfs -q "$disk-part1"
+uuid=$(sudo blkid -s UUID -o value "$disk-part1")
+sudo mkdir -p /data
+echo "UUID=$uuid /data xfs defaults,nofail 0 2" | sudo tee -a /etc/fstab >/dev/null
+sudo mount /data
+echo "$uuid"
+"""
+
+
+# --- tests without root ---------------------------------------------------------------------
+
+
+def test_host_keys_come_from_cloud_config_ssh_keys() -> None:
+    guest = GuestIdentity.new("vm", "azureuser")
+    files = host_keys_from_custom_data(guest.guest_config().custom_data)
+    assert set(files) == {"ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"}
+    assert files["ssh_host_ed25519_key.pub"].startswith("ssh-ed25519 ")
+    assert host_keys_from_custom_data(b"#!/bin/sh\necho not cloud-config\n") == {}
+
+
+def test_a_256_gb_data_disk_costs_no_space_until_written(tmp_path: Path) -> None:
+    disk = tmp_path / "data.img"
+    disks.new_data_disk(disk, 256)
+    assert disk.stat().st_size == 256 * 1024**3
+    assert disk.stat().st_blocks == 0
+    disks.copy_data_disk(disk, tmp_path / "copy.img")
+    assert (tmp_path / "copy.img").stat().st_blocks == 0
+    disks.delete_disk(disk)
+    disks.delete_disk(disk)  # idempotent
+    assert not disk.exists()
+
+
+def test_records_only_runs_nothing_but_remembers() -> None:
+    runner = RecordsOnly()
+    first = runner.boot(BootSpec("vm-1", Path("/nonexistent")))
+    assert runner.is_running("vm-1")
+    runner.shutdown("vm-1")
+    assert not runner.is_running("vm-1")
+    assert runner.boot(BootSpec("vm-1", Path("/nonexistent"))) != first
+
+
+@root_only
+def test_os_disk_copy_keeps_whiteouts_and_overlay_xattrs(tmp_path: Path) -> None:
+    source = tmp_path / "os"
+    disks.new_os_disk(source)
+    whiteout = source / "upper" / "gone"
+    os.mknod(whiteout, 0o020000, os.makedev(0, 0))
+    opaque = source / "upper" / "dir"
+    opaque.mkdir()
+    os.setxattr(opaque, "trusted.overlay.opaque", b"y")
+    disks.copy_os_disk(source, tmp_path / "image")
+    copied = tmp_path / "image" / "upper"
+    assert os.stat(copied / "gone").st_rdev == os.makedev(0, 0)
+    assert os.getxattr(copied / "dir", "trusted.overlay.opaque") == b"y"
+    assert (tmp_path / "image" / "work").is_dir()
+
+
+# --- real sandboxes -------------------------------------------------------------------------
+
+
+@pytest.mark.root
+async def test_first_boot_provisions_user_hostname_host_key_ca_and_relay(
+    sandbox: SandboxHost, host_service: HostService, ca_pem: bytes
+) -> None:
+    guest = GuestIdentity.new("vm-first", "azureuser")
+    disk = Disks(sandbox, "first")
+    sandbox.new_os_disk(disk.os)
+    sandbox.new_data_disk(disk.data, 256)
+    address, seconds = timed_boot(sandbox, boot_spec("first", disk, guest))
+    print(f"boot to SSH: {seconds:.2f} s")
+    assert seconds < 5
+    assert sandbox.is_running("first")
+    async with await guest.connect(address) as conn:
+        assert (await run(conn, "hostname")).strip() == "vm-first"
+        assert (await run(conn, "sudo -n id -u")).strip() == "0"
+        assert (await run(conn, "echo $SHELL")).strip() == "/bin/bash"
+        link = (await run(conn, "readlink /dev/disk/azure/scsi1/lun0")).strip()
+        assert link.startswith("../../../loop")
+        unformatted = await conn.run("sudo blkid /dev/disk/azure/scsi1/lun0")
+        assert unformatted.exit_status != 0, "a new data disk must not carry a file system"
+        bundle = await run(conn, "cat /etc/ssl/certs/ca-certificates.crt")
+        assert ca_pem.decode().strip() in bundle
+        relayed = await run(conn, f"curl -sS --max-time 5 http://127.0.0.1:{host_service.port}/")
+        assert relayed == host_service.text
+        assert (await run(conn, "cat /proc/1/cmdline | tr '\\0' ' '")).find("guest_init") >= 0
+        # the host's own SSH host keys are not the guest's
+        host_pub = Path("/etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[1]
+        assert host_pub not in await run(conn, "cat /etc/ssh/ssh_host_*.pub")
+        # the state folder (other VMs' disks and keys) is hidden from the guest
+        assert (await run(conn, f"ls -A {sandbox.layout.state_dir} 2>/dev/null || true")) == ""
+    # nothing the VM wrote reaches the host
+    assert not Path("/etc/sudoers.d/90-cloud-init-users").exists()
+    assert (disk.os / "upper" / "etc" / "sudoers.d" / "90-cloud-init-users").exists()
+    sandbox.shutdown("first")
+    assert not sandbox.is_running("first")
+
+
+@pytest.mark.root
+async def test_data_disk_mounted_by_fstab_after_restart_with_a_new_address(
+    sandbox: SandboxHost,
+) -> None:
+    guest = GuestIdentity.new("vm-disk", "azureuser")
+    disk = Disks(sandbox, "disk")
+    sandbox.new_os_disk(disk.os)
+    sandbox.new_data_disk(disk.data, 256)
+    spec = boot_spec("disk", disk, guest)
+    first_address = sandbox.boot(spec)
+    async with await guest.connect(first_address) as conn:
+        uuid = (await run(conn, FORMAT_AND_MOUNT)).strip()
+        await run(conn, "echo kept | sudo tee /data/marker")
+        assert "lun0-part1" in await run(conn, "ls /dev/disk/azure/scsi1/")
+    sandbox.shutdown("disk")
+    assert disk.data.stat().st_blocks * 512 < 1024**3, "the disk file stays sparse"
+
+    second_address, seconds = timed_boot(sandbox, spec)
+    print(f"reboot to SSH: {seconds:.2f} s")
+    assert second_address != first_address
+    async with await guest.connect(second_address) as conn:
+        assert (await run(conn, "findmnt -n -o SOURCE,FSTYPE /data")).split()[1] == "xfs"
+        assert (await run(conn, "cat /data/marker")).strip() == "kept"
+        assert uuid in await run(conn, "sudo blkid /dev/disk/azure/scsi1/lun0-part1")
+    sandbox.shutdown("disk")
+
+
+@pytest.mark.root
+async def test_deprovisioned_copy_boots_as_a_new_vm_with_new_user_and_keys(
+    sandbox: SandboxHost,
+) -> None:
+    builder = GuestIdentity.new("vm-build", "builder")
+    build = Disks(sandbox, "build")
+    sandbox.new_os_disk(build.os)
+    sandbox.new_data_disk(build.data, 256)
+    address = sandbox.boot(boot_spec("build", build, builder))
+    async with await builder.connect(address) as conn:
+        await run(conn, FORMAT_AND_MOUNT)
+        await run(conn, "echo data | sudo tee /data/marker; sudo mkdir -p /opt/tools")
+        await run(conn, "sudo waagent -deprovision+user -force")
+    sandbox.shutdown("build")
+
+    image = Disks(sandbox, "image")
+    sandbox.copy_os_disk(build.os, image.os)
+    sandbox.copy_data_disk(build.data, image.data)
+    sandbox.delete_disk(build.os)
+    sandbox.delete_disk(build.data)
+
+    user = GuestIdentity.new("vm-relaunch", "scientist")
+    relaunch = Disks(sandbox, "relaunch")
+    sandbox.new_os_disk(relaunch.os, source=image.os)
+    sandbox.new_data_disk(relaunch.data, 256, source=image.data)
+    address = sandbox.boot(boot_spec("relaunch", relaunch, user))
+    async with await user.connect(address) as conn:
+        assert (await run(conn, "hostname")).strip() == "vm-relaunch"
+        assert (await run(conn, "sudo -n whoami")).strip() == "root"
+        assert (await conn.run("id builder")).exit_status != 0
+        homes = (await run(conn, "ls /home")).split()
+        assert "scientist" in homes and "builder" not in homes
+        assert (await run(conn, "cat /data/marker")).strip() == "data"
+        assert (await run(conn, "test -d /opt/tools && echo yes")).strip() == "yes"
+    with pytest.raises((asyncssh.PermissionDenied, asyncssh.HostKeyNotVerifiable)):
+        await builder.connect(address)
+    sandbox.shutdown("relaunch")
+
+
+@pytest.mark.root
+async def test_a_sandbox_killed_from_outside_is_not_running(sandbox: SandboxHost) -> None:
+    guest = GuestIdentity.new("vm-kill", "azureuser")
+    disk = Disks(sandbox, "kill")
+    sandbox.new_os_disk(disk.os)
+    sandbox.new_data_disk(disk.data, 1)
+    sandbox.boot(boot_spec("kill", disk, guest))
+    init_pid = run_record(sandbox, "kill")["init"][0]
+    os.kill(init_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while sandbox.is_running("kill") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not sandbox.is_running("kill")
+    sandbox.shutdown("kill")  # cleans what the dead VM left
+    assert not disks.loops_under(disk.root)
+
+
+@pytest.mark.root
+def test_teardown_from_the_state_folder_alone_after_a_crash(
+    sandbox: SandboxHost, host_service: HostService
+) -> None:
+    # a second owner of the same state folder, as after a restart of the emulator
+    owner = SandboxHost(sandbox.layout.state_dir, subnet=SUBNET, relay_ports=[host_service.port])
+    guest = GuestIdentity.new("vm-crash", "azureuser")
+    disk = Disks(sandbox, "crash")
+    owner.new_os_disk(disk.os)
+    owner.new_data_disk(disk.data, 1)
+    owner.boot(boot_spec("crash", disk, guest))
+    assert disks.loops_under(sandbox.layout.state_dir)
+    del owner  # the owner "crashes": nothing in memory is left
+
+    subprocess.run(
+        [sys.executable, "-m", "localcloud.sandbox", "teardown", "--state-dir", str(sandbox.layout.state_dir)],
+        check=True,
+        timeout=60,
+    )
+    assert_nothing_left(sandbox)
+    assert not sandbox.is_running("crash")
+    if not [t for t in network.our_tables() if t != sandbox.layout.nft_table]:
+        assert not sandbox.layout.ip_forward_record.exists()
+    sandbox.prepare()  # the module's sandbox host goes on working for its finalizer
