@@ -98,6 +98,9 @@ def _load_json(body: bytes) -> Any:
         raise RequestInvalid([Problem(field="", message=message)]) from None
     except ValueError as error:
         raise RequestInvalid([Problem(field="", message=str(error))]) from None
+    except RecursionError:
+        message = "the request is nested too deeply to be a build request"
+        raise RequestInvalid([Problem(field="", message=message)]) from None
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

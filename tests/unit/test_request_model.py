@@ -276,6 +276,8 @@ def test_several_destination_problems_are_reported_together() -> None:
         (b'{"name": "a", "name": "b"}', "appears twice"),
         (b'{"data_disk": {"size_gb": NaN}}', "NaN"),
         (b"\xff\xfe{}", "UTF-8"),
+        (b"[" * 60_000, "nested too deeply"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nested too deeply"),
     ],
 )
 def test_a_body_that_is_not_a_json_object_is_one_problem(body: bytes, fragment: str) -> None:
