@@ -106,7 +106,13 @@ def build_dev(dev: str) -> None:
     ):
         make_node(f"{dev}/{name}", major, minor, mode)
     os.makedirs(f"{dev}/pts")
-    mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    mount(
+        "devpts",
+        f"{dev}/pts",
+        "devpts",
+        MS_NOSUID | MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+    )
     os.symlink("pts/ptmx", f"{dev}/ptmx")
     os.makedirs(f"{dev}/shm")
     mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
@@ -318,11 +324,12 @@ def mount_fstab() -> None:
     with open("/proc/self/mounts") as f:
         mounted = {line.split()[1] for line in f}
     with open("/etc/fstab") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) >= 3 and not line.startswith("#") and fields[2] == "xfs":
-                if fields[1] not in mounted and "noauto" not in fields[3:4]:
-                    sh("mount", "-o", "nouuid", fields[1], check=False)
+        entries = [ln.split() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+    for fields in entries:
+        options = fields[3].split(",") if len(fields) > 3 else []
+        xfs = len(fields) > 2 and fields[2] == "xfs"
+        if xfs and fields[1] not in mounted and "noauto" not in options:
+            sh("mount", "-o", "nouuid", fields[1], check=False)
 
 
 def start_sshd() -> subprocess.Popen:

@@ -291,8 +291,9 @@ class SandboxHost:
                 raise SandboxError(
                     f"VM {record.vm_key} died while booting: {_tail(vm_dir / 'console.log')}"
                 )
-            with contextlib.suppress(OSError), socket.create_connection(
-                (record.address, SSH_PORT), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((record.address, SSH_PORT), timeout=0.2),
             ):
                 return
             time.sleep(0.01)

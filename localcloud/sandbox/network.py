@@ -117,4 +117,6 @@ def our_netns(layout: Layout) -> list[str]:
 
 
 def our_veths(layout: Layout) -> list[str]:
-    return [p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(layout.veth_prefix)]
+    return [
+        p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(layout.veth_prefix)
+    ]

@@ -1,4 +1,4 @@
-"""Host processes of the sandboxes, identified by pid plus start time so a reused pid is not ours."""
+"""Host processes of the sandboxes, known by pid and start time so a reused pid is not ours."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 
 CLONE_NEWNET = 0x40000000
 
@@ -64,7 +65,7 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
                 writer.write_eof()
 
 
-def handler(port: int):  # type: ignore[no-untyped-def]
+def handler(port: int) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)

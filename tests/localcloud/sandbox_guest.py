@@ -1,4 +1,4 @@
-"""Test helpers for sandbox VMs: key material as Azure would hand it in, and a pinned SSH session."""
+"""Test helpers for sandbox VMs: key material as Azure hands it in, and a pinned SSH session."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ async def run(conn: asyncssh.SSHClientConnection, command: str) -> str:
 def self_signed_ca_pem() -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localcloud test CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

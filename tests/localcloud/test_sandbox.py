@@ -15,12 +15,12 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from sandbox_guest import GuestIdentity, run, self_signed_ca_pem
 
 from localcloud.sandbox import disks, network
 from localcloud.sandbox.api import BootSpec, DataDisk
 from localcloud.sandbox.host import RecordsOnly, SandboxHost
 from localcloud.sandbox.provisioning import host_keys_from_custom_data
-from sandbox_guest import GuestIdentity, run, self_signed_ca_pem
 
 SUBNET = "10.219.0.0/16"
 IS_ROOT = os.geteuid() == 0
@@ -74,9 +74,7 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sandbox(
-    state_dir: Path, host_service: HostService, ca_pem: bytes
-) -> Iterator[SandboxHost]:
+def sandbox(state_dir: Path, host_service: HostService, ca_pem: bytes) -> Iterator[SandboxHost]:
     if not IS_ROOT:
         pytest.skip("sandboxes need root")
     host = SandboxHost(
@@ -92,7 +90,9 @@ def sandbox(
 
 def assert_nothing_left(host: SandboxHost) -> None:
     layout = host.layout
-    assert not network.our_netns(layout), subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not network.our_netns(layout), subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True
+    ).stdout
     assert not network.our_veths(layout)
     assert not disks.loops_under(layout.state_dir)
     assert str(layout.state_dir) not in Path("/proc/mounts").read_text()
@@ -288,6 +288,16 @@ async def test_deprovisioned_copy_boots_as_a_new_vm_with_new_user_and_keys(
         assert (await run(conn, "test -d /opt/tools && echo yes")).strip() == "yes"
     with pytest.raises((asyncssh.PermissionDenied, asyncssh.HostKeyNotVerifiable)):
         await builder.connect(address)
+
+    # a second VM from the same image at the same time: its disk has the same XFS UUID,
+    # which separate Azure VMs never notice; here both share one kernel
+    twin = Disks(sandbox, "twin")
+    sandbox.new_os_disk(twin.os, source=image.os)
+    sandbox.new_data_disk(twin.data, 256, source=image.data)
+    twin_user = GuestIdentity.new("vm-twin", "scientist")
+    async with await twin_user.connect(sandbox.boot(boot_spec("twin", twin, twin_user))) as conn:
+        assert (await run(conn, "cat /data/marker")).strip() == "data"
+    sandbox.shutdown("twin")
     sandbox.shutdown("relaunch")
 
 
@@ -323,7 +333,14 @@ def test_teardown_from_the_state_folder_alone_after_a_crash(
     del owner  # the owner "crashes": nothing in memory is left
 
     subprocess.run(
-        [sys.executable, "-m", "localcloud.sandbox", "teardown", "--state-dir", str(sandbox.layout.state_dir)],
+        [
+            sys.executable,
+            "-m",
+            "localcloud.sandbox",
+            "teardown",
+            "--state-dir",
+            str(sandbox.layout.state_dir),
+        ],
         check=True,
         timeout=60,
     )
