@@ -6,8 +6,7 @@ from __future__ import annotations
 from shared.azure import images, vms
 from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
-from shared.remote import load_script
-from shared.ssh.jobs import start_job
+from shared.remote import render
 from shared.steps.base import Done, Outcome, Poll, StepContext
 from shared.steps.vm_access import open_guest
 
@@ -23,7 +22,7 @@ async def capture_image(ctx: StepContext) -> Outcome:
 
     if not build.marker(stage, "deprovision_started"):
         async with open_guest(ctx) as runner:
-            await start_job(runner, "deprovision", load_script("deprovision.sh"), [], 300)
+            await render.start(runner, "deprovision", render.deprovision(), 300)
         build = build.with_progress(stage, deprovision_started=True)
         return Poll(build, DEPROVISION_SETTLE_S, "deprovisioning the guest (waagent)")
 

@@ -8,8 +8,7 @@ import json
 from shared.azure import vms
 from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
-from shared.remote import load_script
-from shared.ssh.jobs import run_script
+from shared.remote import render
 from shared.state.record import Build
 from shared.steps.base import Done, Outcome, Poll, StepContext
 from shared.steps.verify import JUPYTER_PORT, verify_guest
@@ -38,9 +37,7 @@ async def relaunch_vm(ctx: StepContext) -> Outcome:
         async with open_guest(ctx, "relaunch") as runner:
             if not build.marker(stage, "mount_ok"):
                 mount_point = request.data_disk.mount_point
-                result = await run_script(
-                    runner, load_script("check_mount.sh"), [mount_point], 60, name="check_mount"
-                )
+                result = await render.run_now(runner, render.check_mount(mount_point), 60)
                 mount = json.loads(result.stdout.strip().splitlines()[-1])
                 if not mount.get("mounted") or not mount.get("in_fstab_by_uuid"):
                     raise PermanentError(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
-import urllib.request
+import posixpath
+from functools import partial
 from typing import Any
 
 from shared.errors import PermanentError
-from shared.remote import load_script
-from shared.ssh.forward import forward_local_port
-from shared.ssh.jobs import poll_job, read_job_file, start_job, stop_job
+from shared.remote import render
+from shared.remote.jupyter import check_jupyter
+from shared.ssh.jobs import read_job_file
 from shared.ssh.runner import SshRunner
 from shared.state.record import Build
 from shared.steps.base import Done, Outcome, Poll, StepContext
@@ -19,9 +18,8 @@ from shared.steps.guest_jobs import drive_job
 from shared.steps.vm_access import open_guest
 
 JUPYTER_PORT = 8889  # the port of the seed recipe's tunnel (ssh -N -L 7005:localhost:8889)
-JUPYTER_LIFETIME_S = 1800
-ENV_PYTHON = "/opt/labimage/env/bin/python"
-JUPYTER_WAIT_POLLS = 30
+JUPYTER_WAIT_S = 60
+OPT = "/opt"
 
 
 async def verify_jupyter(ctx: StepContext) -> Outcome:
@@ -34,98 +32,79 @@ async def verify_jupyter(ctx: StepContext) -> Outcome:
     return Done(result, f"Jupyter answered with its token and {count} notebook(s) ran cleanly")
 
 
+def notebook_groups(ctx: StepContext) -> dict[str, list[str]]:
+    """Patterns grouped by the folder they are matched in (see NotebookCheck.run)."""
+    request = ctx.request
+    repos = request.repositories or []
+    groups: dict[str, list[str]] = {}
+    for pattern in request.notebooks.run:
+        if pattern.startswith("/"):
+            mount = request.data_disk.mount_point
+            root = mount if pattern.startswith(mount.rstrip("/") + "/") else OPT
+            relative = posixpath.relpath(pattern, root)
+        else:
+            if not repos:
+                raise PermanentError(f"notebook pattern {pattern!r} is relative but no repository")
+            root, relative = repos[0].destination, pattern
+        groups.setdefault(root, []).append(relative)
+    return groups
+
+
 async def verify_guest(ctx: StepContext, runner: SshRunner, build: Build) -> Build | Poll:
     """Jupyter check, then the notebooks; the report lands in the build's outputs."""
     stage = build.stage
     if not build.marker(stage, "jupyter_ok"):
-        result = await _check_jupyter(runner, build)
+        await check_jupyter(runner, f"jupyter-{stage}", JUPYTER_PORT, wait_s=JUPYTER_WAIT_S)
+        build = build.with_progress(stage, jupyter_ok=True)
+        return Poll(build, 0, "Jupyter answered through the SSH tunnel with its token")
+    timeout_s = ctx.request.notebooks.timeout_minutes * 60
+    kernel = ctx.request.notebooks.kernel or "python3"
+    results: list[dict[str, Any]] = []
+    for index, (root, patterns) in enumerate(notebook_groups(ctx).items()):
+        job = f"notebooks-{stage}-{index}"
+        total_s = timeout_s * 50 + 300
+        try:
+            result = await drive_job(
+                runner,
+                build,
+                job,
+                partial(render.run_notebooks, [root], patterns, timeout_s, kernel=kernel),
+                total_s,
+                "running the notebooks",
+            )
+        except PermanentError as exc:
+            report = await _report(runner, job)
+            if report is None:
+                raise
+            raise PermanentError(_failure_sentence(report)) from exc
         if isinstance(result, Poll):
             return result
         build = result
-    notebooks = ctx.request.notebooks
-    params = {
-        "patterns": list(notebooks.run),
-        "roots": [repo.destination for repo in ctx.request.repositories or []],
-        "timeout_s": notebooks.timeout_minutes * 60,
-    }
-    total_s = params["timeout_s"] * 50 + 300
+        results.extend(notebook_results(await _report(runner, job) or {}))
+    return build.with_outputs(verification={"jupyter": "answered", "notebooks": results})
+
+
+async def _report(runner: SshRunner, job: str) -> dict[str, Any] | None:
     try:
-        result = await drive_job(
-            runner,
-            build,
-            "notebooks",
-            "run_notebooks.py",
-            ["params.json"],
-            total_s,
-            files={"params.json": json.dumps(params).encode()},
-            interpreter=[ENV_PYTHON],
-            what="running the notebooks",
-        )
-    except PermanentError as exc:
-        report = await _report(runner)
-        if report is None:
-            raise
-        raise PermanentError(_failure_sentence(report)) from exc
-    if isinstance(result, Poll):
-        return result
-    report = await _report(runner) or {"notebooks": []}
-    return result.with_outputs(verification={**report, "jupyter": "answered"})
-
-
-async def _check_jupyter(runner: SshRunner, build: Build) -> Build | Poll:
-    """Start Jupyter on the VM's localhost with a fresh token and reach it through a tunnel."""
-    stage = build.stage
-    if not build.marker(stage, "job:jupyter"):
-        token_file = {"token": secrets.token_hex(24).encode()}
-        await start_job(
-            runner,
-            "jupyter",
-            load_script("start_jupyter.sh"),
-            ["token", str(JUPYTER_PORT)],
-            JUPYTER_LIFETIME_S,
-            files=token_file,
-        )
-        return Poll(build.with_progress(stage, **{"job:jupyter": "started"}), 2, "starting Jupyter")
-    state = await poll_job(runner, "jupyter")
-    if state.finished:
-        raise PermanentError(f"Jupyter exited ({state.exit_status}): {state.log_tail[-1500:]}")
-    token = (await read_job_file(runner, "jupyter", "token")).strip()
-    async with forward_local_port(runner, JUPYTER_PORT) as local_port:
-        status = await asyncio.to_thread(_jupyter_status, local_port, token)
-    if status is None:
-        polls = int(build.marker(stage, "jupyter_polls", 0)) + 1
-        if polls > JUPYTER_WAIT_POLLS:
-            raise PermanentError(f"Jupyter did not answer on the VM's localhost:{JUPYTER_PORT}")
-        return Poll(build.with_progress(stage, jupyter_polls=polls), 2, "waiting for Jupyter")
-    await stop_job(runner, "jupyter")
-    return build.with_progress(stage, jupyter_ok=True)
-
-
-def _jupyter_status(port: int, token: str) -> dict[str, Any] | None:
-    """GET /api/status with the token (in a header, never in a URL that could be logged)."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"token {token}"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = json.loads(response.read())
-    except (OSError, ValueError):
-        return None
-    return body if isinstance(body, dict) else None
-
-
-async def _report(runner: SshRunner) -> dict[str, Any] | None:
-    try:
-        value = json.loads(await read_job_file(runner, "notebooks", "report.json"))
+        value = json.loads(await read_job_file(runner, job, "report.json"))
     except (ValueError, PermanentError):
         return None
     return value if isinstance(value, dict) else None
 
 
+def notebook_results(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """run_notebooks.py's {name: result} as a list of {name, status, cell, ename, evalue...}."""
+    entries = report.get("notebooks") or {}
+    return [
+        {"name": name, "cell": result.get("cell_index"), **result}
+        for name, result in entries.items()
+    ]
+
+
 def _failure_sentence(report: dict[str, Any]) -> str:
-    failed = [nb for nb in report.get("notebooks", []) if nb.get("status") != "ok"]
+    failed = [nb for nb in notebook_results(report) if nb.get("status") != "ok"]
     if not failed:
-        return "the notebook run failed without a report of which notebook"
+        return "the notebook run failed without saying which notebook"
     parts = []
     for nb in failed:
         where = f" at cell {nb['cell']}" if nb.get("cell") is not None else ""
