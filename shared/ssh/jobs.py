@@ -22,7 +22,7 @@ LOG_TAIL_BYTES = 4000
 _JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED = {"run", "env", "log", "pid", "status", "job_launch.sh"}
+_RESERVED = {"run", "env", "log", "pid", "supervisor", "status", "job_launch.sh"}
 
 # Constant text: the job directory comes in as "$1", never spliced in.
 _POLL_SCRIPT = r"""
@@ -30,7 +30,8 @@ d=$1
 if [ ! -d "$d" ]; then echo "state:missing"; exit 0; fi
 if [ -f "$d/status" ]; then
     echo "state:finished:$(cat "$d/status")"
-elif [ -f "$d/pid" ] && ! kill -0 "$(cat "$d/pid")" 2>/dev/null && [ ! -f "$d/status" ]; then
+elif [ -f "$d/supervisor" ] && ! kill -0 "$(cat "$d/supervisor")" 2>/dev/null \
+        && [ ! -f "$d/status" ]; then
     echo "state:lost"
 else
     echo "state:running"

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import http.server
+import json
+import pwd
 import shutil
+import subprocess
+import sys
 import threading
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
+from azure.storage.blob import ContentSettings
 from sshd_server import SshdServer, running_sshd, unavailable_reason
 
+from shared.remote import render
 from shared.ssh.errors import HostKeyMismatch, RemoteCommandError, SshConnectionError
 from shared.ssh.forward import forward_local_port
 from shared.ssh.jobs import JOBS_ROOT, poll_job, read_job_file, run_script, start_job, stop_job
@@ -210,3 +219,184 @@ async def test_port_forward_reaches_the_remote_localhost(runner: SshRunner) -> N
     finally:
         server.shutdown()
         server.server_close()
+
+
+# Guest scripts, run through the SSH layer on this host (the sshd's "guest" is the local machine).
+
+
+async def test_pull_data_downloads_verifies_and_writes_a_manifest(
+    runner: SshRunner, azurite_connection_string: str, tmp_path: Path
+) -> None:
+    from datetime import datetime, timedelta
+
+    from azure.storage.blob import (
+        BlobServiceClient,
+        ContainerSasPermissions,
+        generate_container_sas,
+    )
+
+    service = BlobServiceClient.from_connection_string(azurite_connection_string)
+    container = service.create_container(f"data{uuid.uuid4().hex[:8]}")
+    payloads = {"raw/a.csv": b"x,y\n1,2\n", "raw/sub dir/b.bin": bytes(range(256)) * 10}
+    for name, data in payloads.items():
+        container.upload_blob(name, data)
+    container.upload_blob("other/c.txt", b"not wanted")
+    sas = generate_container_sas(
+        container.account_name,
+        container.container_name,
+        account_key=service.credential.account_key,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    url = f"{container.url}?{sas}"
+    dest = tmp_path / "datasets"
+    result = await render.run_now(
+        runner, render.pull_data(url, str(dest), prefix="raw/", owner="labimage-test"), 60
+    )
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["files"] == 2
+    for name, data in payloads.items():
+        assert (dest / name).read_bytes() == data
+    assert (dest / "raw/a.csv").stat().st_uid == pwd.getpwnam("labimage-test").pw_uid
+    assert not (dest / "other").exists()
+    assert sig_of(sas) not in result.stdout + result.stderr
+
+    # A blob whose stored MD5 does not match its bytes fails the pull, without the SAS in the error.
+    blob = container.get_blob_client("raw/a.csv")
+    blob.set_http_headers(ContentSettings(content_md5=bytearray(hashlib.md5(b"other").digest())))
+    with pytest.raises(RemoteCommandError) as caught:
+        await render.run_now(runner, render.pull_data(url, str(tmp_path / "again")), 60)
+    assert "MD5 mismatch" in caught.value.stderr_tail
+    assert sig_of(sas) not in str(caught.value)
+    container.delete_container()
+
+
+def sig_of(sas: str) -> str:
+    return urllib.parse.parse_qs(sas)["sig"][0]
+
+
+async def test_pull_data_manifest_has_sha256(
+    azurite_connection_string: str, tmp_path: Path
+) -> None:
+    from datetime import datetime, timedelta
+
+    from azure.storage.blob import (
+        BlobServiceClient,
+        ContainerSasPermissions,
+        generate_container_sas,
+    )
+
+    service = BlobServiceClient.from_connection_string(azurite_connection_string)
+    container = service.create_container(f"man{uuid.uuid4().hex[:8]}")
+    container.upload_blob("ok.txt", b"fine")
+    sas = generate_container_sas(
+        container.account_name,
+        container.container_name,
+        account_key=service.credential.account_key,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    run = render.pull_data(f"{container.url}?{sas}", str(tmp_path / "d"), blobs=["ok.txt"])
+    (tmp_path / "params.json").write_bytes(run.files["params.json"])
+    script = Path(render.__file__).parent / "scripts" / "pull_data.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "params.json"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["files"][0]["sha256"] == hashlib.sha256(b"fine").hexdigest()
+    assert manifest["files"][0]["md5_verified"] is True
+
+    # A requested name that would leave the destination is refused before any download.
+    evil = render.pull_data(f"{container.url}?{sas}", str(tmp_path / "e"), blobs=["x/../evil.txt"])
+    (tmp_path / "params.json").write_bytes(evil.files["params.json"])
+    done = subprocess.run(
+        [sys.executable, str(script), "params.json"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "cannot be stored safely" in done.stderr
+    assert not (tmp_path / "evil.txt").exists()
+    container.delete_container()
+
+
+async def test_clone_repo_checks_out_the_pinned_ref_once(runner: SshRunner, tmp_path: Path) -> None:
+    origin = tmp_path / "origin"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(origin)], check=True)
+    (origin / "nb.ipynb").write_text("{}")
+    subprocess.run([*git, "-C", str(origin), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(origin), "commit", "-q", "-m", "one"], check=True)
+    subprocess.run([*git, "-C", str(origin), "tag", "v1"], check=True)
+    first = subprocess.run(
+        ["git", "-C", str(origin), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    subprocess.run(
+        [*git, "-C", str(origin), "commit", "-q", "--allow-empty", "-m", "two"], check=True
+    )
+    dest = tmp_path / "clone"
+    run = render.clone_repo(f"file://{origin}", "v1", str(dest), owner="labimage-test")
+    out = json.loads((await render.run_now(runner, run, 60)).stdout.strip().splitlines()[-1])
+    assert out == {"commit": first, "ref": "v1", "changed": True}
+    again = json.loads((await render.run_now(runner, run, 60)).stdout.strip().splitlines()[-1])
+    assert again["changed"] is False and again["commit"] == first
+    main = json.loads(
+        (await render.run_now(runner, render.clone_repo(f"file://{origin}", "main", str(dest)), 60))
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    assert main["commit"] != first and main["changed"] is True
+
+
+async def test_check_mount_reports_an_unmounted_path(runner: SshRunner, tmp_path: Path) -> None:
+    out = await render.run_now(runner, render.check_mount(str(tmp_path)), 30)
+    report = json.loads(out.stdout)
+    assert report["mounted"] is False and report["in_fstab_by_uuid"] is False
+
+
+@pytest.fixture(scope="module")
+def notebook_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A throwaway venv with nbclient, ipykernel and nbformat (not in the project's .venv)."""
+    venv = tmp_path_factory.mktemp("nbvenv")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        subprocess.run(
+            [str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check",
+             "nbclient", "ipykernel", "nbformat"],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot install nbclient/ipykernel into a throwaway venv: {exc}")
+    return str(venv / "bin/python")
+
+
+def _notebook(path: Path, *sources: str) -> None:
+    cells: list[dict[str, object]] = [
+        {"cell_type": "code", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
+        for s in sources
+    ]
+    doc = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}
+    path.write_text(json.dumps(doc))
+
+
+def test_run_notebooks_reports_passes_failures_and_timeouts(
+    notebook_python: str, tmp_path: Path
+) -> None:
+    book = tmp_path / "books"
+    book.mkdir()
+    _notebook(book / "good.ipynb", "x = 1 + 1", "assert x == 2")
+    _notebook(book / "bad.ipynb", "a = 1", "raise ValueError('broken data')")
+    _notebook(book / "slow.ipynb", "import time; time.sleep(60)")
+    run = render.run_notebooks([str(book)], ["*.ipynb"], 15, python=notebook_python)
+    (tmp_path / "params.json").write_bytes(run.files["params.json"])
+    script = Path(render.__file__).parent / "scripts" / "run_notebooks.py"
+    done = subprocess.run(
+        [notebook_python, str(script), "params.json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 1
+    report = json.loads((tmp_path / "report.json").read_text())["notebooks"]
+    assert report["good.ipynb"]["status"] == "ok"
+    bad = report["bad.ipynb"]
+    assert (bad["status"], bad["cell_index"], bad["ename"]) == ("failed", 1, "ValueError")
+    assert "broken data" in bad["evalue"]
+    assert report["slow.ipynb"]["status"] == "timeout"
+    assert "bad.ipynb failed: ValueError" in done.stderr

@@ -24,10 +24,12 @@ chmod 0700 "$job_dir/run"
 cd "$job_dir"
 
 # The supervisor: load env lines literally (export "$line" never evaluates the value), run the
-# command under timeout, record timeout's pid for stop_job, then publish the exit status.
+# command under timeout, record its own pid (for poll: a job whose supervisor is gone without a
+# status was lost, e.g. by a reboot) and timeout's (for stop_job), then publish the exit status.
 # shellcheck disable=SC2016
 setsid nohup /bin/bash -c '
     limit=$1; shift
+    echo "$$" > supervisor.tmp && mv -f supervisor.tmp supervisor
     if [ -f env ]; then
         while IFS= read -r line; do export "$line"; done < env
     fi

@@ -176,6 +176,8 @@ def pull(container: Container, params: dict) -> dict:
     listed = {b["name"]: b for b in container.list(params.get("prefix") or "")}
     if wanted:
         entries = [w if isinstance(w, dict) else {"name": w} for w in wanted]
+        for entry in entries:
+            safe_target(root, entry["name"])  # refuse a bad name before any download
         missing = [e["name"] for e in entries if e["name"] not in listed]
         if missing:
             raise PullError(f"blobs not found in the container: {', '.join(missing[:10])}")
