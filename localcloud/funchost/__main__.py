@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--bind", default="127.0.0.1")
+    # Only recorded on the command line, so that `localcloud down` finds the host by its folder.
+    parser.add_argument("--state-dir", type=Path, help="the localcloud state folder, if any")
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stdout,
