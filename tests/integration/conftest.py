@@ -1,0 +1,39 @@
+"""A controller runtime wired to the session's Azurite, with its own table per test."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+
+@pytest.fixture
+def settings(azurite_connection_string: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(
+        storage_connection=azurite_connection_string,
+        data_storage_connection=azurite_connection_string,
+        subscription_id="00000000-0000-0000-0000-000000000000",
+        resource_group="labimage-test",
+        location="westeurope",
+        ssh_key_dir=str(tmp_path / "keys"),
+        builds_table="builds" + secrets.token_hex(4),
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    """A runtime whose queues start empty, and whose table is dropped afterwards."""
+    queues = QueueServiceClient.from_connection_string(settings.storage_connection)
+    for queue in queues.list_queues():
+        if queue.name.startswith("build-"):
+            queues.delete_queue(queue.name)
+    yield Runtime(settings)
+    TableServiceClient.from_connection_string(settings.storage_connection).delete_table(
+        settings.builds_table
+    )

@@ -1,0 +1,73 @@
+"""Duplicate, stale and poison messages, and cancel, through the real pipeline and Azurite."""
+
+from __future__ import annotations
+
+from shared.bus import StageMessage
+from shared.pipeline import fail_from_poison, handle_stage_message
+from shared.runtime import Runtime
+from shared.state.machine import Stage
+from shared.state.record import Build, BuildState
+
+
+def _seed(runtime: Runtime, **changes: object) -> Build:
+    build = Build(
+        id="bmsg000001", request={"name": "x", "owner": "o"}, owner="o", token="current"
+    ).model_copy(update=changes)
+    runtime.store.create(build)
+    return build
+
+
+def _queued(runtime: Runtime, queue: str) -> list[StageMessage]:
+    client = runtime.bus.client(queue)
+    return [StageMessage.from_json(m.content) for m in client.receive_messages(max_messages=32)]
+
+
+async def test_a_message_with_an_old_token_is_dropped_without_any_change(runtime: Runtime) -> None:
+    _seed(runtime, stage=Stage.MOUNT)
+    before = runtime.store.get("bmsg000001")
+    await handle_stage_message(runtime, StageMessage("bmsg000001", Stage.MOUNT, "old").to_json())
+    after = runtime.store.get("bmsg000001")
+    assert after.etag == before.etag
+    assert _queued(runtime, "build-mount") == [] and _queued(runtime, "build-install") == []
+
+
+async def test_a_message_for_another_stage_is_dropped(runtime: Runtime) -> None:
+    _seed(runtime, stage=Stage.INSTALL)
+    await handle_stage_message(
+        runtime, StageMessage("bmsg000001", Stage.MOUNT, "current").to_json()
+    )
+    assert runtime.store.get("bmsg000001").build.stage == Stage.INSTALL
+
+
+async def test_a_message_for_a_finished_build_is_dropped(runtime: Runtime) -> None:
+    _seed(runtime, stage=Stage.DONE, state=BuildState.SUCCEEDED)
+    body = StageMessage("bmsg000001", Stage.DONE, "current").to_json()
+    await handle_stage_message(runtime, body)
+    assert runtime.store.get("bmsg000001").build.state == BuildState.SUCCEEDED
+
+
+async def test_cancel_moves_the_build_to_cleanup_with_one_new_message(runtime: Runtime) -> None:
+    _seed(runtime, stage=Stage.INSTALL, cancel_requested=True, state=BuildState.RUNNING)
+    await handle_stage_message(
+        runtime, StageMessage("bmsg000001", Stage.INSTALL, "current").to_json()
+    )
+    build = runtime.store.get("bmsg000001").build
+    assert build.stage == Stage.CLEANUP and build.outcome == BuildState.CANCELLED
+    sent = _queued(runtime, "build-cleanup")
+    assert [(m.build_id, m.token) for m in sent] == [("bmsg000001", build.token)]
+    # The same cancelled message delivered again changes nothing: its token is spent.
+    await handle_stage_message(
+        runtime, StageMessage("bmsg000001", Stage.INSTALL, "current").to_json()
+    )
+    assert _queued(runtime, "build-cleanup") == []
+
+
+async def test_a_poison_message_fails_its_build_and_starts_cleanup(runtime: Runtime) -> None:
+    _seed(runtime, stage=Stage.VERIFY, state=BuildState.RUNNING)
+    body = StageMessage("bmsg000001", Stage.VERIFY, "current").to_json()
+    await fail_from_poison(runtime, body, "build-verify-poison")
+    build = runtime.store.get("bmsg000001").build
+    assert build.stage == Stage.CLEANUP
+    assert build.outcome == BuildState.FAILED
+    assert "verify crashed repeatedly" in (build.error or "")
+    assert len(_queued(runtime, "build-cleanup")) == 1
