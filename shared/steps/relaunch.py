@@ -28,6 +28,8 @@ async def relaunch_vm(ctx: StepContext) -> Outcome:
         raise PermanentError("no image to relaunch from")
 
     build = ctx.build
+    if not request.relaunch.verify and not request.relaunch.keep_running:
+        return Done(build, "relaunch skipped: the request asks neither to verify nor to keep a VM")
     if not build.marker(stage, "checked"):
         up = await bring_up_vm(ctx, "relaunch", image_id)
         if isinstance(up, Poll):
