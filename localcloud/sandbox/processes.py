@@ -63,8 +63,8 @@ def wait_gone(refs: list[ProcessRef], timeout: float) -> bool:
     return True
 
 
-def processes_mentioning(needles: list[str]) -> list[ProcessRef]:
-    """Every process whose command line contains one of `needles` (a scan of /proc)."""
+def processes_mentioning(needles: list[tuple[str, ...]]) -> list[ProcessRef]:
+    """Every process whose command line contains all words of one of `needles` (scans /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -73,7 +73,7 @@ def processes_mentioning(needles: list[str]) -> list[ProcessRef]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if any(n in cmdline for n in needles):
+        if any(all(word in cmdline for word in words) for words in needles):
             ref = ProcessRef.of(int(entry.name))
             if ref is not None:
                 found.append(ref)

@@ -23,7 +23,13 @@ logger = logging.getLogger(__name__)
 def teardown_state_dir(layout: Layout) -> None:
     """Kill, delete, detach and unmount what `layout`'s state folder created; restore forwarding."""
     refs = _recorded_processes(layout)
-    refs += processes_mentioning([str(layout.state_dir) + "/", f"/run/netns/{layout.netns_prefix}"])
+    # only our own programs (sandbox launcher and init, relay) that name this folder's objects
+    refs += processes_mentioning(
+        [
+            ("guest_init.py", str(layout.vms_dir) + "/"),
+            ("relay.py", f"/run/netns/{layout.netns_prefix}"),
+        ]
+    )
     for ref in refs:
         ref.kill()
     if not wait_gone(refs, timeout=10):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import os
@@ -20,6 +21,7 @@ from sandbox_guest import GuestIdentity, run, self_signed_ca_pem
 from localcloud.sandbox import disks, network
 from localcloud.sandbox.api import BootSpec, DataDisk
 from localcloud.sandbox.host import RecordsOnly, SandboxHost
+from localcloud.sandbox.processes import processes_mentioning
 from localcloud.sandbox.provisioning import host_keys_from_custom_data
 
 SUBNET = "10.219.0.0/16"
@@ -98,6 +100,9 @@ def assert_nothing_left(host: SandboxHost) -> None:
     assert str(layout.state_dir) not in Path("/proc/mounts").read_text()
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert layout.nft_table not in tables
+    assert not processes_mentioning(
+        [("guest_init.py", str(layout.vms_dir)), ("relay.py", layout.netns_prefix)]
+    )
 
 
 class Disks:
@@ -223,6 +228,42 @@ async def test_first_boot_provisions_user_hostname_host_key_ca_and_relay(
     assert (disk.os / "upper" / "etc" / "sudoers.d" / "90-cloud-init-users").exists()
     sandbox.shutdown("first")
     assert not sandbox.is_running("first")
+
+
+@pytest.mark.root
+async def test_detached_job_survives_its_session_and_serves_through_a_port_forward(
+    sandbox: SandboxHost,
+) -> None:
+    guest = GuestIdentity.new("vm-jobs", "azureuser")
+    disk = Disks(sandbox, "jobs")
+    sandbox.new_os_disk(disk.os)
+    address = sandbox.boot(BootSpec("jobs", disk.os, [], guest.guest_config()))
+    async with await guest.connect(address) as conn:
+        await run(
+            conn,
+            "mkdir -p ~/site && echo served > ~/site/index.html && cd ~/site; "
+            "setsid nohup python3 -m http.server 8899 --bind 127.0.0.1 "
+            ">/dev/null 2>&1 </dev/null & echo started",
+        )
+    async with await guest.connect(address) as conn:
+        body = ""
+        for _ in range(100):  # the server needs a moment to listen
+            try:
+                reader, writer = await conn.open_connection("127.0.0.1", 8899)
+            except asyncssh.ChannelOpenError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.write(b"GET /index.html HTTP/1.0\r\n\r\n")
+            data = await reader.read()
+            body = data.decode() if isinstance(data, bytes) else data
+            writer.close()
+            break
+        assert body.endswith("served\n")
+        # the orphaned job was re-parented to the sandbox's init, which reaps it
+        processes = (await run(conn, "ps -o ppid=,args= -C python3")).splitlines()
+        job = next(line for line in processes if "http.server" in line)
+        assert job.split()[0] == "1"
+    sandbox.shutdown("jobs")
 
 
 @pytest.mark.root
