@@ -22,6 +22,7 @@ RESOURCE_GROUP = "labimage-builds"
 LOCATION = "westeurope"
 AUTOSTOP_SCHEDULE = "0 */15 * * * *"
 SWEEPER_SCHEDULE = "0 0 * * * *"
+WATCHDOG_SCHEDULE = "0 */5 * * * *"
 RESOURCE_GROUP_API = "2021-04-01"
 
 
@@ -91,6 +92,9 @@ def app_settings(layout: Layout, ports: Ports, identity_header: str) -> dict[str
         "IDENTITY_HEADER": identity_header,
         "AUTOSTOP_SCHEDULE": AUTOSTOP_SCHEDULE,
         "SWEEPER_SCHEDULE": SWEEPER_SCHEDULE,
+        "WATCHDOG_SCHEDULE": WATCHDOG_SCHEDULE,
+        "LABIMAGE_AUTOSTOP_RESOURCE_GROUPS": RESOURCE_GROUP,
+        "LABIMAGE_SSH_SOURCE_CIDR": "127.0.0.1/32",
     }
 
 
