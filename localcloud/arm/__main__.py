@@ -1,0 +1,72 @@
+"""`python -m localcloud.arm --state-dir DIR --port 8443 --identity-port 8444 [--records-only]`"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from localcloud.arm.emulator import EmulatorSettings
+from localcloud.arm.memory_runner import MemoryRunner
+from localcloud.arm.server import serve_forever
+from localcloud.sandbox.api import VmRunner
+
+
+def _runner(args: argparse.Namespace) -> VmRunner:
+    if args.records_only:
+        try:
+            from localcloud.sandbox.host import RecordsOnly
+
+            return RecordsOnly()
+        except ImportError:
+            return MemoryRunner()
+    from localcloud.sandbox.host import SandboxHost
+
+    return SandboxHost(
+        args.state_dir,
+        relay_ports=args.relay_port or (),
+        extra_ca_pem=args.extra_ca_pem.read_bytes() if args.extra_ca_pem else None,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m localcloud.arm", description=__doc__)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--identity-port", type=int, default=8444)
+    parser.add_argument("--records-only", action="store_true", help="VMs are records, no sandboxes")
+    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument(
+        "--retry-after", type=int, default=1, help="whole seconds between LRO polls (0: omit)"
+    )
+    parser.add_argument("--relay-port", type=int, action="append", help="passed to SandboxHost")
+    parser.add_argument("--extra-ca-pem", type=Path, help="passed to SandboxHost")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    state_dir = args.state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    args.state_dir = state_dir
+    settings = EmulatorSettings(
+        state_dir=state_dir,
+        page_size=args.page_size,
+        retry_after=args.retry_after,
+        records_only=args.records_only,
+    )
+
+    async def run() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve_forever(settings, _runner(args), args.port, args.identity_port)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The emulator's shared state and the response shapes every resource kind uses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from localcloud.arm import errors
+from localcloud.arm.ids import ResourceRef, group_id
+from localcloud.arm.operations import Operations, Work
+from localcloud.arm.store import Resource, Store
+from localcloud.sandbox.api import VmRunner
+
+T = TypeVar("T")
+
+RESOURCE_GROUP_TYPE = "Microsoft.Resources/resourceGroups"
+
+
+@dataclass
+class EmulatorSettings:
+    state_dir: Path
+    page_size: int = 100
+    # Whole seconds ARMPolling sleeps between polls: the SDKs parse the header as an int.
+    # 0 leaves the header out, so the client's own polling_interval applies (fast tests).
+    retry_after: int = 1
+    records_only: bool = False  # every VM is a record; the runner is never asked to boot
+
+
+class Emulator:
+    """Store, operations, runner and the settings, handed to every resource kind."""
+
+    def __init__(self, settings: EmulatorSettings, runner: VmRunner) -> None:
+        self.settings = settings
+        self.runner = runner
+        self.store = Store(settings.state_dir / "arm" / "state.json")
+        self.operations = Operations(self.store)
+        self.throttle_remaining = 0
+        self.throttle_retry_after = "1"
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir
+
+    # --- helpers for kinds ------------------------------------------------------------------
+    def lock(self, resource_id: str) -> asyncio.Lock:
+        """One lock per resource so background work on it runs one piece at a time."""
+        return self._locks.setdefault(resource_id.lower(), asyncio.Lock())
+
+    async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking runner call in a thread so the server keeps answering."""
+        return await asyncio.to_thread(fn, *args)
+
+    def require_group(self, subscription: str, group: str) -> Resource:
+        resource = self.store.get(group_id(subscription, group))
+        if resource is None:
+            raise errors.group_not_found(group)
+        return resource
+
+    def require(self, ref: ResourceRef) -> Resource:
+        self.require_group(ref.subscription, ref.group)
+        resource = self.store.get(ref.id)
+        if resource is None or resource.type.lower() != ref.type_name.lower():
+            raise errors.resource_not_found(ref.type_name, "/".join(ref.names), ref.group)
+        return resource
+
+    def find(self, resource_id: str | None, type_name: str) -> Resource | None:
+        if not resource_id:
+            return None
+        resource = self.store.get(resource_id)
+        if resource is None or resource.type.lower() != type_name.lower():
+            return None
+        return resource
+
+    # --- responses --------------------------------------------------------------------------
+    def operation_urls(
+        self, request: web.Request, ref: ResourceRef, location: str, op_id: str
+    ) -> dict[str, str]:
+        base = (
+            f"{request.scheme}://{request.host}/subscriptions/{ref.subscription}/providers/"
+            f"{ref.namespace}/locations/{_location_key(location)}"
+        )
+        api = request.query.get("api-version", "")
+        headers = {
+            "Azure-AsyncOperation": f"{base}/operations/{op_id}?api-version={api}",
+            "Location": f"{base}/operationResults/{op_id}?api-version={api}",
+        }
+        if self.settings.retry_after > 0:
+            headers["Retry-After"] = str(self.settings.retry_after)
+        return headers
+
+    def put_response(
+        self,
+        request: web.Request,
+        ref: ResourceRef,
+        resource: Resource,
+        created: bool,
+        work: Work | None,
+        on_failure: Callable[[], None] | None = None,
+        initial_state: str | None = None,
+    ) -> web.Response:
+        """201 (new) or 200 (update) with Azure-AsyncOperation; `work` runs in the background.
+
+        `initial_state` is the provisioningState the reply shows (the stored one may already
+        be final when the change needed no background work).
+        """
+        body = json.loads(json.dumps(resource.body))  # a copy before the work changes it
+        if initial_state is not None:
+            body.setdefault("properties", {})["provisioningState"] = initial_state
+        op_id = self.operations.start(work, on_failure)
+        headers = self.operation_urls(request, ref, resource.body.get("location", ""), op_id)
+        del headers["Location"]  # ARM's PUTs name only the status resource
+        return json_response(body, 201 if created else 200, headers)
+
+    def accepted(
+        self,
+        request: web.Request,
+        ref: ResourceRef,
+        location: str,
+        work: Work | None,
+        on_failure: Callable[[], None] | None = None,
+    ) -> web.Response:
+        """202 with Azure-AsyncOperation, Location and Retry-After (POST actions, DELETE)."""
+        op_id = self.operations.start(work, on_failure)
+        return web.Response(status=202, headers=self.operation_urls(request, ref, location, op_id))
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, text=json.dumps(body), content_type="application/json", headers=headers
+    )
+
+
+def _location_key(location: str) -> str:
+    return location.replace(" ", "").lower() or "global"

@@ -1,0 +1,136 @@
+"""Managed identity for localcloud: an App Service style token endpoint and token checks.
+
+azure-identity's ManagedIdentityCredential (through MSAL) sends, when IDENTITY_ENDPOINT and
+IDENTITY_HEADER are set: `GET <IDENTITY_ENDPOINT>?api-version=2019-08-01&resource=<resource>`
+with headers `X-IDENTITY-HEADER: <secret>` and `Metadata: true`, and expects
+`{"access_token", "expires_on" (epoch seconds), "resource", "token_type"}`.
+
+Tokens are HMAC-signed with a key kept in the state folder, so they stay valid across an
+emulator restart (clients cache them for an hour).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from localcloud.arm.errors import ArmError
+
+TOKEN_LIFETIME_SECONDS = 3600
+# Audiences ARM accepts for a management token.
+MANAGEMENT_AUDIENCES = frozenset(
+    {
+        "https://management.azure.com",
+        "https://management.azure.com/",
+        "https://management.core.windows.net",
+        "https://management.core.windows.net/",
+    }
+)
+
+
+def _load_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+@dataclass
+class TokenIssuer:
+    """Issues and verifies bearer tokens; the identity header is the caller's shared secret."""
+
+    signing_key: bytes
+    identity_header: str
+
+    @classmethod
+    def in_folder(cls, arm_dir: Path) -> TokenIssuer:
+        """Reuse (or create) `identity-header` and `token-key` files under `arm_dir`."""
+        header = _load_or_create_secret(arm_dir / "identity-header")
+        key = _load_or_create_secret(arm_dir / "token-key")
+        return cls(key.encode(), header)
+
+    def issue(self, resource: str) -> dict[str, str]:
+        expires_on = int(time.time()) + TOKEN_LIFETIME_SECONDS
+        claims = {"aud": resource, "exp": expires_on, "nonce": secrets.token_hex(8)}
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        token = f"{payload}.{self._sign(payload)}"
+        return {
+            "access_token": token,
+            "expires_on": str(expires_on),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": "localcloud-managed-identity",
+        }
+
+    def verify(self, authorization: str | None) -> None:
+        """Raise ARM's 401 errors unless `authorization` is a valid management bearer token."""
+        if not authorization:
+            raise ArmError(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
+            )
+        scheme, _, token = authorization.partition(" ")
+        payload, _, signature = token.strip().partition(".")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            signature.encode(), self._sign(payload).encode()
+        ):
+            raise ArmError(
+                401,
+                "InvalidAuthenticationToken",
+                "The access token is invalid.",
+            )
+        padded = payload + "=" * (-len(payload) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+        if int(claims["exp"]) < time.time():
+            raise ArmError(
+                401,
+                "ExpiredAuthenticationToken",
+                "The access token expiry UTC time is earlier than current UTC time.",
+            )
+        if claims["aud"] not in MANAGEMENT_AUDIENCES:
+            raise ArmError(
+                401,
+                "InvalidAuthenticationTokenAudience",
+                "The access token has been obtained for wrong audience or resource "
+                f"'{claims['aud']}'.",
+            )
+
+    def _sign(self, payload: str) -> str:
+        return hmac.new(self.signing_key, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def build_identity_app(issuer: TokenIssuer) -> web.Application:
+    """The plain-HTTP loopback token endpoint (path `/msi/token`, as App Service uses)."""
+
+    async def token(request: web.Request) -> web.Response:
+        supplied = request.headers.get("X-IDENTITY-HEADER", "")
+        if not hmac.compare_digest(supplied.encode(), issuer.identity_header.encode()):
+            return web.json_response(
+                {"statusCode": 401, "message": "X-IDENTITY-HEADER is missing or wrong."},
+                status=401,
+            )
+        resource = request.query.get("resource")
+        if not resource or request.query.get("api-version") != "2019-08-01":
+            return web.json_response(
+                {"statusCode": 400, "message": "resource and api-version=2019-08-01 required."},
+                status=400,
+            )
+        return web.json_response(issuer.issue(resource))
+
+    app = web.Application()
+    app.router.add_get("/msi/token", token)
+    return app

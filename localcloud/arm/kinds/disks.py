@@ -1,0 +1,105 @@
+"""Microsoft.Compute/disks: the managed disks VMs create (OS and data), listed and deleted."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from localcloud.arm import errors, naming
+from localcloud.arm.emulator import Emulator
+from localcloud.arm.ids import ResourceRef
+from localcloud.arm.kinds.base import Kind
+from localcloud.arm.operations import now_iso
+from localcloud.arm.store import Resource
+
+DISK = "Microsoft.Compute/disks"
+
+
+def new_disk(
+    emu: Emulator,
+    disk_id: str,
+    location: str,
+    *,
+    size_gb: int,
+    storage_type: str,
+    create_option: str,
+    vm_id: str,
+    os_disk: bool,
+    with_file: bool,
+) -> Resource:
+    """Record a disk attached to `vm_id`; its file or folder is made later by the runner."""
+    unique = str(uuid.uuid4())
+    name = disk_id.rsplit("/", 1)[-1]
+    props: dict[str, Any] = {
+        "creationData": {"createOption": create_option},
+        "diskSizeGB": size_gb,
+        "diskSizeBytes": size_gb * 1024**3,
+        "diskState": "Attached",
+        "timeCreated": now_iso(),
+        "uniqueId": unique,
+        "provisioningState": "Succeeded",
+    }
+    if os_disk:
+        props["osType"] = "Linux"
+        props["hyperVGeneration"] = "V2"
+    body = {
+        "id": disk_id,
+        "name": name,
+        "type": DISK,
+        "location": location,
+        "tags": {},
+        "managedBy": vm_id,
+        "sku": {
+            "name": storage_type,
+            "tier": "Premium" if "Premium" in storage_type else "Standard",
+        },
+        "properties": props,
+    }
+    internal: dict[str, Any] = {}
+    if with_file:
+        suffix = "" if os_disk else ".img"
+        internal["path"] = str(emu.state_dir / "disks" / f"{unique}{suffix}")
+    resource = Resource(disk_id, DISK, body, internal)
+    emu.store.put(resource)
+    return resource
+
+
+def disk_path(disk: Resource) -> Path | None:
+    path = disk.internal.get("path")
+    return Path(path) if path else None
+
+
+class DiskKind(Kind):
+    type_name = DISK
+    name_rule = naming.COMPUTE
+
+    async def put(
+        self, emu: Emulator, request: web.Request, ref: ResourceRef, body: dict[str, Any]
+    ) -> web.Response:
+        existing = emu.store.get(ref.id)
+        if existing is None:
+            raise errors.invalid_parameter(
+                "localcloud creates disks only through a virtual machine's storageProfile.",
+                "creationData",
+            )
+        if "tags" in body:
+            existing.body["tags"] = dict(body["tags"] or {})
+            emu.store.touch()
+        return emu.put_response(request, ref, existing, False, None)
+
+    def check_delete(self, emu: Emulator, resource: Resource) -> None:
+        if resource.body.get("managedBy"):
+            raise errors.ArmError(
+                409,
+                "OperationNotAllowed",
+                f"Disk {resource.name} is attached to VM {resource.body['managedBy']}.",
+            )
+
+    async def remove(self, emu: Emulator, resource: Resource) -> None:
+        path = disk_path(resource)
+        if path is not None:
+            await emu.blocking(emu.runner.delete_disk, path)
+        emu.store.delete(resource.id)

@@ -1,0 +1,159 @@
+"""Starting the emulator: TLS ARM port, plain-HTTP identity port, snapshots, restart recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from localcloud.arm.app import build_app
+from localcloud.arm.certs import ensure_certificates, server_ssl_context
+from localcloud.arm.emulator import Emulator, EmulatorSettings
+from localcloud.arm.identity import TokenIssuer, build_identity_app
+from localcloud.arm.kinds.vms import VM
+from localcloud.sandbox.api import VmRunner
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+SNAPSHOT_INTERVAL_SECONDS = 0.5
+
+
+@dataclass
+class RunningEmulator:
+    """A started emulator. Clients need `arm_url`, `ca_pem` and the identity settings."""
+
+    emulator: Emulator
+    issuer: TokenIssuer
+    arm_url: str  # base_url for azure-mgmt-* clients
+    identity_endpoint: str  # IDENTITY_ENDPOINT
+    ca_pem: Path  # connection_verify for azure-mgmt-* clients
+    _runners: tuple[web.AppRunner, web.AppRunner]
+    _saver: asyncio.Task[None]
+
+    @property
+    def identity_header(self) -> str:
+        """IDENTITY_HEADER (a secret: hand it to child processes, never log it)."""
+        return self.issuer.identity_header
+
+    def identity_env(self) -> dict[str, str]:
+        return {
+            "IDENTITY_ENDPOINT": self.identity_endpoint,
+            "IDENTITY_HEADER": self.identity_header,
+        }
+
+    async def stop(self) -> None:
+        """Finish running operations, write the snapshot, close both ports."""
+        await self.emulator.operations.drain()
+        self._saver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._saver
+        self.emulator.store.save()
+        for runner in self._runners:
+            await runner.cleanup()
+
+
+def recover_after_restart(emulator: Emulator) -> None:
+    """Load the snapshot; sandboxes do not survive a restart, so their VMs are now stopped."""
+    emulator.store.load()
+    emulator.operations.fail_interrupted()
+    for vm in emulator.store.of_type(VM):
+        internal = vm.internal
+        if internal.get("records_only"):
+            continue
+        if internal.get("power") in ("starting", "running", "stopping") and not (
+            emulator.runner.is_running(internal["vm_key"])
+        ):
+            internal["power"] = "stopped"
+        if vm.props.get("provisioningState") in ("Creating", "Updating", "Deleting"):
+            vm.props["provisioningState"] = "Failed"
+    emulator.store.touch()
+
+
+async def start_emulator(
+    settings: EmulatorSettings,
+    runner: VmRunner,
+    port: int = 0,
+    identity_port: int = 0,
+) -> RunningEmulator:
+    """Start both servers on 127.0.0.1 (port 0: any free port) and return how to reach them."""
+    arm_dir = settings.state_dir / "arm"
+    certs = ensure_certificates(arm_dir)
+    issuer = TokenIssuer.in_folder(arm_dir)
+    emulator = Emulator(settings, runner)
+    await asyncio.to_thread(runner.prepare)
+    recover_after_restart(emulator)
+
+    arm_runner = web.AppRunner(build_app(emulator, issuer), access_log=None)
+    await arm_runner.setup()
+    arm_site = web.TCPSite(arm_runner, LOOPBACK, port, ssl_context=server_ssl_context(certs))
+    await arm_site.start()
+    id_runner = web.AppRunner(build_identity_app(issuer), access_log=None)
+    await id_runner.setup()
+    id_site = web.TCPSite(id_runner, LOOPBACK, identity_port)
+    await id_site.start()
+
+    arm_port = _bound_port(arm_runner)
+    id_port = _bound_port(id_runner)
+    running = RunningEmulator(
+        emulator=emulator,
+        issuer=issuer,
+        arm_url=f"https://{LOOPBACK}:{arm_port}",
+        identity_endpoint=f"http://{LOOPBACK}:{id_port}/msi/token",
+        ca_pem=certs.ca_pem,
+        _runners=(arm_runner, id_runner),
+        _saver=asyncio.get_running_loop().create_task(_save_periodically(emulator)),
+    )
+    _write_endpoints(arm_dir, running)
+    return running
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for site in runner.sites:
+        server = site._server  # aiohttp exposes the bound socket only here
+        assert server is not None
+        return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+    raise RuntimeError("the site is not started")
+
+
+def _write_endpoints(arm_dir: Path, running: RunningEmulator) -> None:
+    """`<state>/arm/endpoints.json`: where to reach the emulator (no secrets inside)."""
+    data = {
+        "arm_url": running.arm_url,
+        "identity_endpoint": running.identity_endpoint,
+        "identity_header_file": str(arm_dir / "identity-header"),
+        "ca_pem": str(running.ca_pem),
+    }
+    (arm_dir / "endpoints.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+async def _save_periodically(emulator: Emulator) -> None:
+    while True:
+        await asyncio.sleep(SNAPSHOT_INTERVAL_SECONDS)
+        if emulator.store.dirty:
+            try:
+                emulator.store.save()
+            except OSError:
+                logger.exception("could not write the ARM snapshot; retrying")
+
+
+async def serve_forever(
+    settings: EmulatorSettings, runner: VmRunner, port: int, identity_port: int
+) -> None:
+    """Run until cancelled (Ctrl-C / SIGTERM), then stop cleanly."""
+    running = await start_emulator(settings, runner, port, identity_port)
+    print(
+        f"ARM emulator on {running.arm_url} (CA {running.ca_pem}); managed identity on "
+        f"{running.identity_endpoint}; IDENTITY_HEADER in "
+        f"{settings.state_dir / 'arm' / 'identity-header'}",
+        flush=True,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await running.stop()
