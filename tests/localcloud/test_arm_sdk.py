@@ -1,3 +1,6 @@
+# The compute models' overloads name only `properties=...`; at run time the SDK also takes the
+# flattened keywords used here (as its own samples do), which mypy cannot see.
+# mypy: disable-error-code="call-overload,arg-type,union-attr"
 """The real azure-mgmt clients against the ARM emulator: create, power, capture, refuse, page."""
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute import models as cm
@@ -328,3 +331,151 @@ def vm_key_of(running: RunningEmulator, vm_id: str) -> str:
     vm = running.emulator.store.get(vm_id)
     assert vm is not None
     return str(vm.internal["vm_key"])
+
+
+def error_code(info: pytest.ExceptionInfo[HttpResponseError]) -> str:
+    assert info.value.error is not None
+    return str(info.value.error.code)
+
+
+def test_refusals_carry_azure_error_codes(cloud: Any) -> None:
+    _, _, _, azure = cloud
+    vms = azure.compute.virtual_machines
+    nic_id = make_network(azure)
+    vm = vms.begin_create_or_update(RG, "b1-vm", vm_parameters(nic_id)).result()
+
+    with pytest.raises(HttpResponseError) as info:
+        vms.generalize(RG, "b1-vm")  # still running
+    assert info.value.status_code == 409 and error_code(info) == "OperationNotAllowed"
+
+    with pytest.raises(HttpResponseError) as info:
+        azure.compute.images.begin_create_or_update(
+            RG,
+            "img",
+            cm.Image(location=LOCATION, source_virtual_machine=cm.SubResource(id=vm.id)),
+        ).result()
+    assert info.value.status_code == 409 and error_code(info) == "OperationNotAllowed"
+
+    with pytest.raises(HttpResponseError) as info:
+        azure.network.network_interfaces.begin_delete(RG, "b1-nic").result()
+    assert info.value.status_code == 400 and error_code(info) == "NicInUse"
+    with pytest.raises(HttpResponseError) as info:
+        azure.network.public_ip_addresses.begin_delete(RG, "b1-ip").result()
+    assert info.value.status_code == 400 and error_code(info) == "PublicIPAddressInUse"
+
+    vms.begin_power_off(RG, "b1-vm").result()
+    assert power_state(azure, "b1-vm") == "stopped"
+    vms.generalize(RG, "b1-vm")
+    with pytest.raises(HttpResponseError) as info:
+        vms.begin_start(RG, "b1-vm").result()
+    assert info.value.status_code == 409 and error_code(info) == "OperationNotAllowed"
+
+    missing_nic = nic_id.replace("b1-nic", "nope-nic")
+    with pytest.raises(HttpResponseError) as info:
+        vms.begin_create_or_update(RG, "b2-vm", vm_parameters(missing_nic, "b2")).result()
+    assert info.value.status_code == 404 and error_code(info) == "NotFound"
+
+    missing_image = vm.id.replace("virtualMachines/b1-vm", "images/nope")
+    nic2 = make_network_nic_only(azure, "b3")
+    with pytest.raises(HttpResponseError) as info:
+        vms.begin_create_or_update(
+            RG, "b3-vm", vm_parameters(nic2, "b3", image_id=missing_image)
+        ).result()
+    assert info.value.status_code == 404 and error_code(info) == "NotFound"
+
+    subnet = azure.network.subnets.get(RG, "b1-vnet", "default")
+    with pytest.raises(HttpResponseError) as info:
+        make_nic(azure, "b4", subnet.id.replace("default", "missing"))
+    assert info.value.status_code == 400 and error_code(info) == "InvalidResourceReference"
+
+    with pytest.raises(HttpResponseError) as info:
+        vms.begin_create_or_update(RG, "bad_name-", vm_parameters(nic2, "b3")).result()
+    assert info.value.status_code == 400 and error_code(info) == "InvalidResourceName"
+    with pytest.raises(HttpResponseError) as info:
+        vms.begin_create_or_update(RG, "x" * 65, vm_parameters(nic2, "b3")).result()
+    assert error_code(info) == "InvalidResourceName"
+    params = vm_parameters(nic2, "b3")
+    params.os_profile.computer_name = "bad_host"
+    with pytest.raises(HttpResponseError) as info:
+        vms.begin_create_or_update(RG, "b3-vm", params).result()
+    assert info.value.status_code == 400 and error_code(info) == "InvalidParameter"
+
+    with pytest.raises(ResourceNotFoundError) as info:
+        vms.get(RG, "ghost")
+    assert error_code(info) == "ResourceNotFound"
+    with pytest.raises(ResourceNotFoundError) as info:
+        vms.get("no-such-group", "ghost")
+    assert error_code(info) == "ResourceGroupNotFound"
+
+
+def test_a_vm_killed_from_outside_reports_stopped_and_restarts(cloud: Any) -> None:
+    running, _, runner, azure = cloud
+    vm = azure.compute.virtual_machines.begin_create_or_update(
+        RG, "b1-vm", vm_parameters(make_network(azure))
+    ).result()
+    first = azure.network.public_ip_addresses.get(RG, "b1-ip").ip_address
+    runner.kill(vm_key_of(running, vm.id))
+    assert power_state(azure, "b1-vm") == "stopped"
+    assert azure.network.public_ip_addresses.get(RG, "b1-ip").ip_address is None
+    azure.compute.virtual_machines.begin_start(RG, "b1-vm").result()
+    assert power_state(azure, "b1-vm") == "running"
+    second = azure.network.public_ip_addresses.get(RG, "b1-ip").ip_address
+    assert second and second != first
+
+
+def test_paging_over_250_vms_and_tag_patch(cloud: Any) -> None:
+    running, _, _, azure = cloud
+    token = ManagedIdentityCredential().get_token("https://management.azure.com/.default").token
+    reply = requests.post(
+        f"{running.arm_url}/localcloud/records",
+        json={"subscription": SUB, "resourceGroup": "rg-many", "location": LOCATION, "count": 250},
+        headers={"Authorization": f"Bearer {token}"},
+        verify=running.ca_pem,
+        timeout=30,
+    )
+    assert reply.status_code == 200
+    names = [vm.name for vm in azure.compute.virtual_machines.list_all()]
+    assert len(names) == 250 and len(set(names)) == 250
+    assert len(list(azure.compute.virtual_machines.list("rg-many"))) == 250
+    updated = azure.compute.virtual_machines.begin_update(
+        "rg-many", names[0], cm.VirtualMachineUpdate(tags={"labimage-autostop": "19:00"})
+    ).result()
+    assert updated.tags == {"labimage-autostop": "19:00"}
+
+
+def test_throttled_calls_are_retried_after_retry_after(cloud: Any) -> None:
+    running, _, _, azure = cloud
+    token = ManagedIdentityCredential().get_token("https://management.azure.com/.default").token
+    requests.post(
+        f"{running.arm_url}/localcloud/throttle",
+        json={"count": 2, "retryAfter": 1},
+        headers={"Authorization": f"Bearer {token}"},
+        verify=running.ca_pem,
+        timeout=30,
+    ).raise_for_status()
+    started = time.monotonic()
+    group = azure.resource.resource_groups.get(RG)
+    assert group.name == RG
+    assert time.monotonic() - started >= 2  # two 429s, each honoured for one second
+
+
+def test_state_survives_an_emulator_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for attempt in range(2):
+        with emulator_in_thread(tmp_path, MemoryRunner(), retry_after=0) as (running, _):
+            for name, value in running.identity_env().items():
+                monkeypatch.setenv(name, value)
+            azure = Azure(running, ManagedIdentityCredential())
+            if attempt == 0:
+                azure.resource.resource_groups.create_or_update(RG, {"location": LOCATION})
+                azure.compute.virtual_machines.begin_create_or_update(
+                    RG, "b1-vm", vm_parameters(make_network(azure))
+                ).result()
+                assert power_state(azure, "b1-vm") == "running"
+                ca = running.ca_pem.read_bytes()
+            else:
+                assert running.ca_pem.read_bytes() == ca  # certificate reused
+                vm = azure.compute.virtual_machines.get(RG, "b1-vm")
+                assert vm.tags == {"labimage-build": "b1"}
+                assert power_state(azure, "b1-vm") == "stopped"  # sandboxes do not survive
