@@ -76,6 +76,9 @@ install_with_uv() {
     local uv=$bootstrap/bin/uv
     # Python builds uv may download live under the prefix too; its cache is dropped at the end.
     export UV_PYTHON_INSTALL_DIR=$prefix/python UV_CACHE_DIR=/var/tmp/labimage-uv-cache
+    # Trust the image's CA store, as pip and git do: networks with a TLS-inspecting proxy add
+    # their CA there, and uv's built-in roots would refuse it. (UV_NATIVE_TLS: older uv.)
+    export UV_SYSTEM_CERTS=1 UV_NATIVE_TLS=1
     export UV_NO_PROGRESS=1
     if [ -x "$env_dir/bin/python" ] && "$env_dir/bin/python" -c \
         "import sys; v = sys.argv[1].split('.'); sys.exit(list(map(str, sys.version_info[:len(v)])) != v)" \
