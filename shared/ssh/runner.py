@@ -21,6 +21,8 @@ from shared.ssh.errors import HostKeyMismatch, RemoteCommandError, SshConnection
 from shared.ssh.quoting import KILL_AFTER_S, RemoteCommand
 
 logger = logging.getLogger(__name__)
+# asyncssh logs every channel and command at INFO; that floods the traces a person reads.
+logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 STDERR_TAIL_CHARS = 2000
 # The local wait outlives the remote limit, so the guest's `timeout` normally reports first.
