@@ -80,7 +80,7 @@ async def _health(request: web.Request) -> web.Response:
 
 async def _add_records(request: web.Request) -> web.Response:
     """Bulk-insert VM records (no sandbox): `{"subscription", "resourceGroup", "location",
-    "count", "prefix", "tags"}`. The resource group is created when missing."""
+    "count", "prefix", "start", "tags"}` or explicit `"names"`. The group is made if missing."""
     emu = request.app[EMULATOR_KEY]
     spec = await request.json()
     subscription, group = spec["subscription"], spec["resourceGroup"]
@@ -89,20 +89,16 @@ async def _add_records(request: web.Request) -> web.Response:
         emu.store.put(_group_resource(subscription, group, location, {}))
     prefix = spec.get("prefix", "record-vm")
     start = int(spec.get("start", 0))
-    count = int(spec["count"])
+    names = spec.get("names") or [
+        f"{prefix}-{index:05d}" for index in range(start, start + int(spec["count"]))
+    ]
     tags = dict(spec.get("tags") or {})
-    for index in range(start, start + count):
-        ref = ResourceRef(
-            subscription,
-            group,
-            "Microsoft.Compute",
-            ("virtualMachines",),
-            (f"{prefix}-{index:05d}",),
-        )
+    for name in names:
+        ref = ResourceRef(subscription, group, "Microsoft.Compute", ("virtualMachines",), (name,))
         emu.store.put(
             Resource(ref.id, VM, record_vm_body(ref, location, tags), record_vm_internal(ref))
         )
-    return json_response({"created": count})
+    return json_response({"created": len(names)})
 
 
 async def _throttle(request: web.Request) -> web.Response:

@@ -318,12 +318,15 @@ class NetworkInterfaceKind(Kind):
                 f"Network interface {ref.id} must have one or more IP configurations.",
                 "ipConfigurations",
             )
-        configs = []
+        configs: list[dict[str, Any]] = []
         for index, entry in enumerate(entries):
             name = entry.get("name", "")
             naming.NETWORK.check(name, f"{NIC}/ipConfigurations")
             config_id = f"{ref.id}/ipConfigurations/{name}"
             cprops = dict(entry.get("properties", {}))
+            if configs and not ref_id(cprops.get("subnet")):
+                # Secondary configurations share the primary one's subnet, as on Azure.
+                cprops["subnet"] = dict(configs[0]["properties"]["subnet"])
             found = find_subnet(emu, ref_id(cprops.get("subnet")))
             if found is None:
                 raise errors.invalid_reference(ref_id(cprops.get("subnet")) or "(none)", ref.id)
