@@ -255,9 +255,10 @@ async def test_pull_data_downloads_verifies_and_writes_a_manifest(
     )
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["files"] == 2
+    # The copied prefix is cut off: raw/a.csv lands at <destination>/a.csv.
     for name, data in payloads.items():
-        assert (dest / name).read_bytes() == data
-    assert (dest / "raw/a.csv").stat().st_uid == pwd.getpwnam("labimage-test").pw_uid
+        assert (dest / name.removeprefix("raw/")).read_bytes() == data
+    assert (dest / "a.csv").stat().st_uid == pwd.getpwnam("labimage-test").pw_uid
     assert not (dest / "other").exists()
     assert sig_of(sas) not in result.stdout + result.stderr
 

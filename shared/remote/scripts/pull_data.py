@@ -162,6 +162,14 @@ def run(params: dict) -> dict:
         raise PullError(container.redact(f"{type(exc).__name__}: {exc}")) from None
 
 
+def local_name(name: str, prefix: str) -> str:
+    """Where a blob lands below the destination: a copied prefix is cut off its name."""
+    if prefix and name.startswith(prefix):
+        rest = name[len(prefix):].lstrip("/")
+        return rest or name.rsplit("/", 1)[-1]
+    return name
+
+
 def pull(container: Container, params: dict) -> dict:
     root = os.path.realpath(params["destination"])
     if not os.path.isabs(params["destination"]):
@@ -187,9 +195,10 @@ def pull(container: Container, params: dict) -> dict:
             raise PullError("no blob matches the requested prefix")
 
     files = []
+    prefix = "" if wanted else (params.get("prefix") or "")
     for entry in entries:
         name = entry["name"]
-        target = safe_target(root, name)
+        target = safe_target(root, local_name(name, prefix))
         make_dirs(root, os.path.dirname(target), owner)
         info = container.download(name, target, owner)
         if params.get("require_md5") and not info["md5_verified"]:
