@@ -50,8 +50,10 @@ def notebook_groups(ctx: StepContext) -> dict[str, list[str]]:
     return groups
 
 
-async def verify_guest(ctx: StepContext, runner: SshRunner, build: Build) -> Build | Poll:
-    """Jupyter check, then the notebooks; the report lands in the build's outputs."""
+async def verify_guest(
+    ctx: StepContext, runner: SshRunner, build: Build, report_key: str = "verification"
+) -> Build | Poll:
+    """Jupyter check, then the notebooks; the report lands in the build's outputs[report_key]."""
     stage = build.stage
     if not build.marker(stage, "jupyter_ok"):
         await check_jupyter(runner, f"jupyter-{stage}", JUPYTER_PORT, wait_s=JUPYTER_WAIT_S)
@@ -81,7 +83,7 @@ async def verify_guest(ctx: StepContext, runner: SshRunner, build: Build) -> Bui
             return result
         build = result
         results.extend(notebook_results(await _report(runner, job) or {}))
-    return build.with_outputs(verification={"jupyter": "answered", "notebooks": results})
+    return build.with_outputs(**{report_key: {"jupyter": "answered", "notebooks": results}})
 
 
 async def _report(runner: SshRunner, job: str) -> dict[str, Any] | None:
