@@ -48,12 +48,10 @@ async def relaunch_vm(ctx: StepContext) -> Outcome:
                     )
                 build = build.with_progress(stage, mount_ok=True).with_outputs(relaunch_mount=mount)
             if request.relaunch.verify:
-                verified = await verify_guest(ctx, runner, build)
+                verified = await verify_guest(ctx, runner, build, "relaunch_verification")
                 if isinstance(verified, Poll):
                     return verified
-                build = verified.with_outputs(
-                    relaunch_verification=verified.outputs["verification"]
-                )
+                build = verified
         build = build.with_progress(stage, checked=True)
 
     if request.relaunch.keep_running:
