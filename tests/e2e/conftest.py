@@ -1,0 +1,140 @@
+"""One localcloud for the end-to-end tests: its own state folder and ports, torn down after."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcloud.seed_content import seed_ooi
+from shared.azure.clients import AzureClients
+from shared.settings import Settings
+from shared.state.store import BuildStore
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = {
+    "blob": 20000,
+    "queue": 20001,
+    "table": 20002,
+    "arm": 28443,
+    "identity": 28444,
+    "git": 28445,
+    "functions": 27071,
+}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+@dataclass
+class Cloud:
+    state_dir: Path
+    env: dict[str, Any]
+
+    @property
+    def api(self) -> str:
+        return str(self.env["endpoints"]["functions"])
+
+    @property
+    def settings(self) -> Settings:
+        s = self.env["settings"]
+        return Settings(
+            storage_connection=s["AzureWebJobsStorage"],
+            data_storage_connection=s["LABIMAGE_DATA_STORAGE"],
+            subscription_id=s["AZURE_SUBSCRIPTION_ID"],
+            resource_group=s["LABIMAGE_RESOURCE_GROUP"],
+            location=s["LABIMAGE_LOCATION"],
+            arm_endpoint=s["LABIMAGE_ARM_ENDPOINT"],
+            arm_ca_bundle=s["LABIMAGE_ARM_CA_BUNDLE"],
+            ssh_key_dir=s["LABIMAGE_SSH_KEY_DIR"],
+        )
+
+    def azure(self) -> AzureClients:
+        return AzureClients(self.settings)
+
+    def store(self) -> BuildStore:
+        return BuildStore.from_connection_string(self.settings.storage_connection, "builds")
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"{self.api}{path}",
+            data=data,
+            method=method,
+            headers={"content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def seed_request(self, **changes: Any) -> dict[str, Any]:
+        """examples/seed-request.json, pointed at this instance's git server."""
+        request = json.loads((ROOT / "examples" / "seed-request.json").read_text())
+        for repo in request["repositories"]:
+            repo["url"] = repo["url"].replace(":8445/", f":{PORTS['git']}/")
+        request.update(changes)
+        return request
+
+    def submit(self, request: dict[str, Any]) -> str:
+        code, body = self.request("POST", "/api/builds", request)
+        assert code == 202, body
+        return str(body["id"])
+
+    def status(self, build_id: str) -> dict[str, Any]:
+        code, body = self.request("GET", f"/api/builds/{build_id}")
+        assert code == 200, body
+        return dict(body)
+
+    def wait(self, build_id: str, timeout_s: float = 900, until: Any = None) -> dict[str, Any]:
+        """Poll until the build is finished (or `until(status)` holds); fail on time-out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = self.status(build_id)
+            if (until and until(status)) or (until is None and status["state"] in TERMINAL):
+                return status
+            if until and status["state"] in TERMINAL:
+                pytest.fail(f"build {build_id} ended {status['state']} early: {status['error']}")
+            time.sleep(0.3)
+        pytest.fail(f"build {build_id} did not get there in {timeout_s} s: {self.status(build_id)}")
+
+
+def _localcloud(command: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
+    flags = [f"--{name}-port={port}" for name, port in PORTS.items()]
+    return subprocess.run(
+        [sys.executable, "-m", "localcloud", command, "--state-dir", str(state_dir), *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="session")
+def cloud() -> Iterator[Cloud]:
+    if os.geteuid() != 0:
+        pytest.skip("localcloud needs root (namespaces, loop devices, mounts)")
+    state_dir = Path(tempfile.mkdtemp(prefix="labimage-e2e-"))
+    started = _localcloud("up", state_dir)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        env = json.loads((state_dir / "env.json").read_text())
+        for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
+            os.environ[name] = env["settings"][name]
+        seed_ooi(env["settings"]["AzureWebJobsStorage"], state_dir / "git")
+        yield Cloud(state_dir, env)
+    finally:
+        stopped = _localcloud("down", state_dir)
+        print(stopped.stdout, stopped.stderr)
+        shutil.rmtree(state_dir, ignore_errors=True)

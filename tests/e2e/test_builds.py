@@ -1,0 +1,153 @@
+"""The recipe end to end on localcloud: real controller, Azure SDK, SSH, disks and sandboxes.
+
+The builds run side by side (as they would for several researchers), so the whole module costs
+about one build's time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcloud.seed_content import raising_repository
+from shared.azure.naming import BUILD_TAG
+from tests.e2e.conftest import PORTS, Cloud
+
+pytestmark = [pytest.mark.e2e, pytest.mark.root]
+
+
+@pytest.fixture(scope="module")
+def builds(cloud: Cloud) -> dict[str, str]:
+    """Submit every build of this module at once; tests then wait for the one they need."""
+    raising_repository(cloud.state_dir / "git")
+    broken = cloud.seed_request(name="broken-notebook")
+    broken["repositories"][0]["url"] = f"https://127.0.0.1:{PORTS['git']}/broken-notebooks.git"
+    broken["image"] = {"name": "never-made"}
+    return {
+        "seed": cloud.submit(cloud.seed_request()),
+        "broken": cloud.submit(broken),
+        "cancel": cloud.submit(cloud.seed_request(name="cancel-me", image={"name": "cancel-me"})),
+        "kill": cloud.submit(cloud.seed_request(name="kill-me", image={"name": "kill-me"})),
+    }
+
+
+def leftovers(cloud: Cloud, build_id: str) -> list[str]:
+    """Every VM, NIC, public IP, disk, network or image in the emulator tagged with the build."""
+    azure = cloud.azure()
+    group = cloud.settings.resource_group
+    found = []
+    for listing in (
+        azure.compute.virtual_machines.list(group),
+        azure.compute.disks.list_by_resource_group(group),
+        azure.compute.images.list_by_resource_group(group),
+        azure.network.network_interfaces.list(group),
+        azure.network.public_ip_addresses.list(group),
+        azure.network.virtual_networks.list(group),
+        azure.network.network_security_groups.list(group),
+    ):
+        found += [str(r.id) for r in listing if (r.tags or {}).get(BUILD_TAG) == build_id]
+    return found
+
+
+def sandbox_of(cloud: Cloud, computer_name: str) -> dict[str, Any] | None:
+    """The run record of the sandbox whose hostname is `computer_name`, if it runs."""
+    for boot in (cloud.state_dir / "vms").glob("*/boot.json"):
+        if computer_name in boot.read_text():
+            run = boot.parent / "run.json"
+            if run.exists():
+                return dict(json.loads(run.read_text()))
+    return None
+
+
+def test_the_seed_request_succeeds_end_to_end(cloud: Cloud, builds: dict[str, str]) -> None:
+    build_id = builds["seed"]
+    status = cloud.wait(build_id)
+    assert status["state"] == "succeeded", status["error"]
+    assert [s["name"] for s in status["stages"]] == [
+        "provision",
+        "mount",
+        "install",
+        "verify",
+        "capture",
+        "relaunch",
+        "cleanup",
+    ]
+    outputs = cloud.store().get(build_id).build.outputs
+
+    # The data disk: xfs, mounted at /datadrive by its UUID.
+    disk = outputs["data_disk"]
+    assert disk["fs"] == "xfs" and disk["mount_point"] == "/datadrive" and disk["uuid"]
+    # The packages import inside the VM; the data arrived with matching checksums.
+    python = outputs["install"]["python"]
+    assert not python.get("failed"), python
+    data = outputs["install"]["data-0"]
+    assert data["files"] and all(f["md5_verified"] for f in data["files"])
+    # Notebooks ran on the build VM and again on the relaunched one.
+    reports = {r["vm"]: r for r in status["verification"]}
+    for vm in ("build", "relaunch"):
+        assert reports[vm]["jupyter_ok"]
+        assert [n["status"] for n in reports[vm]["notebooks"]] == ["passed"]
+    # The relaunched VM had the disk mounted by fstab alone (no mount step ran there).
+    mount = outputs["relaunch_mount"]
+    assert mount["mounted"] and mount["in_fstab_by_uuid"] and mount["uuid"] == disk["uuid"]
+    # The image exists; nothing else of the build is left, in the emulator or on the host.
+    image = cloud.azure().compute.images.get(
+        cloud.settings.resource_group, "jupyter-ooi-ubuntu2404"
+    )
+    assert image.id == status["image_id"]
+    assert leftovers(cloud, build_id) == [status["image_id"]]
+    assert sandbox_of(cloud, f"{build_id}-build") is None
+    assert sandbox_of(cloud, f"{build_id}-relaunch") is None
+
+
+def test_a_raising_notebook_fails_the_build_at_verify_and_leaves_nothing(
+    cloud: Cloud, builds: dict[str, str]
+) -> None:
+    status = cloud.wait(builds["broken"])
+    assert status["state"] == "failed"
+    assert status["error"].startswith("verify failed: notebook notebooks/broken.ipynb failed")
+    assert "ValueError: the calibration table is missing" in status["error"]
+    verify = next(s for s in status["stages"] if s["name"] == "verify")
+    assert verify["state"] == "failed"
+    assert leftovers(cloud, builds["broken"]) == []
+
+
+def test_cancel_during_install_leaves_nothing(cloud: Cloud, builds: dict[str, str]) -> None:
+    build_id = builds["cancel"]
+    cloud.wait(build_id, until=lambda s: s["stage"] == "install")
+    code, _ = cloud.request("POST", f"/api/builds/{build_id}/cancel")
+    assert code == 202
+    status = cloud.wait(build_id)
+    assert status["state"] == "cancelled"
+    assert leftovers(cloud, build_id) == []
+
+
+def test_a_vm_killed_from_outside_fails_the_build_clearly(
+    cloud: Cloud, builds: dict[str, str]
+) -> None:
+    build_id = builds["kill"]
+    cloud.wait(build_id, until=lambda s: s["stage"] == "install")
+    record = sandbox_of(cloud, f"{build_id}-build")
+    assert record is not None
+    os.kill(int(record["init"][0]), signal.SIGKILL)
+    status = cloud.wait(build_id)
+    assert status["state"] == "failed"
+    assert "stopped unexpectedly" in status["error"]
+    assert leftovers(cloud, build_id) == []
+
+
+def test_no_sandbox_is_left_on_the_host(cloud: Cloud, builds: dict[str, str]) -> None:
+    for build_id in builds.values():
+        cloud.wait(build_id)
+    assert not any((cloud.state_dir / "vms").glob("*/run.json"))
+    tag = Path(cloud.state_dir).name
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    assert str(cloud.state_dir) not in loops, loops
+    assert tag not in namespaces
