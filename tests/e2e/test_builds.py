@@ -10,6 +10,8 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +25,48 @@ pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 
 @pytest.fixture(scope="module")
-def builds(cloud: Cloud) -> dict[str, str]:
-    """Submit every build of this module at once; tests then wait for the one they need."""
+def builds(cloud: Cloud) -> Iterator[dict[str, str]]:
+    """Submit every build of this module at once; tests then wait for the one they need.
+
+    The cancel and the kill happen in background threads the moment their build reaches
+    install, so they do not wait for the other builds' tests.
+    """
     raising_repository(cloud.state_dir / "git")
     broken = cloud.seed_request(name="broken-notebook")
     broken["repositories"][0]["url"] = f"https://127.0.0.1:{PORTS['git']}/broken-notebooks.git"
     broken["image"] = {"name": "never-made"}
-    return {
+    ids = {
         "seed": cloud.submit(cloud.seed_request()),
         "broken": cloud.submit(broken),
         "cancel": cloud.submit(cloud.seed_request(name="cancel-me", image={"name": "cancel-me"})),
         "kill": cloud.submit(cloud.seed_request(name="kill-me", image={"name": "kill-me"})),
     }
+    actions = {"cancel": cancel_in_install, "kill": kill_in_install}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ACTIONS.update({name: pool.submit(act, cloud, ids[name]) for name, act in actions.items()})
+        yield ids
+
+
+ACTIONS: dict[str, Future[Any]] = {}
+
+
+def in_install(status: dict[str, Any]) -> bool:
+    return status["stage"] == "install"
+
+
+def cancel_in_install(cloud: Cloud, build_id: str) -> int:
+    cloud.wait(build_id, until=in_install)
+    code, _ = cloud.request("POST", f"/api/builds/{build_id}/cancel")
+    return code
+
+
+def kill_in_install(cloud: Cloud, build_id: str) -> int:
+    cloud.wait(build_id, until=in_install)
+    record = sandbox_of(cloud, f"{build_id}-build")
+    assert record is not None, "the build VM's sandbox is not running"
+    pid = int(record["init"][0])
+    os.kill(pid, signal.SIGKILL)
+    return pid
 
 
 def leftovers(cloud: Cloud, build_id: str) -> list[str]:
@@ -57,9 +89,9 @@ def leftovers(cloud: Cloud, build_id: str) -> list[str]:
 
 def sandbox_of(cloud: Cloud, computer_name: str) -> dict[str, Any] | None:
     """The run record of the sandbox whose hostname is `computer_name`, if it runs."""
-    for boot in (cloud.state_dir / "vms").glob("*/boot.json"):
-        if computer_name in boot.read_text():
-            run = boot.parent / "run.json"
+    for media in (cloud.state_dir / "vms").glob("*/media/config.json"):
+        if json.loads(media.read_text()).get("hostname") == computer_name:
+            run = media.parent.parent / "run.json"
             if run.exists():
                 return dict(json.loads(run.read_text()))
     return None
@@ -120,9 +152,7 @@ def test_a_raising_notebook_fails_the_build_at_verify_and_leaves_nothing(
 
 def test_cancel_during_install_leaves_nothing(cloud: Cloud, builds: dict[str, str]) -> None:
     build_id = builds["cancel"]
-    cloud.wait(build_id, until=lambda s: s["stage"] == "install")
-    code, _ = cloud.request("POST", f"/api/builds/{build_id}/cancel")
-    assert code == 202
+    assert ACTIONS["cancel"].result(timeout=900) == 202
     status = cloud.wait(build_id)
     assert status["state"] == "cancelled"
     assert leftovers(cloud, build_id) == []
@@ -132,10 +162,7 @@ def test_a_vm_killed_from_outside_fails_the_build_clearly(
     cloud: Cloud, builds: dict[str, str]
 ) -> None:
     build_id = builds["kill"]
-    cloud.wait(build_id, until=lambda s: s["stage"] == "install")
-    record = sandbox_of(cloud, f"{build_id}-build")
-    assert record is not None
-    os.kill(int(record["init"][0]), signal.SIGKILL)
+    assert ACTIONS["kill"].result(timeout=900) > 1
     status = cloud.wait(build_id)
     assert status["state"] == "failed"
     assert "stopped unexpectedly" in status["error"]

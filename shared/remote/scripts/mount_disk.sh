@@ -76,7 +76,9 @@ else
             sys=$(ls -d "/sys/class/block/$(basename "$disk")/$(basename "$disk")"*1 2>/dev/null | head -n1 || true)
             if [ -n "$sys" ] && [ -r "$sys/dev" ] && [ ! -e "/dev/$(basename "$sys")" ]; then
                 IFS=: read -r major minor < "$sys/dev"
-                mknod "/dev/$(basename "$sys")" b "$major" "$minor"
+                # Another device manager may make the same node at the same moment: fine.
+                mknod "/dev/$(basename "$sys")" b "$major" "$minor" 2>/dev/null \
+                    || [ -e "/dev/$(basename "$sys")" ] || die "cannot create the partition node"
             fi
         fi
         sleep 0.2
