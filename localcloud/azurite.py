@@ -76,7 +76,8 @@ def wait_for_ports(ports: list[int], proc: subprocess.Popen[bytes], timeout: flo
     for port in ports:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"Azurite exited with {proc.returncode} before port {port} opened")
+                code = proc.returncode
+                raise RuntimeError(f"Azurite exited with {code} before port {port} opened")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     break

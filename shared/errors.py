@@ -8,7 +8,7 @@ class StepError(Exception):
 
 
 class TemporaryError(StepError):
-    """Retry after a delay: the cause may go away (a VM still booting, throttling, a network blip)."""
+    """Retry after a delay: the cause may go away (a VM booting, throttling, a network blip)."""
 
     def __init__(self, message: str, retry_after: float = 10.0) -> None:
         super().__init__(message)

@@ -61,7 +61,5 @@ def get_settings() -> Settings:
         ssh_key_dir=_optional("LABIMAGE_SSH_KEY_DIR"),
         key_vault_url=_optional("LABIMAGE_KEY_VAULT_URL"),
         ssh_source_cidr=_optional("LABIMAGE_SSH_SOURCE_CIDR") or "*",
-        autostop_scope=tuple(
-            g.strip() for g in (scope or resource_group).split(",") if g.strip()
-        ),
+        autostop_scope=tuple(g.strip() for g in (scope or resource_group).split(",") if g.strip()),
     )

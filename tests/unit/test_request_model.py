@@ -1,7 +1,6 @@
 """The build request: every bad input becomes a problem at the field a person has to change."""
 
 # The table of bad inputs reads best with one case per line, however long.
-# ruff: noqa: E501
 
 from __future__ import annotations
 

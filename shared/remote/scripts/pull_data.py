@@ -165,7 +165,7 @@ def run(params: dict) -> dict:
 def local_name(name: str, prefix: str) -> str:
     """Where a blob lands below the destination: a copied prefix is cut off its name."""
     if prefix and name.startswith(prefix):
-        rest = name[len(prefix):].lstrip("/")
+        rest = name[len(prefix) :].lstrip("/")
         return rest or name.rsplit("/", 1)[-1]
     return name
 
