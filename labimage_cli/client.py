@@ -1,0 +1,139 @@
+"""A small HTTP client of the labimage API on the standard library (no extra dependency).
+
+Every call returns the decoded JSON body of a 2xx answer, or raises ApiError (the API answered
+with another status) or ApiUnreachable (no answer at all). The function key travels only in the
+`x-functions-key` header and appears in no message, repr or exception.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_API_URL = "http://127.0.0.1:7071"
+API_URL_ENV = "LABIMAGE_API_URL"
+FUNCTION_KEY_ENV = "LABIMAGE_FUNCTION_KEY"
+
+
+class ApiUnreachable(Exception):
+    """No HTTP answer: connection refused, timeout, the host name did not resolve."""
+
+
+class InvalidApiUrl(ValueError):
+    """The API URL is not an http(s) URL."""
+
+
+class ApiError(Exception):
+    """The API answered with a status other than 2xx; `body` is its JSON (or text) body."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(f"the API answered {status}: {summary_of(body)}")
+
+    @property
+    def problems(self) -> list[dict[str, str]]:
+        """The body's problems ({field, message}), empty when it has none."""
+        if isinstance(self.body, dict) and isinstance(self.body.get("problems"), list):
+            return [p for p in self.body["problems"] if isinstance(p, dict)]
+        return []
+
+
+def summary_of(body: Any) -> str:
+    """A one-line description of an error body."""
+    if isinstance(body, dict) and "error" in body:
+        return str(body["error"])
+    text = body if isinstance(body, str) else json.dumps(body)
+    return text.strip()[:200] or "(empty body)"
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """The labimage API at `base_url`; `function_key` is sent as x-functions-key when set."""
+
+    base_url: str = DEFAULT_API_URL
+    function_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        parts = urllib.parse.urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidApiUrl(f"the API URL {self.base_url!r} is not an http(s) URL")
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+    def submit(self, body: bytes) -> dict[str, Any]:
+        """POST /api/builds: the acceptance {id, status_url}."""
+        return self.request("POST", "/api/builds", body=body)
+
+    def status(self, build_id: str) -> dict[str, Any]:
+        """GET /api/builds/{id}: everything known about one build."""
+        return self.request("GET", f"/api/builds/{_segment(build_id)}")
+
+    def list_page(
+        self,
+        *,
+        state: str | None = None,
+        owner: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> dict[str, Any]:
+        """GET /api/builds: one page {builds, next_page_token}."""
+        query = {"state": state, "owner": owner, "page_size": page_size, "page_token": page_token}
+        return self.request("GET", "/api/builds", query=query)
+
+    def cancel(self, build_id: str) -> dict[str, Any]:
+        """POST /api/builds/{id}/cancel."""
+        return self.request("POST", f"/api/builds/{_segment(build_id)}/cancel", body=b"")
+
+    def costs(self, date_from: str | None = None, date_to: str | None = None) -> Any:
+        """GET /api/costs for a date range."""
+        return self.request("GET", "/api/costs", query={"from": date_from, "to": date_to})
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
+        """One call; the decoded JSON of a 2xx answer, else ApiError or ApiUnreachable."""
+        url = self.base_url + path
+        present = {k: str(v) for k, v in (query or {}).items() if v is not None and v != ""}
+        if present:
+            url += "?" + urllib.parse.urlencode(present)
+        headers = {"accept": "application/json"}
+        if body is not None:
+            headers["content-type"] = "application/json"
+        if self.function_key:
+            headers["x-functions-key"] = self.function_key
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return _decode(response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                raise ApiError(error.code, _decode(error.read())) from None
+        except urllib.error.URLError as error:
+            raise ApiUnreachable(f"cannot reach {self.base_url}: {error.reason}") from None
+        except (TimeoutError, ConnectionError) as error:
+            # Timeouts and resets while reading arrive as bare OSErrors, not URLError.
+            raise ApiUnreachable(f"cannot reach {self.base_url}: {error}") from None
+
+
+def _segment(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _decode(raw: bytes) -> Any:
+    if not raw:
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

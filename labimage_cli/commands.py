@@ -1,0 +1,175 @@
+"""The labimage subcommands. Each takes the client, the consoles and its arguments, prints, and
+returns an ExitCode; API and connection errors propagate to main(), which maps them to codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from labimage_cli.client import ApiClient, ApiError
+from labimage_cli.exit_codes import ExitCode
+from labimage_cli.render import (
+    builds_table,
+    events_table,
+    generic,
+    result_report,
+    stage_table,
+)
+from labimage_cli.watch import watch_build
+from shared.models.parse import parse_build_request
+from shared.models.problems import RequestRejected
+
+
+@dataclass(frozen=True)
+class Consoles:
+    out: Console  # results
+    err: Console  # problems and errors
+
+
+class InvalidRequest(Exception):
+    """The request file cannot be read or breaks a rule; nothing was sent."""
+
+    def __init__(self, summary: str, problems: list[dict[str, str]]) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.problems = problems
+
+
+def outcome_code(status: dict[str, Any]) -> ExitCode:
+    """3 for a failed or cancelled build, 0 otherwise."""
+    return ExitCode.BUILD_FAILED if status.get("state") in ("failed", "cancelled") else ExitCode.OK
+
+
+def validate_request_file(path: Path) -> bytes:
+    """The file's bytes once they pass the same validation as the API; else InvalidRequest."""
+    try:
+        body = path.read_bytes()
+    except OSError as error:
+        raise InvalidRequest(f"cannot read {path}: {error.strerror or error}", []) from None
+    try:
+        parse_build_request(body)
+    except RequestRejected as rejected:
+        problems = [p.model_dump() for p in rejected.problems]
+        raise InvalidRequest(f"{path} is not a valid build request", problems) from None
+    return body
+
+
+def submit_request(client: ApiClient, path: Path, consoles: Consoles) -> dict[str, Any]:
+    """Validate `path` locally, then POST it; prints and returns the acceptance {id, status_url}.
+
+    Raises InvalidRequest before anything is sent, ApiError/ApiUnreachable from the POST.
+    """
+    body = validate_request_file(path)
+    accepted: dict[str, Any] = client.submit(body)
+    consoles.out.print(Text.assemble("build ", (accepted["id"], "bold"), " accepted"))
+    consoles.out.print(f"status: {accepted['status_url']}", highlight=False, soft_wrap=True)
+    return accepted
+
+
+def follow_to_end(client: ApiClient, build_id: str, consoles: Consoles, **options: Any) -> ExitCode:
+    """Watch the build, print its result, and return the exit code of its outcome."""
+    final = watch_build(client, build_id, consoles.out, **options)
+    consoles.out.print()
+    consoles.out.print(result_report(final))
+    return outcome_code(final)
+
+
+def cmd_submit(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
+    accepted = submit_request(client, args.file, consoles)
+    if not args.wait:
+        return ExitCode.OK
+    return follow_to_end(client, accepted["id"], consoles, **_watch_options(args))
+
+
+def cmd_watch(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
+    return follow_to_end(client, args.id, consoles, **_watch_options(args))
+
+
+def cmd_status(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
+    status = client.status(args.id)
+    if args.json:
+        print_json(consoles.out, status)
+    else:
+        consoles.out.print(stage_table(status))
+        if status.get("state") in ("succeeded", "failed", "cancelled"):
+            consoles.out.print(result_report(status))
+    return outcome_code(status)
+
+
+def cmd_list(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
+    builds: list[dict[str, Any]] = []
+    token = args.page_token
+    while True:
+        page = client.list_page(
+            state=args.state, owner=args.owner, page_size=args.page_size, page_token=token
+        )
+        builds.extend(page.get("builds", []))
+        token = page.get("next_page_token")
+        if not token or not args.all:
+            break
+    if args.json:
+        print_json(consoles.out, {"builds": builds, "next_page_token": token})
+        return ExitCode.OK
+    if builds:
+        consoles.out.print(builds_table(builds))
+    else:
+        consoles.out.print("no builds match")
+    if token:
+        consoles.out.print(
+            f"more builds: add --all, or --page-token {token}", highlight=False, soft_wrap=True
+        )
+    return ExitCode.OK
+
+
+def cmd_cancel(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
+    accepted = client.cancel(args.id)
+    consoles.out.print(
+        f"cancel requested for build {accepted['id']}: it stops at its next safe point and "
+        f"cleans up; follow it with `labimage watch {accepted['id']}`",
+        highlight=False,
+    )
+    return ExitCode.OK
+
+
+def cmd_events(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
+    status = client.status(args.id)
+    events = status.get("events", [])
+    if args.json:
+        print_json(consoles.out, events)
+    else:
+        consoles.out.print(events_table(events))
+    return ExitCode.OK
+
+
+def cmd_costs(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
+    try:
+        costs = client.costs(args.date_from, args.date_to)
+    except ApiError as error:
+        if error.status != 404:
+            raise
+        consoles.err.print(
+            f"the server at {client.base_url} has no cost endpoint (GET /api/costs answered 404); "
+            "it runs a labimage version without cost figures",
+            highlight=False,
+        )
+        return ExitCode.OTHER_ERROR
+    if args.json:
+        print_json(consoles.out, costs)
+    else:
+        consoles.out.print(generic(costs))
+    return ExitCode.OK
+
+
+def print_json(console: Console, value: Any) -> None:
+    """The API's JSON as it came, indented, never wrapped or coloured."""
+    console.print(json.dumps(value, indent=2), markup=False, highlight=False, soft_wrap=True)
+
+
+def _watch_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"interval_s": args.interval, "timeout_s": args.timeout}

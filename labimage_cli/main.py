@@ -1,0 +1,188 @@
+"""`labimage`: submit builds to the labimage API and follow them from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from labimage_cli import commands
+from labimage_cli.client import (
+    API_URL_ENV,
+    DEFAULT_API_URL,
+    FUNCTION_KEY_ENV,
+    ApiClient,
+    ApiError,
+    ApiUnreachable,
+    InvalidApiUrl,
+    summary_of,
+)
+from labimage_cli.commands import Consoles, InvalidRequest
+from labimage_cli.exit_codes import EXIT_CODES_HELP, ExitCode
+from labimage_cli.render import problems_table
+from labimage_cli.watch import WatchTimedOut
+
+Command = Callable[[ApiClient, Consoles, argparse.Namespace], ExitCode]
+
+DESCRIPTION = """\
+Submit image builds to the labimage API and follow them.
+
+The API address comes from --api-url or LABIMAGE_API_URL (default http://127.0.0.1:7071,
+the local Functions host); the function key from --function-key or LABIMAGE_FUNCTION_KEY
+(sent as the x-functions-key header, never printed; prefer the variable, since command lines
+are visible to other users).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # The connection flags are accepted before or after the subcommand; SUPPRESS keeps a
+    # subcommand's absent flag from overwriting one given before it.
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument(
+        "--api-url",
+        default=argparse.SUPPRESS,
+        help=f"the API's base URL (env {API_URL_ENV}; default {DEFAULT_API_URL})",
+    )
+    connection.add_argument(
+        "--function-key",
+        default=argparse.SUPPRESS,
+        help=f"the function key (env {FUNCTION_KEY_ENV})",
+    )
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="labimage",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES_HELP + "  130 interrupted (Ctrl-C); the build itself goes on\n",
+        formatter_class=formatter,
+        parents=[connection],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EXIT_CODES_HELP,
+            formatter_class=formatter,
+            parents=[connection],
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command(
+        "submit",
+        commands.cmd_submit,
+        "validate a build request locally (every problem with its field path), then submit it",
+    )
+    p.add_argument("file", type=Path, help="the build request (JSON)")
+    p.add_argument("--wait", action="store_true", help="then follow it as `watch` does")
+    _watch_flags(p)
+
+    p = command("watch", commands.cmd_watch, "follow a build live until it ends; show its result")
+    p.add_argument("id", help="build id")
+    _watch_flags(p)
+
+    p = command("status", commands.cmd_status, "one snapshot of a build")
+    p.add_argument("id", help="build id")
+    p.add_argument("--json", action="store_true", help="print the API's JSON as it came")
+
+    p = command("list", commands.cmd_list, "list builds, newest first")
+    p.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    p.add_argument("--owner", help="only builds of this owner (the request's owner field)")
+    p.add_argument("--page-size", type=int, help="builds per page (1-100; the API's default 50)")
+    p.add_argument("--page-token", help="start at this page (printed after a partial list)")
+    p.add_argument("--all", action="store_true", help="follow every page to the end")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("cancel", commands.cmd_cancel, "ask a build to stop and clean up")
+    p.add_argument("id", help="build id")
+
+    p = command("events", commands.cmd_events, "what happened in a build, in order")
+    p.add_argument("id", help="build id")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("costs", commands.cmd_costs, "estimated spend and savings by owner and project")
+    p.add_argument("--from", dest="date_from", metavar="DATE", help="first day (YYYY-MM-DD)")
+    p.add_argument("--to", dest="date_to", metavar="DATE", help="last day (YYYY-MM-DD)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _watch_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    p.add_argument("--timeout", type=float, help="give up watching after this many seconds")
+
+
+def client_from(args: argparse.Namespace) -> ApiClient:
+    """The client the flags and environment describe (flags win)."""
+    url = getattr(args, "api_url", None) or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
+    key = getattr(args, "function_key", None) or os.environ.get(FUNCTION_KEY_ENV) or None
+    return ApiClient(url, key)
+
+
+def main(argv: Sequence[str] | None = None, consoles: Consoles | None = None) -> int:
+    """Run one labimage command; returns its exit code (see EXIT_CODES_HELP)."""
+    args = build_parser().parse_args(argv)
+    consoles = consoles or Consoles(Console(), Console(stderr=True))
+    err = consoles.err
+    try:
+        client = client_from(args)
+        handler: Command = args.handler
+        return int(handler(client, consoles, args))
+    except InvalidRequest as invalid:
+        err.print(f"[bold red]{invalid.summary}[/]", highlight=False)
+        if invalid.problems:
+            err.print(problems_table(invalid.problems))
+        err.print("nothing was sent", style="dim")
+        return ExitCode.INVALID_INPUT
+    except InvalidApiUrl as error:
+        err.print(str(error), style="bold red", highlight=False)
+        return ExitCode.INVALID_INPUT
+    except ApiUnreachable as error:
+        err.print(str(error), style="bold red", highlight=False)
+        err.print(f"check --api-url / {API_URL_ENV} and that the Functions app is running")
+        return ExitCode.API_UNREACHABLE
+    except ApiError as error:
+        return _report_api_error(error, err)
+    except WatchTimedOut as timed_out:
+        err.print(f"stopped watching: {timed_out}", highlight=False)
+        return ExitCode.OTHER_ERROR
+    except KeyboardInterrupt:
+        err.print("interrupted; the build itself goes on")
+        return 130
+
+
+def _report_api_error(error: ApiError, err: Console) -> int:
+    if error.status in (400, 413):
+        err.print(
+            f"[bold red]the API refused the request ({error.status}):[/] {summary_of(error.body)}",
+            highlight=False,
+        )
+        if error.problems:
+            err.print(problems_table(error.problems))
+        return ExitCode.INVALID_INPUT
+    if error.status in (401, 403):
+        err.print(
+            f"the API refused the function key ({error.status}): check --function-key / "
+            f"{FUNCTION_KEY_ENV}",
+            style="bold red",
+            highlight=False,
+        )
+        return ExitCode.OTHER_ERROR
+    message = "; ".join(p["message"] for p in error.problems if p.get("message"))
+    err.print(
+        f"the API answered {error.status} ({summary_of(error.body)})"
+        + (f": {message}" if message else ""),
+        style="bold red",
+        highlight=False,
+    )
+    return ExitCode.OTHER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
