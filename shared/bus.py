@@ -6,6 +6,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
@@ -14,6 +15,7 @@ from azure.storage.queue import (
     QueueServiceClient,
 )
 
+from shared.settings import connection_has_secret, service_endpoint
 from shared.state.machine import Stage, queue_name
 
 MAX_VISIBILITY_DELAY_S = 7 * 24 * 3600 - 1
@@ -46,8 +48,14 @@ class QueueBus:
         self._clients: dict[str, QueueClient] = {}
 
     @classmethod
-    def from_connection_string(cls, connection: str) -> QueueBus:
-        return cls(QueueServiceClient.from_connection_string(connection))
+    def from_connection_string(
+        cls, connection: str, credential: TokenCredential | None = None
+    ) -> QueueBus:
+        """A bus on the connection's account; a key-less connection signs in with `credential`."""
+        if connection_has_secret(connection) or credential is None:
+            return cls(QueueServiceClient.from_connection_string(connection))
+        url = service_endpoint(connection, "queue")
+        return cls(QueueServiceClient(account_url=url, credential=credential))
 
     def client(self, name: str) -> QueueClient:
         if name not in self._clients:

@@ -19,11 +19,14 @@ class Runtime:
     @cached_property
     def store(self) -> BuildStore:
         s = self.settings
-        return BuildStore.from_connection_string(s.storage_connection, s.builds_table)
+        credential = self.azure.credential  # used only when the connection has no key
+        return BuildStore.from_connection_string(s.storage_connection, s.builds_table, credential)
 
     @cached_property
     def bus(self) -> QueueBus:
-        return QueueBus.from_connection_string(self.settings.storage_connection)
+        return QueueBus.from_connection_string(
+            self.settings.storage_connection, self.azure.credential
+        )
 
     @cached_property
     def azure(self) -> AzureClients:

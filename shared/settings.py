@@ -1,15 +1,26 @@
 """One frozen settings object, read from the environment once.
 
 Every name here is listed in local.settings.sample.json and set by the deployment template.
+
+Storage is reached one of two ways, with the same names the Functions host uses for its own
+connections: a connection string in `AzureWebJobsStorage` (Azurite, or an account key), or an
+identity-based connection (`AzureWebJobsStorage__accountName`, or `__blobServiceUri`,
+`__queueServiceUri` and `__tableServiceUri`) reached with the managed identity
+(`AzureWebJobsStorage__clientId` / `AZURE_CLIENT_ID`). An identity-based connection is kept as a
+key-less connection string (`BlobEndpoint=...;QueueEndpoint=...;TableEndpoint=...`), so the rest
+of the code carries one string either way and asks `connection_has_secret` which path it is on.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+STORAGE_SUFFIX = "core.windows.net"
+SERVICES = ("blob", "queue", "table")
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,19 @@ class Settings:
     ssh_source_cidr: str = "*"  # the controller's address range, the only one allowed in by NSG
     autostop_scope: tuple[str, ...] = ()  # resource groups the auto-stop timer scans
     builds_table: str = "builds"
+    # Cost guards (shared/costguard): auto-stop, idle stop, warnings, snooze, sweeper, costs.
+    costs_table: str = "costactions"  # what the cost guards did and saw
+    autostop_concurrency: int = 8  # ARM list calls and queue sends in flight during a scan
+    autostop_catch_up_hours: float = 6.0  # a missed stop is still made this long after its time
+    autostop_webhook_url: str | None = None  # POSTed a notice before each scheduled stop
+    autostop_warn_minutes: int = 30  # how long before the stop the notice goes out
+    public_url: str | None = None  # this API's base URL, for the snooze link in notices
+    snooze_max_hours: int = 12  # the most one snooze may postpone a stop
+    idle_default_minutes: int = 60  # idle limit of kept VMs without labimage-idle-minutes
+    idle_cpu_percent: float = 10.0  # CPU use above this counts as activity
+    sweeper_grace_hours: float = 2.0  # a finished build's leftovers are swept after this
+    # The user-assigned managed identity to sign in as; None lets azure-identity choose.
+    managed_identity_client_id: str | None = None
 
     @property
     def arm_scope(self) -> str:
@@ -44,15 +68,85 @@ def _optional(name: str) -> str | None:
     return value or None
 
 
+def _number(name: str, default: float) -> float:
+    value = _optional(name)
+    try:
+        return float(value) if value is not None else default
+    except ValueError:
+        raise RuntimeError(f"setting {name} must be a number, not {value!r}") from None
+
+
+def parse_connection_string(connection: str) -> dict[str, str]:
+    """`Key=Value;...` as a dict with lower-case keys (values may contain '=')."""
+    parts = (p.split("=", 1) for p in connection.split(";") if "=" in p)
+    return {key.strip().lower(): value.strip() for key, value in parts}
+
+
+def connection_has_secret(connection: str) -> bool:
+    """True when the connection string carries an account key or a SAS (no identity needed)."""
+    parsed = parse_connection_string(connection)
+    return bool(parsed.get("accountkey") or parsed.get("sharedaccesssignature"))
+
+
+def service_endpoint(connection: str, service: str) -> str:
+    """The https URL of one service (blob, queue, table) named by a connection string."""
+    parsed = parse_connection_string(connection)
+    explicit = parsed.get(f"{service}endpoint")
+    if explicit:
+        return explicit.rstrip("/")
+    account = parsed.get("accountname")
+    if not account:
+        raise ValueError(f"the storage connection names no {service} endpoint and no account")
+    protocol = parsed.get("defaultendpointsprotocol", "https")
+    suffix = parsed.get("endpointsuffix", STORAGE_SUFFIX)
+    return f"{protocol}://{account}.{service}.{suffix}"
+
+
+def identity_connection(prefix: str, env: Mapping[str, str]) -> str | None:
+    """A key-less connection string from `<prefix>__accountName` or `<prefix>__<svc>ServiceUri`.
+
+    None when no identity-based setting with that prefix is present.
+    """
+    account = env.get(f"{prefix}__accountName", "").strip()
+    endpoints = {}
+    for service in SERVICES:
+        uri = env.get(f"{prefix}__{service}ServiceUri", "").strip()
+        if uri:
+            endpoints[service] = uri.rstrip("/")
+        elif account:
+            endpoints[service] = f"https://{account}.{service}.{STORAGE_SUFFIX}"
+    if not endpoints:
+        return None
+    return ";".join(f"{s.capitalize()}Endpoint={url}" for s, url in endpoints.items())
+
+
+def storage_connection(prefix: str, env: Mapping[str, str]) -> str | None:
+    """The connection for a setting prefix: its connection string, else its identity form."""
+    plain = env.get(prefix, "").strip()
+    return plain or identity_connection(prefix, env)
+
+
+def _client_id(env: Mapping[str, str]) -> str | None:
+    # The Functions host's own setting for the storage identity, else azure-identity's.
+    value = env.get("AzureWebJobsStorage__clientId", "") or env.get("AZURE_CLIENT_ID", "")
+    return value.strip() or None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Read the settings once per process; a missing required setting is a clear error."""
-    storage = _required("AzureWebJobsStorage")
+    env = os.environ
+    storage = storage_connection("AzureWebJobsStorage", env)
+    if not storage:
+        raise RuntimeError(
+            "setting AzureWebJobsStorage (or AzureWebJobsStorage__accountName) is missing: "
+            "see local.settings.sample.json"
+        )
     resource_group = _required("LABIMAGE_RESOURCE_GROUP")
     scope = _optional("LABIMAGE_AUTOSTOP_RESOURCE_GROUPS")
     return Settings(
         storage_connection=storage,
-        data_storage_connection=_optional("LABIMAGE_DATA_STORAGE") or storage,
+        data_storage_connection=storage_connection("LABIMAGE_DATA_STORAGE", env) or storage,
         subscription_id=_required("AZURE_SUBSCRIPTION_ID"),
         resource_group=resource_group,
         location=_required("LABIMAGE_LOCATION"),
@@ -62,4 +156,14 @@ def get_settings() -> Settings:
         key_vault_url=_optional("LABIMAGE_KEY_VAULT_URL"),
         ssh_source_cidr=_optional("LABIMAGE_SSH_SOURCE_CIDR") or "*",
         autostop_scope=tuple(g.strip() for g in (scope or resource_group).split(",") if g.strip()),
+        autostop_concurrency=int(_number("LABIMAGE_AUTOSTOP_CONCURRENCY", 8)),
+        autostop_catch_up_hours=_number("LABIMAGE_AUTOSTOP_CATCH_UP_HOURS", 6),
+        autostop_webhook_url=_optional("LABIMAGE_AUTOSTOP_WEBHOOK_URL"),
+        autostop_warn_minutes=int(_number("LABIMAGE_AUTOSTOP_WARN_MINUTES", 30)),
+        public_url=_optional("LABIMAGE_PUBLIC_URL"),
+        snooze_max_hours=int(_number("LABIMAGE_SNOOZE_MAX_HOURS", 12)),
+        idle_default_minutes=int(_number("LABIMAGE_IDLE_MINUTES", 60)),
+        idle_cpu_percent=_number("LABIMAGE_IDLE_CPU_PERCENT", 10),
+        sweeper_grace_hours=_number("LABIMAGE_SWEEPER_GRACE_HOURS", 2),
+        managed_identity_client_id=_client_id(env),
     )

@@ -1,30 +1,61 @@
-"""Short-lived read-only SAS URLs for the data containers a request names."""
+"""Short-lived read-only SAS URLs for the data containers a request names.
+
+With an account key (Azurite, a key-based connection string) the SAS is signed with the key.
+Without one (identity-based storage on Azure) it is a user delegation SAS: signed with a key
+the managed identity asks the Blob service for, valid no longer than the SAS itself, and no
+stronger than the identity's own rights (Storage Blob Data Reader on the data account).
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from azure.core.credentials import TokenCredential
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
+from shared.settings import connection_has_secret, service_endpoint
 from shared.state.record import utcnow
 
 SAS_LIFETIME = timedelta(hours=2)
 
 
-def read_only_container_url(connection: str, container: str) -> str:
-    """A container URL with a read+list SAS valid for two hours. A secret: never log it."""
-    service = BlobServiceClient.from_connection_string(connection)
-    credential = service.credential
-    key = getattr(credential, "account_key", None)
-    if not key:
-        raise RuntimeError("the data storage connection has no account key to sign a SAS with")
+def read_only_container_url(
+    connection: str, container: str, credential: TokenCredential | None = None
+) -> str:
+    """A container URL with a read+list SAS valid for two hours. A secret: never log it.
+
+    `credential` (the managed identity) is needed only when `connection` carries no key.
+    """
     start = utcnow() - timedelta(minutes=5)  # tolerate clock skew on the VM
-    sas = generate_container_sas(
-        account_name=service.account_name or "",
-        container_name=container,
-        account_key=key,
-        permission=ContainerSasPermissions(read=True, list=True),
-        start=start,
-        expiry=start + SAS_LIFETIME,
-    )
+    expiry = start + SAS_LIFETIME
+    permission = ContainerSasPermissions(read=True, list=True)
+    if connection_has_secret(connection):
+        service = BlobServiceClient.from_connection_string(connection)
+        key = getattr(service.credential, "account_key", None)
+        if not key:
+            raise RuntimeError("the data storage connection has no account key to sign a SAS with")
+        sas = generate_container_sas(
+            account_name=service.account_name or "",
+            container_name=container,
+            account_key=key,
+            permission=permission,
+            start=start,
+            expiry=expiry,
+        )
+    else:
+        if credential is None:
+            raise RuntimeError(
+                "the data storage connection has no account key, and no identity was given "
+                "to ask for a user delegation key"
+            )
+        service = BlobServiceClient(service_endpoint(connection, "blob"), credential=credential)
+        delegation_key = service.get_user_delegation_key(start, expiry)
+        sas = generate_container_sas(
+            account_name=service.account_name or "",
+            container_name=container,
+            user_delegation_key=delegation_key,
+            permission=permission,
+            start=start,
+            expiry=expiry,
+        )
     return f"{service.url.rstrip('/')}/{container}?{sas}"

@@ -23,7 +23,11 @@ class AzureClients:
     @cached_property
     def credential(self) -> DefaultAzureCredential:
         # Managed identity on Azure (and in localcloud, whose host serves the same endpoint).
-        return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+        # A user-assigned identity is named by its client id (AzureWebJobsStorage__clientId).
+        return DefaultAzureCredential(
+            exclude_interactive_browser_credential=True,
+            managed_identity_client_id=self.settings.managed_identity_client_id,
+        )
 
     def _client_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared.settings import connection_has_secret, service_endpoint
 from shared.state.record import Build
 
 PARTITION = "build"
@@ -45,8 +47,16 @@ class BuildStore:
         self._table = table
 
     @classmethod
-    def from_connection_string(cls, connection: str, table_name: str) -> BuildStore:
-        service = TableServiceClient.from_connection_string(connection)
+    def from_connection_string(
+        cls, connection: str, table_name: str, credential: TokenCredential | None = None
+    ) -> BuildStore:
+        """The store on the connection's account (the table is made if missing); a key-less
+        connection signs in with `credential` (the managed identity)."""
+        if connection_has_secret(connection) or credential is None:
+            service = TableServiceClient.from_connection_string(connection)
+        else:
+            url = service_endpoint(connection, "table")
+            service = TableServiceClient(endpoint=url, credential=credential)
         service.create_table_if_not_exists(table_name)
         return cls(service.get_table_client(table_name))
 

@@ -48,7 +48,7 @@ async def install_environment(ctx: StepContext) -> Outcome:
             def pull(source: Any = source) -> render.ScriptRun:
                 # The SAS is made only when the job starts, and travels in a 0600 file.
                 url = read_only_container_url(
-                    ctx.settings.data_storage_connection, source.container
+                    ctx.settings.data_storage_connection, source.container, ctx.azure.credential
                 )
                 return render.pull_data(
                     url, source.destination, blobs=source.blobs, prefix=source.prefix, owner=user
