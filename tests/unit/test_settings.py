@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from shared import settings as settings_module
@@ -26,7 +28,7 @@ REQUIRED = {
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """A clean environment with the required non-storage settings; re-read after each test."""
     for name in list(settings_module.os.environ):
         if name.startswith(("AzureWebJobsStorage", "LABIMAGE_", "AZURE_")):
