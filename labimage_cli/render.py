@@ -86,7 +86,8 @@ def stage_table(status: dict[str, Any], now: datetime | None = None) -> Table:
         state = stage.get("state", "pending")
         started = stage.get("started_at")
         finished = stage.get("finished_at")
-        if started and not finished and state == "running":
+        ticking = status.get("state") not in TERMINAL_STATES and state == "running"
+        if started and not finished and ticking:
             elapsed = seconds_between(started, now.isoformat())
         else:
             elapsed = seconds_between(started, finished)
