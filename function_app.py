@@ -2,9 +2,10 @@
 
 import azure.functions as func
 
-from functions import api, pipeline, timers
+from functions import api, costguard, pipeline, timers
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(api.bp)
 app.register_functions(pipeline.bp)
 app.register_functions(timers.bp)
+app.register_functions(costguard.bp)

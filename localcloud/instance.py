@@ -22,6 +22,7 @@ RESOURCE_GROUP = "labimage-builds"
 LOCATION = "westeurope"
 AUTOSTOP_SCHEDULE = "0 */15 * * * *"
 SWEEPER_SCHEDULE = "0 0 * * * *"
+IDLE_SCHEDULE = "0 */10 * * * *"
 WATCHDOG_SCHEDULE = "0 */5 * * * *"
 RESOURCE_GROUP_API = "2021-04-01"
 
@@ -93,6 +94,16 @@ def app_settings(layout: Layout, ports: Ports, identity_header: str) -> dict[str
         "AUTOSTOP_SCHEDULE": AUTOSTOP_SCHEDULE,
         "SWEEPER_SCHEDULE": SWEEPER_SCHEDULE,
         "WATCHDOG_SCHEDULE": WATCHDOG_SCHEDULE,
+        "IDLE_SCHEDULE": IDLE_SCHEDULE,
+        "LABIMAGE_AUTOSTOP_CONCURRENCY": "8",
+        "LABIMAGE_AUTOSTOP_CATCH_UP_HOURS": "6",
+        "LABIMAGE_AUTOSTOP_WEBHOOK_URL": "",
+        "LABIMAGE_AUTOSTOP_WARN_MINUTES": "30",
+        "LABIMAGE_PUBLIC_URL": f"http://127.0.0.1:{ports.functions}",
+        "LABIMAGE_SNOOZE_MAX_HOURS": "12",
+        "LABIMAGE_IDLE_MINUTES": "60",
+        "LABIMAGE_IDLE_CPU_PERCENT": "10",
+        "LABIMAGE_SWEEPER_GRACE_HOURS": "2",
         "LABIMAGE_AUTOSTOP_RESOURCE_GROUPS": RESOURCE_GROUP,
         "LABIMAGE_SSH_SOURCE_CIDR": "127.0.0.1/32",
     }

@@ -111,6 +111,55 @@ def _document() -> dict[str, Any]:
                 },
             }
         },
+        "/api/costs": {
+            "get": {
+                "operationId": "getCosts",
+                "summary": "Estimated spend, hours stopped and saving by owner and project",
+                "description": "Figures are estimates from the shipped price table (approximate "
+                "list prices, dated inside the answer). `problems` lists malformed cost-guard "
+                "tags seen in the range.",
+                "parameters": [
+                    _query(
+                        "from",
+                        "Start (YYYY-MM-DD or ISO time, UTC); default 30 days ago.",
+                        {"type": "string", "maxLength": 40},
+                    ),
+                    _query(
+                        "to", "End, exclusive; default now.", {"type": "string", "maxLength": 40}
+                    ),
+                ],
+                "responses": {
+                    "200": _json_response("The summary.", _COSTS_SCHEMA),
+                    "400": _json_response(
+                        "from or to is not a date, or to is not after from.", error
+                    ),
+                },
+            }
+        },
+        "/api/vms/{resource_group}/{name}/snooze": {
+            "post": {
+                "operationId": "snoozeVm",
+                "summary": "Postpone a VM's evening auto-stop",
+                "description": "Moves today's stop N hours later; when that passes the VM's "
+                "local midnight, today's stop is skipped instead. The VM's own stop time is kept.",
+                "parameters": [
+                    _path("resource_group", "The VM's resource group (in the auto-stop scope)."),
+                    _path("name", "The VM's name."),
+                    _query(
+                        "hours",
+                        "Hours to postpone, 1 to the configured maximum.",
+                        {"type": "integer", "minimum": 1},
+                    ),
+                ],
+                "responses": {
+                    "200": _json_response("The new stop time.", _SNOOZE_SCHEMA),
+                    "400": _json_response(
+                        "hours is missing or out of range, or the VM has no auto-stop time.", error
+                    ),
+                    "404": _json_response("No such VM in the auto-stop scope.", error),
+                },
+            }
+        },
         "/api/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",
@@ -129,6 +178,63 @@ def _document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {"schemas": schemas},
+    }
+
+
+_COSTS_LINE = {
+    "type": "object",
+    "properties": {
+        "owner": {"type": "string"},
+        "project": {"type": "string"},
+        "builds": {"type": "integer"},
+        "unknown_cost_builds": {"type": "integer", "description": "Builds of unpriced sizes."},
+        "spend_estimate": {"type": "number"},
+        "hours_stopped_autostop": {"type": "number"},
+        "hours_stopped_idle": {"type": "number"},
+        "estimated_saving": {"type": "number"},
+        "unknown_saving_stops": {"type": "integer"},
+    },
+}
+_COSTS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "from": {"type": "string", "format": "date-time"},
+        "to": {"type": "string", "format": "date-time"},
+        "currency": {"type": "string"},
+        "prices_as_of": {"type": "string"},
+        "prices_source": {"type": "string"},
+        "summary": {"type": "array", "items": _COSTS_LINE},
+        "problems": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "vm_id": {"type": "string"},
+                    "message": {"type": "string"},
+                    "at": {"type": "string", "format": "date-time"},
+                },
+            },
+        },
+        "notes": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_SNOOZE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "vm_id": {"type": "string"},
+        "stop_at": {"type": ["string", "null"], "format": "date-time"},
+        "skipped_today": {"type": "boolean"},
+    },
+}
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 90},
     }
 
 

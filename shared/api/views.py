@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from shared.costguard.costs import build_cost
+from shared.costguard.prices import default_prices
 from shared.models.status import (
     BuildStatus,
     BuildSummary,
@@ -13,7 +16,7 @@ from shared.models.status import (
     VerificationReport,
 )
 from shared.state.machine import PIPELINE, Stage
-from shared.state.record import Build
+from shared.state.record import Build, utcnow
 
 _NOTEBOOK_STATUS: dict[str, Any] = {
     "ok": "passed",
@@ -23,7 +26,7 @@ _NOTEBOOK_STATUS: dict[str, Any] = {
 }
 
 
-def build_status(build: Build) -> BuildStatus:
+def build_status(build: Build, now: datetime | None = None) -> BuildStatus:
     stages = []
     for stage in (*PIPELINE, Stage.CLEANUP):
         record = build.stages.get(stage.value)
@@ -66,6 +69,7 @@ def build_status(build: Build) -> BuildStatus:
             if connection
             else None,
             "error": build.error,
+            "cost": build_cost(build, default_prices(), now or utcnow()),
         }
     )
 

@@ -67,6 +67,23 @@ class Connection(_Model):
     jupyter_url: str = Field(description="Jupyter's address once the tunnel runs.")
 
 
+class CostEstimate(_Model):
+    """An estimate from the shipped price table (approximate list prices, dated)."""
+
+    state: Literal["estimated", "unknown"] = Field(
+        description="'unknown' when the VM size is not in the price table (never shown as zero)."
+    )
+    amount: float | None = Field(None, description="Estimated cost so far; absent if unknown.")
+    currency: str = Field(description="Currency of the price table.", examples=["USD"])
+    vm_size: str = Field(description="The VM size priced.")
+    vm_hourly: float | None = Field(None, description="The size's hourly list price, if known.")
+    disk_hourly: float = Field(description="Premium SSD OS and data disks, per hour.")
+    hours: float = Field(description="Hours counted.")
+    covers: str = Field(description="What the estimate includes.")
+    prices_as_of: str = Field(description="The month the price table was written down.")
+    note: str | None = Field(None, description="Why the estimate is unknown, if it is.")
+
+
 class BuildStatus(_Model):
     """GET /api/builds/{id}: everything known about one build."""
 
@@ -92,6 +109,9 @@ class BuildStatus(_Model):
         None, description="How to reach the relaunched VM when it is kept running."
     )
     error: str | None = Field(None, description="Why the build failed, if it did.")
+    cost: CostEstimate | None = Field(
+        None, description="Estimated cost so far, from approximate list prices."
+    )
 
 
 class BuildSummary(_Model):

@@ -66,14 +66,21 @@ def test_the_app_registers_routes_stage_queues_poison_handlers_and_timers(
         triggers.setdefault(binding.type, []).append(str(key))
     stages = ["provision", "mount", "install", "verify", "capture", "relaunch", "cleanup"]
     assert sorted(triggers["queueTrigger"]) == sorted(
-        [f"build-{s}" for s in stages] + [f"build-{s}-poison" for s in stages]
+        [f"build-{s}" for s in stages] + [f"build-{s}-poison" for s in stages] + ["autostop-vm"]
     )
-    assert sorted(triggers["timerTrigger"]) == ["%AUTOSTOP_SCHEDULE%", "%WATCHDOG_SCHEDULE%"]
+    assert sorted(triggers["timerTrigger"]) == [
+        "%AUTOSTOP_SCHEDULE%",
+        "%IDLE_SCHEDULE%",
+        "%SWEEPER_SCHEDULE%",
+        "%WATCHDOG_SCHEDULE%",
+    ]
     assert set(triggers["httpTrigger"]) == {
         "builds",
         "builds/{id}",
         "builds/{id}/cancel",
         "openapi.json",
+        "costs",
+        "vms/{resource_group}/{name}/snooze",
     }
 
 

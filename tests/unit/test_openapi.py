@@ -67,6 +67,8 @@ def test_it_lists_every_route(document: dict[str, Any]) -> None:
         ("/api/builds/{id}", "get"),
         ("/api/builds/{id}/cancel", "post"),
         ("/api/openapi.json", "get"),
+        ("/api/costs", "get"),
+        ("/api/vms/{resource_group}/{name}/snooze", "post"),
     }
 
 

@@ -1,0 +1,103 @@
+"""Idle stop of the VMs labimage keeps: probe each over SSH, judge, deallocate the idle ones.
+
+A kept VM is one in the scope that carries both `labimage-build` and `labimage-autostop`
+(labimage tags every VM it keeps so). Its address is its public IP, its keys are the build's,
+its user is the request's. A VM that cannot be probed is left running and named in problems:
+stopping a VM on a guess could kill someone's analysis.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared.azure import network, vms
+from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG, BuildNames
+from shared.costguard.actions import CostActions, StopAction
+from shared.costguard.idle import BadIdleTag, idle_limit, judge
+from shared.costguard.idle_probe import probe_activity
+from shared.costguard.inventory import VmInfo, scan_scope
+from shared.costguard.prices import default_prices
+from shared.errors import StepError
+from shared.runtime import Runtime
+from shared.ssh.errors import SshConnectionError
+from shared.ssh.runner import SshTarget, connect
+from shared.state.store import BuildNotFound
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IdleResult:
+    stopped: list[str] = field(default_factory=list)
+    active: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def kept_vms(vms_: list[VmInfo]) -> list[VmInfo]:
+    return [v for v in vms_ if BUILD_TAG in v.tags and AUTOSTOP_TAG in v.tags]
+
+
+async def run_idle_stop(rt: Runtime, actions: CostActions, now: datetime) -> IdleResult:
+    """Probe every running kept VM; deallocate those idle past their limit."""
+    s = rt.settings
+    result = IdleResult()
+    inventory = scan_scope(rt.azure, s.autostop_scope, s.autostop_concurrency)
+    for vm in kept_vms(inventory.vms):
+        if vm.power != "running":
+            continue
+        try:
+            limit = idle_limit(vm.tags, s.idle_default_minutes)
+        except BadIdleTag as exc:
+            result.problems.append(f"{vm.id}: {exc}")
+            actions.record_problem(vm.id, now, str(exc))
+            continue
+        if limit is None:
+            continue
+        try:
+            target = _target(rt, vm)
+            async with connect(target) as runner:
+                activity = await probe_activity(runner)
+        except (StepError, SshConnectionError, KeyError, BuildNotFound, ValueError) as exc:
+            result.problems.append(f"{vm.id}: could not probe: {exc}")
+            continue
+        verdict = judge(activity, now, limit, actions.idle_since(vm.id), s.idle_cpu_percent)
+        actions.set_idle_since(vm.id, verdict.idle_since, now)
+        if not verdict.idle:
+            result.active.append(vm.id)
+            continue
+        vms.begin_deallocate(rt.azure, vm.name, vm.group)
+        actions.set_idle_since(vm.id, None, now)
+        actions.record_stop(
+            StopAction(
+                vm_id=vm.id,
+                at=now,
+                rule=f"idle {int(limit.total_seconds() // 60)} min",
+                kind="idle",
+                hourly_saved=default_prices().vm_per_hour(vm.size),
+                size=vm.size,
+                owner=vm.owner,
+                project=vm.project,
+            )
+        )
+        logger.info("idle stop: deallocating %s (%s)", vm.id, verdict.reason)
+        result.stopped.append(vm.id)
+    return result
+
+
+def _target(rt: Runtime, vm: VmInfo) -> SshTarget:
+    build_id = vm.tags[BUILD_TAG]
+    build = rt.store.get(build_id).build
+    names = BuildNames(build_id).vm(vm.tags.get("labimage-role", "relaunch"))
+    address = network.public_ip_address(rt.azure, names)
+    if not address:
+        raise ValueError("the VM has no public address")
+    user = str((build.request.get("vm") or {}).get("admin_username", "azureuser"))
+    return SshTarget(
+        host=address,
+        port=22,
+        username=user,
+        client_private_key=rt.keys.load(build_id, "client").private_openssh,
+        host_public_key=rt.keys.load(build_id, "host").public_line,
+    )

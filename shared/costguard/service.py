@@ -1,0 +1,134 @@
+"""What the cost-guard triggers call: each takes the process Runtime and does one job."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from shared.api.builds import ApiResponse
+from shared.costguard import autostop, costs, notify, snooze, sweeper
+from shared.costguard.actions import CostActions
+from shared.costguard.autostop import AUTOSTOP_QUEUE, ScanResult, StopOrder, StopOutcome
+from shared.costguard.idle_stop import IdleResult, run_idle_stop
+from shared.costguard.prices import default_prices
+from shared.errors import StepError
+from shared.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+@cache
+def _actions(connection: str, table: str) -> CostActions:
+    return CostActions.from_connection_string(connection, table)
+
+
+def actions_of(rt: Runtime) -> CostActions:
+    return _actions(rt.settings.storage_connection, rt.settings.costs_table)
+
+
+def run_autostop_scan(rt: Runtime, now: datetime) -> ScanResult:
+    """Queue one stop per due VM; warn about stops coming within the warning window."""
+    s = rt.settings
+    actions = actions_of(rt)
+    warn = timedelta(minutes=s.autostop_warn_minutes) if s.autostop_webhook_url else None
+    result = autostop.scan_autostop(
+        rt.azure,
+        s.autostop_scope,
+        now,
+        lambda body: rt.bus.send_raw(AUTOSTOP_QUEUE, body),
+        actions=actions,
+        concurrency=s.autostop_concurrency,
+        catch_up=timedelta(hours=s.autostop_catch_up_hours),
+        warn_within=warn,
+    )
+    if s.autostop_webhook_url and result.upcoming:
+        notify.send_warnings(result.upcoming, s.autostop_webhook_url, s.public_url, actions, now)
+    return result
+
+
+def handle_stop_message(rt: Runtime, body: str | bytes, now: datetime) -> StopOutcome:
+    order = StopOrder.from_json(body)
+    return autostop.stop_vm(
+        rt.azure,
+        actions_of(rt),
+        order,
+        now,
+        catch_up=timedelta(hours=rt.settings.autostop_catch_up_hours),
+    )
+
+
+def run_sweeper(rt: Runtime, now: datetime) -> sweeper.SweepResult:
+    return sweeper.sweep(
+        rt.azure,
+        rt.store,
+        actions_of(rt),
+        now,
+        grace=timedelta(hours=rt.settings.sweeper_grace_hours),
+    )
+
+
+async def run_idle(rt: Runtime, now: datetime) -> IdleResult:
+    return await run_idle_stop(rt, actions_of(rt), now)
+
+
+def _error(status: int, field: str, message: str) -> ApiResponse:
+    error = "invalid request" if status == 400 else "not found"
+    return ApiResponse(status, {"error": error, "problems": [{"field": field, "message": message}]})
+
+
+def _instant(value: str, field: str) -> datetime:
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise snooze.SnoozeRefused(
+            field, f"{field} must be a date (YYYY-MM-DD) or ISO time"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def costs_api(rt: Runtime, query: dict[str, str], now: datetime) -> ApiResponse:
+    """GET /api/costs?from=&to=: the summary; 400 naming the field for a bad date."""
+    start, end = costs.default_range(now)
+    try:
+        if query.get("from"):
+            start = _instant(query["from"], "from")
+        if query.get("to"):
+            end = _instant(query["to"], "to")
+    except snooze.SnoozeRefused as exc:
+        return _error(400, exc.field, str(exc))
+    if end <= start:
+        return _error(400, "to", "to must be after from")
+    body = costs.summarise(
+        costs.all_builds(rt.store), actions_of(rt), default_prices(), start, end, now
+    )
+    return ApiResponse(200, body)
+
+
+def snooze_api(
+    rt: Runtime, group: str, name: str, query: dict[str, str], now: datetime
+) -> ApiResponse:
+    """POST /api/vms/{group}/{name}/snooze?hours=N."""
+    s = rt.settings
+    if group.lower() not in {g.lower() for g in s.autostop_scope} and "*" not in s.autostop_scope:
+        return _error(404, "resource_group", f"{group!r} is not in the auto-stop scope")
+    try:
+        hours = snooze.parse_hours(query.get("hours"), s.snooze_max_hours)
+        done = snooze.snooze(rt.azure, group, name, hours, now)
+    except snooze.SnoozeRefused as exc:
+        return _error(400, exc.field, str(exc))
+    except snooze.NoSuchVm:
+        return _error(404, "name", f"there is no VM {name!r} in {group!r}")
+    except StepError as exc:
+        return ApiResponse(
+            503, {"error": "unavailable", "problems": [{"field": "", "message": str(exc)}]}
+        )
+    body: dict[str, Any] = {
+        "vm_id": done.vm_id,
+        "stop_at": done.stop_at.isoformat() if done.stop_at else None,
+        "skipped_today": done.stop_at is None,
+    }
+    return ApiResponse(200, body)

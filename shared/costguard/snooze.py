@@ -1,0 +1,90 @@
+"""Snooze: postpone a VM's evening stop by N hours, within the configured maximum.
+
+The stop instant moves to N hours after the later of now and today's stop time: when that
+crosses the VM's local midnight, the skip tag is set for today (the stop comes back tomorrow);
+otherwise the snooze tag holds the new instant. The VM's own stop time is left as it was, so
+a snooze never changes tomorrow. Tags are changed with a PATCH (VirtualMachineUpdate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from azure.mgmt.compute.models import VirtualMachineUpdate
+
+from shared.azure.boundary import arm_call
+from shared.azure.clients import AzureClients
+from shared.costguard.schedule import SKIP_TAG, SNOOZE_TAG, BadTag, schedule_from_tags
+
+
+class SnoozeRefused(ValueError):
+    """Bad input; `field` names what to change."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NoSuchVm(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Snoozed:
+    vm_id: str
+    stop_at: datetime | None  # None: no stop today (skip tag set)
+    tags: dict[str, str]
+
+
+def parse_hours(value: str | None, maximum: int) -> int:
+    if value is None or not value.strip():
+        raise SnoozeRefused("hours", "hours is required: a whole number of hours")
+    try:
+        hours = int(value.strip())
+    except ValueError:
+        raise SnoozeRefused("hours", f"hours must be a whole number, not {value!r}") from None
+    if not 1 <= hours <= maximum:
+        raise SnoozeRefused("hours", f"hours must be 1 to {maximum}")
+    return hours
+
+
+def snoozed_tags(
+    tags: dict[str, str], hours: int, now: datetime
+) -> tuple[dict[str, str], datetime | None]:
+    """The VM's new tags and the new stop instant (None when today is skipped). Pure."""
+    try:
+        schedule = schedule_from_tags(tags)
+    except BadTag as exc:
+        raise SnoozeRefused("labimage-autostop", str(exc)) from None
+    if schedule is None or schedule.rule is None:
+        raise SnoozeRefused("labimage-autostop", "the VM has no auto-stop time to snooze")
+    rule = schedule.rule
+    today_stop = rule.stop_on(now.astimezone(rule.zone).date())
+    base = max(now, today_stop, schedule.snooze_until or now)
+    new_stop = base + timedelta(hours=hours)
+    local_day = now.astimezone(rule.zone).date()
+    new = dict(tags)
+    if new_stop.astimezone(rule.zone).date() > local_day:
+        new[SKIP_TAG] = local_day.isoformat()
+        new.pop(SNOOZE_TAG, None)
+        return new, None
+    new[SNOOZE_TAG] = new_stop.replace(microsecond=0).isoformat()
+    return new, new_stop
+
+
+def snooze(azure: AzureClients, group: str, name: str, hours: int, now: datetime) -> Snoozed:
+    """Apply a snooze to the VM; NoSuchVm, SnoozeRefused, or the ARM error kinds."""
+    with arm_call(f"read VM {group}/{name}"):
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            vm = azure.compute.virtual_machines.get(group, name)
+        except ResourceNotFoundError:
+            raise NoSuchVm(f"{group}/{name}") from None
+    tags, stop_at = snoozed_tags(dict(vm.tags or {}), hours, now)
+    with arm_call(f"update tags of VM {group}/{name}"):
+        azure.compute.virtual_machines.begin_update(
+            group, name, VirtualMachineUpdate(tags=tags)
+        ).result()
+    return Snoozed(str(vm.id), stop_at, tags)

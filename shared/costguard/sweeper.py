@@ -1,0 +1,217 @@
+"""The leak sweeper: delete what finished builds left behind, and only that.
+
+A resource is a candidate only when it carries `labimage-build=<id>` and that build is
+finished (succeeded, failed, cancelled) or unknown, and older than the grace period. It is
+never touched when it is untagged, marked kept on a succeeded build's record, a VM of a
+succeeded build carrying the auto-stop tag (a kept VM), or a succeeded build's image.
+Deletion follows shared.azure.resources.DELETE_ORDER, one type at a time, with retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from shared.azure import resources
+from shared.azure.boundary import arm_call
+from shared.azure.clients import AzureClients
+from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG
+from shared.costguard.actions import CostActions
+from shared.errors import StepError
+from shared.state.record import Build, BuildState
+from shared.state.store import BuildNotFound, BuildStore
+
+logger = logging.getLogger(__name__)
+
+IMAGE_TYPES = {
+    "microsoft.compute/images",
+    "microsoft.compute/galleries/images/versions",
+    "microsoft.compute/galleries/images",
+    "microsoft.compute/galleries",
+}
+VM_TYPE = "microsoft.compute/virtualmachines"
+
+
+@dataclass(frozen=True)
+class Tagged:
+    id: str
+    type: str
+    tags: dict[str, str]
+    created: datetime | None = None
+
+    @property
+    def build_id(self) -> str:
+        return self.tags.get(BUILD_TAG, "")
+
+
+@dataclass
+class SweepResult:
+    deleted: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (resource id, why)
+    protected: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # builds still running or within grace
+
+
+def list_tagged(azure: AzureClients) -> list[Tagged]:
+    """Every resource of the subscription that carries the build tag (one paged list)."""
+    with arm_call("list resources tagged labimage-build"):
+        items = azure.resources.resources.list(
+            filter=f"tagName eq '{BUILD_TAG}'", expand="createdTime"
+        )
+        found = []
+        for item in items:
+            tags = dict(item.tags or {})
+            if not tags.get(BUILD_TAG):
+                continue  # the filter is the server's; the rule is ours
+            created = getattr(item, "created_time", None)
+            found.append(Tagged(str(item.id), str(item.type), tags, created))
+    return found
+
+
+def protected_reason(resource: Tagged, build: Build | None) -> str | None:
+    """Why the sweeper must leave `resource` alone, or None when it may go."""
+    if not resource.build_id:
+        return "untagged"
+    if build is None or build.state != BuildState.SUCCEEDED:
+        return None
+    kind = resource.type.lower()
+    if kind in IMAGE_TYPES:
+        return "the image of a succeeded build"
+    if any(r.kept and r.id.lower() == resource.id.lower() for r in build.resources):
+        return "kept by its build"
+    if kind == VM_TYPE and AUTOSTOP_TAG in resource.tags:
+        return "a kept VM (auto-stop tag)"
+    return None
+
+
+def eligible_build(
+    build: Build | None, first_seen: datetime | None, now: datetime, grace: timedelta
+) -> bool:
+    """Finished (or unknown) and older than the grace period."""
+    if build is not None:
+        return build.state.terminal and now - build.updated_at >= grace
+    return first_seen is not None and now - first_seen >= grace
+
+
+def sweep(
+    azure: AzureClients,
+    store: BuildStore,
+    actions: CostActions,
+    now: datetime,
+    *,
+    grace: timedelta = timedelta(hours=2),
+    attempts: int = 3,
+    wait_s: float = 120,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SweepResult:
+    """Delete leaked resources of finished builds; record every deletion and every failure."""
+    result = SweepResult()
+    by_build: dict[str, list[Tagged]] = {}
+    for resource in list_tagged(azure):
+        by_build.setdefault(resource.build_id, []).append(resource)
+    for build_id, tagged in sorted(by_build.items()):
+        build = _load(store, build_id)
+        first_seen = min((r.created for r in tagged if r.created), default=None)
+        if build is None and first_seen is None:
+            first_seen = actions.first_seen(build_id, now)
+        if not eligible_build(build, first_seen, now, grace):
+            result.waiting.append(build_id)
+            continue
+        doomed = []
+        for resource in tagged:
+            reason = protected_reason(resource, build)
+            if reason:
+                result.protected.append(resource.id)
+            else:
+                doomed.append(resource)
+        _delete_in_order(azure, actions, build_id, doomed, now, result, attempts, wait_s, sleep)
+    return result
+
+
+def _load(store: BuildStore, build_id: str) -> Build | None:
+    try:
+        return store.get(build_id).build
+    except BuildNotFound:
+        return None
+
+
+def _order(kind: str) -> int:
+    lowered = [t.lower() for t in resources.DELETE_ORDER]
+    return lowered.index(kind.lower()) if kind.lower() in lowered else len(lowered)
+
+
+def _delete_in_order(
+    azure: AzureClients,
+    actions: CostActions,
+    build_id: str,
+    doomed: Iterable[Tagged],
+    now: datetime,
+    result: SweepResult,
+    attempts: int,
+    wait_s: float,
+    sleep: Callable[[float], None],
+) -> None:
+    """One type at a time, in dependency order; a type waits until the previous one is gone."""
+    groups: dict[int, list[Tagged]] = {}
+    for resource in doomed:
+        groups.setdefault(_order(resource.type), []).append(resource)
+    for _, batch in sorted(groups.items()):
+        known = [r for r in batch if _known_type(r.type)]
+        for resource in batch:
+            if resource not in known:
+                _failed(
+                    actions, build_id, resource.id, now, result, "type the sweeper cannot delete"
+                )
+        pending = {r.id: r for r in known}
+        errors: dict[str, str] = {}
+        for attempt in range(attempts):
+            for resource in list(pending.values()):
+                try:
+                    if not resources.exists(azure, _canonical(resource.type), resource.id):
+                        continue
+                    resources.begin_delete(azure, _canonical(resource.type), resource.id)
+                except StepError as exc:
+                    errors[resource.id] = str(exc)
+            deadline = time.monotonic() + wait_s
+            while pending and time.monotonic() < deadline:
+                for rid, resource in list(pending.items()):
+                    try:
+                        gone = not resources.exists(azure, _canonical(resource.type), rid)
+                    except StepError as exc:
+                        errors[rid] = str(exc)
+                        continue
+                    if gone:
+                        del pending[rid]
+                        errors.pop(rid, None)
+                        result.deleted.append(rid)
+                        actions.record_sweep(rid, build_id, now, "deleted")
+                        logger.info("sweeper: deleted %s of build %s", rid, build_id)
+                if pending:
+                    sleep(1)
+            if not pending:
+                break
+            sleep(min(30, 2**attempt))
+        for rid in pending:
+            why = errors.get(rid, f"still present after {attempts} attempts")
+            _failed(actions, build_id, rid, now, result, why)
+
+
+def _failed(
+    actions: CostActions, build_id: str, rid: str, now: datetime, result: SweepResult, why: str
+) -> None:
+    result.failed.append((rid, why))
+    actions.record_sweep(rid, build_id, now, "failed", why)
+    logger.warning(
+        "sweeper: could not delete %s of build %s: %s (delete it by hand)", rid, build_id, why
+    )
+
+
+def _known_type(kind: str) -> bool:
+    return kind.lower() in {t.lower() for t in resources.DELETE_ORDER}
+
+
+def _canonical(kind: str) -> str:
+    return next(t for t in resources.DELETE_ORDER if t.lower() == kind.lower())
