@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from shared import telemetry
+from shared.azure.naming import BuildNames
 from shared.bus import StageMessage
 from shared.errors import PermanentError, TemporaryError
 from shared.runtime import Runtime
@@ -25,13 +27,24 @@ HOP_GRACE = timedelta(minutes=5)
 
 
 async def handle_stage_message(rt: Runtime, body: str | bytes) -> None:
-    """Process one message of a stage queue. Raises only for unexpected failures (host retries)."""
+    """Process one message of a stage queue. Raises only for unexpected failures (host retries).
+
+    Each invocation is one telemetry span whose outcome is what `_run_stage` returns.
+    """
     message = StageMessage.from_json(body)
+    with telemetry.stage_invocation(message.build_id, message.stage.value) as invocation:
+        invocation.outcome = await _run_stage(rt, message, invocation)
+
+
+async def _run_stage(
+    rt: Runtime, message: StageMessage, invocation: telemetry.StageInvocation
+) -> str:
+    """Run the stage the message names; returns what happened (the span's outcome)."""
     try:
         stored = rt.store.get(message.build_id)
     except BuildNotFound:
         logger.warning("message for unknown build %s dropped", message.build_id)
-        return
+        return "dropped"
     build = stored.build
     if build.state.terminal or build.token != message.token or build.stage != message.stage:
         logger.info(
@@ -40,10 +53,13 @@ async def handle_stage_message(rt: Runtime, body: str | bytes) -> None:
             build.id,
             build.stage,
         )
-        return
+        return "dropped"
+    record = build.stage_record(build.stage)
+    role = "relaunch" if build.stage == Stage.RELAUNCH else "build"
+    invocation.build_loaded(record.attempts, BuildNames(build.id).vm(role).vm)
     if build.cancel_requested and build.stage not in (Stage.CLEANUP, Stage.DONE):
         await _move(rt, stored, _fail_stage(build, "cancelled by request", cancelled=True))
-        return
+        return "cancelled"
     build = _start_stage(build)
     stage = build.stage
     budget = BUDGETS[stage]
@@ -51,24 +67,34 @@ async def handle_stage_message(rt: Runtime, body: str | bytes) -> None:
     if utcnow() - started > budget.deadline:
         reason = f"{stage} passed its time limit of {_minutes(budget)} min"
         await _move(rt, stored, _fail_stage(build, reason))
-        return
+        return _ended(invocation, build, "failed")
     context = StepContext(settings=rt.settings, build=build, azure=rt.azure, keys=rt.keys)
     try:
         outcome: Outcome = await STEPS[stage](context)
     except TemporaryError as exc:
-        await _retry_or_fail(rt, stored, build, budget, exc)
-        return
+        if await _retry_or_fail(rt, stored, build, budget, exc):
+            return "retry"
+        return _ended(invocation, build, "failed")
     except PermanentError as exc:
         logger.warning("%s of %s failed: %s; cleaning up", stage, build.id, exc)
         await _move(rt, stored, _fail_stage(build, str(exc)))
-        return
+        return _ended(invocation, build, "failed")
     if isinstance(outcome, Poll):
         polled = _record(outcome.build, stage, polls=outcome.build.stage_record(stage).polls + 1)
         if not polled.events or polled.events[-1].message != outcome.note:
             polled = polled.with_event(outcome.note, stage)
         await _commit(rt, stored, polled, stage, outcome.after_s)
-        return
+        return "poll"
     await _move(rt, stored, _finish_stage(outcome))
+    return _ended(invocation, build, "succeeded")
+
+
+def _ended(invocation: telemetry.StageInvocation, build: Build, outcome: str) -> str:
+    """Report a stage that ended now: its duration since it started."""
+    started = build.stage_record(build.stage).started_at
+    duration = (utcnow() - started).total_seconds() if started else None
+    invocation.stage_ended(build.stage.value, outcome, duration)
+    return outcome
 
 
 async def fail_from_poison(rt: Runtime, body: str | bytes, queue: str) -> None:
@@ -153,7 +179,8 @@ def _fail_stage(build: Build, reason: str, cancelled: bool = False) -> Build:
 
 async def _retry_or_fail(
     rt: Runtime, stored: Stored, build: Build, budget: Budget, exc: TemporaryError
-) -> None:
+) -> bool:
+    """Schedule a retry (True) or fail the stage when the budget is spent (False)."""
     stage = build.stage
     record = build.stage_record(stage)
     retries = record.attempts + 1
@@ -162,17 +189,18 @@ async def _retry_or_fail(
     if retries > budget.max_retries:
         reason = f"{exc} (gave up after {budget.max_retries} retries)"
         await _move(rt, stored, _fail_stage(build, reason))
-        return
+        return False
     if utcnow() + timedelta(seconds=delay) - started > budget.deadline:
         reason = f"{exc} (the next retry would pass the {_minutes(budget)} min time limit)"
         await _move(rt, stored, _fail_stage(build, reason))
-        return
+        return False
     logger.warning(
         "%s of %s failed temporarily: %s; retrying in %.0f s", stage, build.id, exc, delay
     )
     retried = _record(build, stage, attempts=retries, last_error=str(exc))
     retried = retried.with_event(f"temporary failure: {exc}; retrying in {delay:.0f} s", stage)
     await _commit(rt, stored, retried, stage, delay)
+    return True
 
 
 async def _move(rt: Runtime, stored: Stored, build: Build) -> None:
@@ -199,6 +227,8 @@ async def _commit(
         rt.store.replace(fresh, merged)
     if target:
         rt.bus.send(StageMessage(build.id, target, token), delay_s)
+    elif build.state.terminal:
+        telemetry.build_ended(build.state.value)
 
 
 def _record(build: Build, stage: Stage, **changes: object) -> Build:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import Any
 
+from shared import telemetry
 from shared.azure.clients import AzureClients
 from shared.bus import QueueBus
 from shared.settings import Settings, get_settings
@@ -43,5 +44,7 @@ class Runtime:
 
 @cache
 def get_runtime() -> Runtime:
-    """The process's runtime; creating it connects to nothing."""
+    """The process's runtime; creating it connects to nothing (telemetry starts exporting
+    in the background when APPLICATIONINSIGHTS_CONNECTION_STRING is set)."""
+    telemetry.configure()
     return Runtime(get_settings())

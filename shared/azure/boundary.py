@@ -14,6 +14,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
+from shared import telemetry
 from shared.errors import PermanentError, TemporaryError
 
 T = TypeVar("T")
@@ -36,7 +37,15 @@ def describe(exc: HttpResponseError) -> str:
 
 @contextmanager
 def arm_call(what: str) -> Iterator[None]:
-    """Run Resource Manager calls, turning their failures into Temporary or Permanent errors."""
+    """Run Resource Manager calls, turning their failures into Temporary or Permanent errors.
+
+    Each block is one telemetry span, `arm <what>`."""
+    with telemetry.span(f"arm {what}", {"labimage.arm.operation": what}), _mapped_errors(what):
+        yield
+
+
+@contextmanager
+def _mapped_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (ServiceRequestError, ServiceResponseError) as exc:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
+from shared import telemetry
 from shared.ssh.errors import HostKeyMismatch, RemoteCommandError, SshConnectionError
 from shared.ssh.quoting import KILL_AFTER_S, RemoteCommand
 
@@ -66,19 +67,29 @@ class SshRunner:
 
     async def run(self, cmd: RemoteCommand, input: str | None = None) -> Result:
         """Run `cmd` and return its output and exit status; a non-zero exit is not an error here."""
-        try:
-            completed = await asyncio.wait_for(
-                self.conn.run(cmd.render(), input=input, check=False),
-                timeout=cmd.timeout_s + LOCAL_GRACE_S,
-            )
-        except (asyncssh.Error, OSError, TimeoutError) as exc:
-            raise SshConnectionError(
-                f"ssh to {self.target.host}:{self.target.port} failed while running "
-                f"{cmd.describe()}: {type(exc).__name__}"
-            ) from None
-        # No exit status means the command died by a signal; report it as ssh(1) does.
-        status = completed.exit_status if completed.exit_status is not None else 255
-        return Result(_text(completed.stdout), _text(completed.stderr), status)
+        with telemetry.span(f"ssh {cmd.describe()}", self._span_attributes()) as span:
+            try:
+                completed = await asyncio.wait_for(
+                    self.conn.run(cmd.render(), input=input, check=False),
+                    timeout=cmd.timeout_s + LOCAL_GRACE_S,
+                )
+            except (asyncssh.Error, OSError, TimeoutError) as exc:
+                raise SshConnectionError(
+                    f"ssh to {self.target.host}:{self.target.port} failed while running "
+                    f"{cmd.describe()}: {type(exc).__name__}"
+                ) from None
+            # No exit status means the command died by a signal; report it as ssh(1) does.
+            status = completed.exit_status if completed.exit_status is not None else 255
+            span.set("labimage.ssh.exit_status", status)
+            return Result(_text(completed.stdout), _text(completed.stderr), status)
+
+    def _span_attributes(self) -> dict[str, object]:
+        # Where and as whom only: never a command's input, output or a key.
+        return {
+            "labimage.ssh.host": self.target.host,
+            "labimage.ssh.port": self.target.port,
+            "labimage.ssh.user": self.target.username,
+        }
 
     async def check(self, cmd: RemoteCommand, input: str | None = None) -> Result:
         """Run `cmd`; raise `RemoteCommandError` with the stderr tail unless it exits 0."""
@@ -98,6 +109,10 @@ class SshRunner:
         """
         if not posixpath.isabs(dest):
             raise ValueError("upload destination must be an absolute path")
+        with telemetry.span(f"ssh upload {dest}", self._span_attributes()):
+            await self._upload(data, dest, mode, root_owned)
+
+    async def _upload(self, data: bytes, dest: str, mode: int, root_owned: bool) -> None:
         token = secrets.token_hex(8)
         if root_owned:
             tmp = f"/tmp/.labimage-upload-{token}"
