@@ -1,6 +1,7 @@
 """`localcloud up|status|down`: start, inspect and tear down one localcloud instance.
 
     python -m localcloud up     [--state-dir DIR] [--app-dir DIR] [--<component>-port N ...]
+                                [--setting NAME=VALUE ...]
     python -m localcloud status [--state-dir DIR]
     python -m localcloud down   [--state-dir DIR] [--all]
 
@@ -164,8 +165,17 @@ def _print_endpoints(layout: Layout, ports: Ports, health: dict[str, bool] | Non
     print(f"{'ca':10} {layout.ca_pem}")
 
 
-def up(layout: Layout, ports: Ports, app_dir: Path, records_only: bool = False) -> int:
-    """Start every component (or do nothing when all answer) and write env.json."""
+def up(
+    layout: Layout,
+    ports: Ports,
+    app_dir: Path,
+    records_only: bool = False,
+    extra_settings: dict[str, str] | None = None,
+) -> int:
+    """Start every component (or do nothing when all answer) and write env.json.
+
+    `extra_settings` are added to the Functions host's settings (for example
+    APPLICATIONINSIGHTS_CONNECTION_STRING), overriding localcloud's own of the same name."""
     recorded = read_env_file(layout)
     if recorded:
         old_ports = Ports(**recorded["ports"])
@@ -181,7 +191,10 @@ def up(layout: Layout, ports: Ports, app_dir: Path, records_only: bool = False) 
     layout.keys_dir.mkdir(mode=0o700, exist_ok=True)
     layout.git_dir.mkdir(exist_ok=True)
     registry.register(layout.state_dir)
-    settings = app_settings(layout, ports, _write_identity_header(layout))
+    settings = {
+        **app_settings(layout, ports, _write_identity_header(layout)),
+        **(extra_settings or {}),
+    }
     started: list[str] = []
     write_env_file(layout, ports, settings, started)
     state = str(layout.state_dir)
@@ -309,7 +322,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.add_argument(
             f"--{f.name}-port", type=int, help=f"default {getattr(Ports(), f.name)}"
         )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="up: one more app setting for the Functions host (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    for item in args.setting:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            parser.error(f"--setting wants NAME=VALUE, not {item!r}")
+    return args
+
+
+def _extra_settings(args: argparse.Namespace) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in args.setting)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,7 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout(args.state_dir.resolve())
     if args.command == "up":
         try:
-            return up(layout, _ports_from(args), args.app_dir.resolve(), args.records_only)
+            return up(
+                layout,
+                _ports_from(args),
+                args.app_dir.resolve(),
+                args.records_only,
+                _extra_settings(args),
+            )
         except (UpError, RuntimeError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             print(
