@@ -62,7 +62,10 @@ def vm_info(vm: VirtualMachine) -> VmInfo:
         name=str(vm.name),
         group=group_of(str(vm.id)),
         tags=dict(vm.tags or {}),
-        size=str(profile.vm_size) if profile and profile.vm_size else "",
+        # Known sizes come back as an enum whose str() is its Python name, not the size.
+        size=str(getattr(profile.vm_size, "value", profile.vm_size))
+        if profile and profile.vm_size
+        else "",
         power=power,
     )
 

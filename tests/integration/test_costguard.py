@@ -1,0 +1,280 @@
+"""Cost guards against Azurite and the ARM emulator in-process, through the real azure-mgmt SDK:
+the auto-stop scan queues one message per due VM and the stop deallocates exactly those; the
+sweeper removes a failed build's leaked NIC and disk and leaves everything else."""
+
+# mypy: disable-error-code="call-overload,arg-type,union-attr"
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.data.tables import TableServiceClient
+from azure.mgmt.compute import models as cm
+from azure.mgmt.network import models as net
+
+from localcloud.arm.testing import emulator_in_thread
+from shared.costguard import service
+from shared.costguard.actions import PROBLEM, STOP, SWEEP
+from shared.costguard.autostop import AUTOSTOP_QUEUE
+from shared.runtime import Runtime
+from shared.settings import Settings
+from shared.state.record import Build, BuildState, Resource
+
+SUB = "00000000-0000-0000-0000-000000000000"
+RG = "labimage-test"
+LOC = "westeurope"
+
+
+@pytest.fixture
+def rt(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    with emulator_in_thread(tmp_path / "arm", retry_after=0, page_size=50) as (running, _):
+        for name, value in running.identity_env().items():
+            monkeypatch.setenv(name, value)
+        s = replace(
+            settings,
+            arm_endpoint=running.arm_url,
+            arm_ca_bundle=str(running.ca_pem),
+            autostop_scope=(RG,),
+            costs_table="costs" + settings.builds_table[-8:],
+            sweeper_grace_hours=1,
+        )
+        runtime = Runtime(s)
+        runtime.azure.resources.resource_groups.create_or_update(RG, {"location": LOC})
+        runtime.bus.client(AUTOSTOP_QUEUE).clear_messages()
+        yield runtime
+        TableServiceClient.from_connection_string(s.storage_connection).delete_table(s.costs_table)
+
+
+def add_records(rt: Runtime, tags_by_name: dict[str, dict[str, str]]) -> None:
+    s = rt.settings
+    token = rt.azure.credential.get_token(s.arm_scope).token
+    for name, tags in tags_by_name.items():
+        response = requests.post(
+            f"{s.arm_endpoint}/localcloud/records",
+            json={
+                "subscription": SUB,
+                "resourceGroup": RG,
+                "location": LOC,
+                "names": [name],
+                "tags": tags,
+            },
+            headers={"authorization": f"Bearer {token}"},
+            verify=s.arm_ca_bundle,
+            timeout=30,
+        )
+        assert response.status_code in (200, 201), response.text
+
+
+def power(rt: Runtime, name: str) -> str:
+    view = rt.azure.compute.virtual_machines.instance_view(RG, name)
+    return next(str(s.code).split("/")[1] for s in view.statuses if "PowerState/" in str(s.code))
+
+
+def test_scan_queues_due_vms_and_the_stop_deallocates_exactly_those(rt: Runtime) -> None:
+    now = datetime.now(UTC)
+    past = lambda zone_offset_h: (now + timedelta(hours=zone_offset_h, minutes=-5)).strftime(
+        "%H:%M"
+    )
+    future = (now + timedelta(hours=2)).strftime("%H:%M")
+    add_records(
+        rt,
+        {
+            "due-tokyo": {"labimage-autostop": f"{past(9)} Asia/Tokyo", "owner": "ada"},
+            "due-utc": {"labimage-autostop": past(0)},
+            "later": {"labimage-autostop": f"{future} UTC"},
+            "exempt": {
+                "labimage-autostop": past(0),
+                "labimage-autostop-skip-until": (now + timedelta(days=1)).date().isoformat(),
+            },
+            "off": {"labimage-autostop": "off"},
+            "bad": {"labimage-autostop": "25:99 Nowhere/Land"},
+            "untagged": {},
+        },
+    )
+    rt.azure.compute.virtual_machines.begin_deallocate(RG, "due-utc").result()
+
+    result = service.run_autostop_scan(rt, now)
+
+    assert [q.rsplit("/", 1)[1] for q in result.queued] == ["due-tokyo"]
+    assert result.already_stopped == 1 and len(result.problems) == 1
+    messages = list(rt.bus.client(AUTOSTOP_QUEUE).receive_messages())
+    assert len(messages) == 1
+    # A redelivered message is a no-op the second time (the VM is already deallocating).
+    outcomes = [service.handle_stop_message(rt, messages[0].content, now) for _ in range(2)]
+    assert [o.stopped for o in outcomes] == [True, False]
+    assert power(rt, "due-tokyo") == "deallocated"
+    for name in ("later", "exempt", "off", "bad", "untagged"):
+        assert power(rt, name) == "running", name
+
+    actions = service.actions_of(rt)
+    window = (now - timedelta(minutes=1), now + timedelta(minutes=1))
+    stops = list(actions.rows(STOP, *window))
+    assert [s["VmId"].rsplit("/", 1)[1] for s in stops] == ["due-tokyo"]
+    assert stops[0]["Owner"] == "ada" and stops[0]["HourlySaved"] == pytest.approx(0.0104)
+    problems = list(actions.rows(PROBLEM, *window))
+    assert len(problems) == 1 and "25:99" in problems[0]["Message"]
+
+
+def test_a_vm_deleted_between_scan_and_stop_is_a_no_op(rt: Runtime) -> None:
+    now = datetime.now(UTC)
+    add_records(
+        rt, {"doomed": {"labimage-autostop": (now - timedelta(minutes=5)).strftime("%H:%M")}}
+    )
+    service.run_autostop_scan(rt, now)
+    (message,) = list(rt.bus.client(AUTOSTOP_QUEUE).receive_messages())
+    rt.azure.compute.virtual_machines.begin_delete(RG, "doomed").result()
+    outcome = service.handle_stop_message(rt, message.content, now)
+    assert not outcome.stopped and "no longer exists" in outcome.reason
+
+
+def _network(rt: Runtime, build_id: str) -> str:
+    tags = {"labimage-build": build_id}
+    vnet = rt.azure.network.virtual_networks.begin_create_or_update(
+        RG,
+        f"{build_id}-vnet",
+        net.VirtualNetwork(
+            location=LOC,
+            tags=tags,
+            address_space=net.AddressSpace(address_prefixes=["10.9.0.0/16"]),
+            subnets=[net.Subnet(name="default", address_prefix="10.9.0.0/24")],
+        ),
+    ).result()
+    return str(vnet.subnets[0].id)
+
+
+def _nic(rt: Runtime, name: str, subnet: str, tags: dict[str, str]) -> str:
+    nic = rt.azure.network.network_interfaces.begin_create_or_update(
+        RG,
+        name,
+        net.NetworkInterface(
+            location=LOC,
+            tags=tags,
+            ip_configurations=[
+                net.NetworkInterfaceIPConfiguration(name="ip", subnet=net.Subnet(id=subnet))
+            ],
+        ),
+    ).result()
+    return str(nic.id)
+
+
+def _disks(rt: Runtime, nic_id: str, tagged: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Disks that outlive their VM (the emulator makes disks only through a VM): a VM whose
+    disks detach on delete is made and deleted, then each disk gets its tags. Name -> id."""
+    names = list(tagged)
+    vm = cm.VirtualMachine(
+        location=LOC,
+        hardware_profile=cm.HardwareProfile(vm_size="Standard_D2s_v5"),
+        storage_profile=cm.StorageProfile(
+            image_reference=cm.ImageReference(
+                publisher="Canonical", offer="ubuntu-24_04-lts", sku="server", version="latest"
+            ),
+            os_disk=cm.OSDisk(name=names[0], create_option="FromImage", delete_option="Detach"),
+            data_disks=[
+                cm.DataDisk(
+                    lun=i, name=n, create_option="Empty", disk_size_gb=8, delete_option="Detach"
+                )
+                for i, n in enumerate(names[1:])
+            ],
+        ),
+        os_profile=cm.OSProfile(
+            computer_name="diskmaker",
+            admin_username="azureuser",
+            linux_configuration=cm.LinuxConfiguration(
+                disable_password_authentication=True,
+                ssh=cm.SshConfiguration(
+                    public_keys=[
+                        cm.SshPublicKey(
+                            path="/home/azureuser/.ssh/authorized_keys",
+                            key_data="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000 t",
+                        )
+                    ]
+                ),
+            ),
+        ),
+        network_profile=cm.NetworkProfile(
+            network_interfaces=[cm.NetworkInterfaceReference(id=nic_id, primary=True)]
+        ),
+    )
+    rt.azure.compute.virtual_machines.begin_create_or_update(RG, "diskmaker", vm).result()
+    rt.azure.compute.virtual_machines.begin_delete(RG, "diskmaker").result()
+    ids = {}
+    for name, tags in tagged.items():
+        disk = rt.azure.compute.disks.get(RG, name)
+        disk.tags = tags
+        ids[name] = str(rt.azure.compute.disks.begin_create_or_update(RG, name, disk).result().id)
+    return ids
+
+
+def _exists(rt: Runtime, resource_id: str) -> bool:
+    items: list[Any] = list(rt.azure.resources.resources.list_by_resource_group(RG))
+    return any(str(i.id).lower() == resource_id.lower() for i in items)
+
+
+def test_sweeper_removes_a_failed_builds_leaks_and_leaves_everything_else(rt: Runtime) -> None:
+    now = datetime.now(UTC)
+    old = now - timedelta(hours=3)
+    failed = {"labimage-build": "bfailed0001"}
+    ok = {"labimage-build": "bkept00001"}
+    subnet = _network(rt, "shared")  # tagged with a build id of its own, see below
+    leaked_nic = _nic(rt, "bfailed-nic", subnet, failed)
+    disks = _disks(
+        rt,
+        leaked_nic,
+        {
+            "bfailed-disk": failed,
+            "bkept-disk": ok,
+            "bkept-stray": ok,
+            "someone-elses": {"owner": "not-labimage"},
+            "brun-disk": {"labimage-build": "brunning01"},
+        },
+    )
+    leaked_disk, kept_disk, stray_disk = (
+        disks[n] for n in ("bfailed-disk", "bkept-disk", "bkept-stray")
+    )
+    untagged, running_disk = disks["someone-elses"], disks["brun-disk"]
+    add_records(rt, {"bkept-vm": {**ok, "labimage-autostop": "19:00"}})
+    store = rt.store
+    store.create(
+        Build(id="bfailed0001", request={}, state=BuildState.FAILED, created_at=old, updated_at=old)
+    )
+    store.create(
+        Build(
+            id="bkept00001",
+            request={},
+            state=BuildState.SUCCEEDED,
+            created_at=old,
+            updated_at=old,
+            resources=[Resource(type="Microsoft.Compute/disks", id=kept_disk, kept=True)],
+        )
+    )
+    store.create(Build(id="brunning01", request={}, state=BuildState.RUNNING, created_at=old))
+    store.create(Build(id="shared", request={}, state=BuildState.RUNNING, created_at=old))
+
+    result = service.sweeper.sweep(
+        rt.azure,
+        store,
+        service.actions_of(rt),
+        now,
+        grace=timedelta(hours=1),
+        sleep=lambda s: None,
+    )
+
+    assert sorted(result.deleted) == sorted([leaked_nic, leaked_disk, stray_disk])
+    assert not result.failed
+    for rid in (leaked_nic, leaked_disk, stray_disk):
+        assert not _exists(rt, rid)
+    for rid in (kept_disk, untagged, running_disk):
+        assert _exists(rt, rid), rid
+    assert power(rt, "bkept-vm") == "running"
+    rows = list(
+        service.actions_of(rt).rows(SWEEP, now - timedelta(minutes=1), now + timedelta(minutes=1))
+    )
+    assert {r["ResourceId"] for r in rows if r["Outcome"] == "deleted"} == set(result.deleted)
