@@ -80,9 +80,11 @@ def power(rt: Runtime, name: str) -> str:
 
 def test_scan_queues_due_vms_and_the_stop_deallocates_exactly_those(rt: Runtime) -> None:
     now = datetime.now(UTC)
-    past = lambda zone_offset_h: (now + timedelta(hours=zone_offset_h, minutes=-5)).strftime(
-        "%H:%M"
-    )
+
+    def past(zone_offset_h: int) -> str:
+        """A local wall time five minutes ago in a zone `zone_offset_h` ahead of UTC."""
+        return (now + timedelta(hours=zone_offset_h, minutes=-5)).strftime("%H:%M")
+
     future = (now + timedelta(hours=2)).strftime("%H:%M")
     add_records(
         rt,
