@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from azure.mgmt.compute.models import GalleryImageVersion, Image
+from azure.mgmt.compute.models import Gallery, GalleryImage, GalleryImageVersion, Image
 
 from shared.azure.boundary import arm_call, get_or_none
 from shared.azure.clients import AzureClients
+from shared.azure.naming import BUILD_TAG
+
+LRO_WAIT_S = 50
 
 
 def begin_create_image(
@@ -83,3 +86,74 @@ def gallery_version_state(
 def begin_delete_image(azure: AzureClients, image_name: str) -> None:
     with arm_call(f"delete image {image_name}"):
         azure.compute.images.begin_delete(azure.settings.resource_group, image_name)
+
+
+def image_build_tag(azure: AzureClients, image_name: str) -> tuple[bool, str | None]:
+    """(exists, the labimage-build tag on it) of a managed image in the build group."""
+    s = azure.settings
+    image = get_or_none(
+        f"read image {image_name}", lambda: azure.compute.images.get(s.resource_group, image_name)
+    )
+    if image is None:
+        return False, None
+    return True, (image.tags or {}).get(BUILD_TAG)
+
+
+def gallery_version_build_tag(
+    azure: AzureClients, gallery: str, definition: str, version: str
+) -> tuple[bool, str | None]:
+    s = azure.settings
+    found = get_or_none(
+        f"read gallery image version {gallery}/{definition}/{version}",
+        lambda: azure.compute.gallery_image_versions.get(
+            s.resource_group, gallery, definition, version
+        ),
+    )
+    if found is None:
+        return False, None
+    return True, (found.tags or {}).get(BUILD_TAG)
+
+
+def ensure_gallery_definition(
+    azure: AzureClients,
+    gallery: str,
+    definition: str,
+    identifier: dict[str, str],
+    tags: dict[str, str],
+) -> None:
+    """Create the gallery and the image definition when missing; existing ones are left as they
+    are. They outlive builds, so they do not carry a build tag and cleanup never removes them."""
+    s = azure.settings
+    if (
+        get_or_none(
+            f"read gallery {gallery}",
+            lambda: azure.compute.galleries.get(s.resource_group, gallery),
+        )
+        is None
+    ):
+        body: dict[str, Any] = {"location": s.location, "tags": tags, "properties": {}}
+        with arm_call(f"create gallery {gallery}"):
+            azure.compute.galleries.begin_create_or_update(
+                s.resource_group, gallery, Gallery(body)
+            ).result(timeout=LRO_WAIT_S)
+    if (
+        get_or_none(
+            f"read gallery image definition {gallery}/{definition}",
+            lambda: azure.compute.gallery_images.get(s.resource_group, gallery, definition),
+        )
+        is None
+    ):
+        body = {
+            "location": s.location,
+            "tags": tags,
+            "properties": {
+                "osType": "Linux",
+                "osState": "Generalized",
+                "hyperVGeneration": "V2",
+                "identifier": identifier,
+            },
+        }
+        with arm_call(f"create gallery image definition {gallery}/{definition}"):
+            azure.compute.gallery_images.begin_create_or_update(
+                s.resource_group, gallery, definition, GalleryImage(body)
+            ).result(timeout=LRO_WAIT_S)

@@ -8,6 +8,7 @@ from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
 from shared.remote import render
 from shared.steps.base import Done, Outcome, Poll, StepContext
+from shared.steps.targets import check_image_targets_free
 from shared.steps.vm_access import open_guest
 
 POLL_S = 3.0
@@ -39,6 +40,8 @@ async def capture_image(ctx: StepContext) -> Outcome:
             vms.generalize(ctx.azure, vm.vm)
         tags = {**_tags(ctx), "labimage-role": "image"}
         image_state, image_id = images.image_state(ctx.azure, request.image.name)
+        if image_state is not None:
+            check_image_targets_free(ctx)  # never record someone else's image as ours
         if image_state is None:
             images.begin_create_image(
                 ctx.azure, request.image.name, vms.vm_id(ctx.azure, vm.vm), tags
@@ -57,6 +60,18 @@ async def capture_image(ctx: StepContext) -> Outcome:
             ctx.azure, gallery.gallery_name, gallery.definition, gallery.version
         )
         if g_state is None:
+            identifier = {
+                "publisher": "labimage",
+                "offer": request.project,
+                "sku": gallery.definition,
+            }
+            images.ensure_gallery_definition(
+                ctx.azure,
+                gallery.gallery_name,
+                gallery.definition,
+                identifier,
+                {"labimage-created-by": build.id},
+            )
             images.begin_create_gallery_version(
                 ctx.azure,
                 gallery.gallery_name,
