@@ -1,4 +1,5 @@
 """labimage: the command-line client of the labimage API (submit, follow, list and cancel builds).
 
-Other code (the demo) uses `ApiClient`, `submit_request`, `watch_build` and `render_result`.
+Other code (the demo) uses client.ApiClient, commands.submit_request, watch.watch_build,
+render.result_report and main.guarded (errors to exit codes).
 """

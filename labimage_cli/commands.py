@@ -18,7 +18,7 @@ from labimage_cli.render import (
     builds_table,
     events_table,
     generic,
-    result_report,
+    print_result,
     stage_table,
 )
 from labimage_cli.watch import watch_build
@@ -76,7 +76,7 @@ def follow_to_end(client: ApiClient, build_id: str, consoles: Consoles, **option
     """Watch the build, print its result, and return the exit code of its outcome."""
     final = watch_build(client, build_id, consoles.out, **options)
     consoles.out.print()
-    consoles.out.print(result_report(final))
+    print_result(consoles.out, final)
     return outcome_code(final)
 
 
@@ -98,7 +98,7 @@ def cmd_status(client: ApiClient, consoles: Consoles, args: argparse.Namespace) 
     else:
         consoles.out.print(stage_table(status))
         if status.get("state") in ("succeeded", "failed", "cancelled"):
-            consoles.out.print(result_report(status))
+            print_result(consoles.out, status)
     return outcome_code(status)
 
 

@@ -129,11 +129,14 @@ def main(argv: Sequence[str] | None = None, consoles: Consoles | None = None) ->
     """Run one labimage command; returns its exit code (see EXIT_CODES_HELP)."""
     args = build_parser().parse_args(argv)
     consoles = consoles or Consoles(Console(), Console(stderr=True))
-    err = consoles.err
+    handler: Command = args.handler
+    return guarded(lambda: handler(client_from(args), consoles, args), consoles.err)
+
+
+def guarded(action: Callable[[], int], err: Console) -> int:
+    """Run `action`; print what went wrong on `err` and return the exit code it stands for."""
     try:
-        client = client_from(args)
-        handler: Command = args.handler
-        return int(handler(client, consoles, args))
+        return int(action())
     except InvalidRequest as invalid:
         err.print(f"[bold red]{invalid.summary}[/]", highlight=False)
         if invalid.problems:

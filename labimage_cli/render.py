@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -80,7 +80,8 @@ def stage_table(status: dict[str, Any], now: datetime | None = None) -> Table:
     title = f"build {status.get('id', '?')} · {status.get('name', '')} · {status.get('state', '?')}"
     table = Table(title=title, title_justify="left", expand=False)
     for column in ("stage", "state", "started", "elapsed", "attempts", "last note"):
-        table.add_column(column, no_wrap=column != "last note")
+        # One line per stage keeps the live table steady; events show notes in full.
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
     notes = _last_note_per_stage(status)
     for stage in _stages_in_order(status):
         state = stage.get("state", "pending")
@@ -138,7 +139,13 @@ def events_table(events: Iterable[dict[str, Any]]) -> Table:
     return table
 
 
-def result_report(status: dict[str, Any]) -> RenderableType:
+def print_result(console: Console, status: dict[str, Any]) -> None:
+    """Print result_report; lines of text are not wrapped, so ids and commands copy whole."""
+    for part in result_report(status):
+        console.print(part, soft_wrap=isinstance(part, Text))
+
+
+def result_report(status: dict[str, Any]) -> list[RenderableType]:
     """The end of a build: outcome, error, image, per-stage times, verification, connection."""
     parts: list[RenderableType] = []
     state = status.get("state", "?")
@@ -166,7 +173,7 @@ def result_report(status: dict[str, Any]) -> RenderableType:
         ):
             if connection.get(key):
                 parts.append(Text(f"  {label:<8} {connection[key]}"))
-    return Group(*parts)
+    return parts
 
 
 def stage_times_table(status: dict[str, Any]) -> Table:

@@ -51,7 +51,7 @@ def watch_build(
     ) as live:
         while True:
             for event in new_events(status.get("events", []), last_shown):
-                live.console.print(event_line(event))
+                live.console.print(event_line(event), soft_wrap=True)
                 last_shown = event_key(event)
             if on_status is not None:
                 on_status(status)

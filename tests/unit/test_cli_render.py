@@ -11,6 +11,7 @@ from labimage_cli.render import (
     event_line,
     format_duration,
     generic,
+    print_result,
     problems_table,
     result_report,
     stage_table,
@@ -23,9 +24,10 @@ def at(seconds: float) -> str:
     return (T0 + timedelta(seconds=seconds)).isoformat()
 
 
-def text(renderable: RenderableType) -> str:
+def text(renderable: RenderableType | list[RenderableType]) -> str:
     console = Console(record=True, width=200, force_terminal=False)
-    console.print(renderable)
+    for part in renderable if isinstance(renderable, list) else [renderable]:
+        console.print(part)
     return console.export_text()
 
 
@@ -168,3 +170,24 @@ def test_documents_of_unknown_shape_become_tables() -> None:
     )
     assert "from: 2026-03-01" in shown and "by_owner" in shown
     assert "alice" in shown and "12.50" in shown and "saving" in shown
+
+
+def test_ids_and_commands_stay_on_one_line_in_a_narrow_terminal() -> None:
+    image = (
+        "/subscriptions/0000/resourceGroups/labimage-builds/providers/Microsoft.Compute/images/x"
+    )
+    tunnel = "ssh -i /keys/b123456789 -N -L 7005:localhost:8889 azureuser@10.213.0.9"
+    build = running_build() | {
+        "state": "succeeded",
+        "image_id": image,
+        "connection": {"ssh_command": "ssh", "tunnel_command": tunnel, "jupyter_url": "u"},
+    }
+    console = Console(record=True, width=50, force_terminal=False)
+    print_result(console, build)
+    lines = console.export_text().splitlines()
+    assert f"image: {image}" in lines
+    assert any(line.endswith(tunnel) for line in lines)
+    narrow = Console(record=True, width=50, force_terminal=False)
+    narrow.print(stage_table(running_build()))
+    rows = [line for line in narrow.export_text().splitlines() if line.startswith("│")]
+    assert len(rows) == 7  # one line per stage: long notes are cut, events show them whole
