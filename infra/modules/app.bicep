@@ -1,0 +1,79 @@
+// The controller's resource group: identity, storage, monitoring, Key Vault and the Function App.
+param location string
+param tags object
+param token string
+param buildResourceGroupName string
+param dataStorageAccountName string
+param autostopResourceGroups array
+param sshSourceCidr string
+param principalId string
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-labimage-${token}'
+  location: location
+  tags: tags
+}
+
+module storage 'storage.bicep' = {
+  name: 'labimage-storage'
+  params: {
+    location: location
+    tags: tags
+    name: 'stlabimage${take(token, 14)}'
+    deploymentContainerName: 'app-package'
+  }
+}
+
+module monitoring 'monitoring.bicep' = {
+  name: 'labimage-monitoring'
+  params: {
+    location: location
+    tags: tags
+    token: token
+  }
+}
+
+module vault 'keyvault.bicep' = {
+  name: 'labimage-keyvault'
+  params: {
+    location: location
+    tags: tags
+    name: 'kv-labimage-${take(token, 11)}'
+  }
+}
+
+module roles 'app-roles.bicep' = {
+  name: 'labimage-app-roles'
+  params: {
+    principalId: identity.properties.principalId
+    storageAccountName: storage.outputs.name
+    keyVaultName: vault.outputs.name
+    userPrincipalId: principalId
+  }
+}
+
+module functionApp 'functionapp.bicep' = {
+  name: 'labimage-functionapp'
+  dependsOn: [roles] // the host needs its storage roles before its first start
+  params: {
+    location: location
+    tags: tags
+    name: 'func-labimage-${token}'
+    identityId: identity.id
+    identityClientId: identity.properties.clientId
+    storageAccountName: storage.outputs.name
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    deploymentContainerName: 'app-package'
+    dataStorageAccountName: !empty(dataStorageAccountName) ? dataStorageAccountName : storage.outputs.name
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    keyVaultUrl: vault.outputs.url
+    buildResourceGroupName: buildResourceGroupName
+    autostopResourceGroups: autostopResourceGroups
+    sshSourceCidr: sshSourceCidr
+  }
+}
+
+output identityPrincipalId string = identity.properties.principalId
+output functionAppName string = functionApp.outputs.name
+output apiUrl string = functionApp.outputs.url
+output keyVaultUrl string = vault.outputs.url
