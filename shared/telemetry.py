@@ -218,7 +218,9 @@ def span(
         try:
             yield handle
         except BaseException as exc:
-            current.set_status(Status(StatusCode.ERROR, scrub(f"{type(exc).__name__}: {exc}")))
+            error = scrub(f"{type(exc).__name__}: {exc}")
+            current.set_status(Status(StatusCode.ERROR, error))
+            handle.set(PREFIX + "error", error)
             raise
 
 

@@ -76,6 +76,7 @@ def test_spans_metrics_and_logs_arrive_without_secrets() -> None:
     assert props["labimage.outcome"] == "poll"
     assert "arm create VM x" in spans
     assert spans["arm create VM x"]["success"] is False
+    assert "RuntimeError" in spans["arm create VM x"]["properties"]["labimage.error"]
     assert "ssh true" in spans
 
     logs = [e["data"]["baseData"] for e in envelopes if e["data"]["baseType"] == "MessageData"]
