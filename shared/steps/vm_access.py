@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from shared.azure import network, vms
 from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG, ROLE_TAG, BuildNames, VmNames
 from shared.errors import PermanentError
-from shared.ssh.errors import SshConnectionError
+from shared.ssh.errors import RemoteCommandError, SshConnectionError
 from shared.ssh.keys import KeyPair, generate_keypair, host_key_cloud_config
 from shared.ssh.quoting import RemoteCommand
 from shared.ssh.runner import SshRunner, SshTarget, connect
@@ -118,7 +118,9 @@ async def open_guest(ctx: StepContext, role: str = "build") -> AsyncIterator[Ssh
     try:
         async with connect(_target(ctx, build, vm, address)) as runner:
             yield runner
-    except SshConnectionError as exc:
+    except (SshConnectionError, RemoteCommandError) as exc:
+        # A VM that died mid-command shows up as a dropped connection or a 255 exit: ask
+        # Azure whether the VM still runs before blaming the guest.
         state = vms.vm_state(ctx.azure, vm.vm)
         if not state.running:
             raise PermanentError(
