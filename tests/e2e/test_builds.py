@@ -19,7 +19,7 @@ import pytest
 
 from localcloud.seed_content import raising_repository
 from shared.azure.naming import BUILD_TAG
-from tests.e2e.conftest import PORTS, Cloud
+from tests.e2e.conftest import PORTS, ROOT, Cloud
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -40,6 +40,7 @@ def builds(cloud: Cloud) -> Iterator[dict[str, str]]:
         "broken": cloud.submit(broken),
         "cancel": cloud.submit(cloud.seed_request(name="cancel-me", image={"name": "cancel-me"})),
         "kill": cloud.submit(cloud.seed_request(name="kill-me", image={"name": "kill-me"})),
+        "keep": cloud.submit(gallery_keep_request(cloud)),
     }
     actions = {"cancel": cancel_in_install, "kill": kill_in_install}
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -67,6 +68,17 @@ def kill_in_install(cloud: Cloud, build_id: str) -> int:
     pid = int(record["init"][0])
     os.kill(pid, signal.SIGKILL)
     return pid
+
+
+def gallery_keep_request(cloud: Cloud) -> dict[str, Any]:
+    """examples/gallery-keep-running.json, on this instance (Python 3.11: offline, uv cannot
+    download another Python, so the system's is used)."""
+    request = json.loads((ROOT / "examples" / "gallery-keep-running.json").read_text())
+    request["python"]["version"] = "3.11"
+    for repo in request["repositories"]:
+        repo["url"] = repo["url"].replace(":8445/", f":{PORTS['git']}/")
+    request["image"]["name"] = "jupyter-ooi-kept"
+    return request
 
 
 def leftovers(cloud: Cloud, build_id: str) -> list[str]:
@@ -167,6 +179,59 @@ def test_a_vm_killed_from_outside_fails_the_build_clearly(
     assert status["state"] == "failed"
     assert "stopped unexpectedly" in status["error"]
     assert leftovers(cloud, build_id) == []
+
+
+def test_a_kept_vm_runs_from_the_gallery_image_and_its_ssh_command_works(
+    cloud: Cloud, builds: dict[str, str]
+) -> None:
+    build_id = builds["keep"]
+    status = cloud.wait(build_id)
+    assert status["state"] == "succeeded", status["error"]
+    assert status["gallery_image_version_id"].endswith(
+        "/galleries/labimage_gallery/images/jupyter-ooi/versions/1.0.0"
+    )
+    azure = cloud.azure()
+    group = cloud.settings.resource_group
+    kept = azure.compute.virtual_machines.get(group, f"labimage-{build_id}-relaunch")
+    assert (kept.tags or {})["labimage-autostop"] == "19:00 Europe/Berlin"
+    # What is left of the build is exactly the image, the gallery version and the kept VM with
+    # what it needs; the build VM is gone.
+    left = {r.rsplit("/", 1)[-1] for r in leftovers(cloud, build_id)}
+    assert f"labimage-{build_id}-build" not in left
+    assert {f"labimage-{build_id}-relaunch", "jupyter-ooi-kept"} <= left
+
+    # The ssh command the build reports works, with OpenSSH and the host key pinned.
+    connection = status["connection"]
+    keys = Path(cloud.settings.ssh_key_dir or "")
+    host_key = (keys / f"{build_id}.host.pub").read_text().split()
+    address = connection["ssh_command"].rsplit("@", 1)[1]
+    known_hosts = keys / f"{build_id}.known_hosts"
+    known_hosts.write_text(f"{address} {host_key[0]} {host_key[1]}\n")
+    command = connection["ssh_command"].split()
+    command[command.index("-i") + 1] = str(keys / f"{build_id}.client")
+    ran = subprocess.run(
+        [
+            *command[:1],
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            *command[1:],
+            "findmnt",
+            "-n",
+            "-o",
+            "SOURCE,FSTYPE",
+            "/datadrive",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "xfs" in ran.stdout
+    azure.compute.virtual_machines.begin_delete(group, kept.name).result()
 
 
 def test_no_sandbox_is_left_on_the_host(cloud: Cloud, builds: dict[str, str]) -> None:
