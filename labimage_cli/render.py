@@ -80,8 +80,9 @@ def stage_table(status: dict[str, Any], now: datetime | None = None) -> Table:
     title = f"build {status.get('id', '?')} · {status.get('name', '')} · {status.get('state', '?')}"
     table = Table(title=title, title_justify="left", expand=False)
     for column in ("stage", "state", "started", "elapsed", "attempts", "last note"):
-        # One line per stage keeps the live table steady; events show notes in full.
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
+        # Only the note column gives way in a narrow terminal (its cells are cut, not wrapped,
+        # so each stage stays one line and the live table steady; events show notes whole).
+        table.add_column(column, no_wrap=column != "last note")
     notes = _last_note_per_stage(status)
     for stage in _stages_in_order(status):
         state = stage.get("state", "pending")
@@ -100,7 +101,12 @@ def stage_table(status: dict[str, Any], now: datetime | None = None) -> Table:
             clock(started),
             format_duration(elapsed),
             attempts,
-            Text(note, style="red" if stage.get("last_error") else ""),
+            Text(
+                note,
+                style="red" if stage.get("last_error") else "",
+                no_wrap=True,
+                overflow="ellipsis",
+            ),
         )
     return table
 
