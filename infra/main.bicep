@@ -55,15 +55,18 @@ resource imagePublisherRole 'Microsoft.Authorization/roleDefinitions@2022-04-01'
   name: guid(subscription().id, environmentName, 'labimage-image-publisher')
   properties: {
     roleName: 'labimage image publisher (${environmentName})'
-    description: 'Create, read and delete managed images and Compute Gallery image versions.'
+    description: 'Managed images; Compute Galleries, image definitions and versions in the build group.'
     type: 'CustomRole'
     assignableScopes: [buildGroup.id]
     permissions: [
       {
         actions: [
           'Microsoft.Compute/images/*'
+          // capture creates a missing gallery and image definition, then the version
           'Microsoft.Compute/galleries/read'
+          'Microsoft.Compute/galleries/write'
           'Microsoft.Compute/galleries/images/read'
+          'Microsoft.Compute/galleries/images/write'
           'Microsoft.Compute/galleries/images/versions/*'
         ]
         notActions: []
