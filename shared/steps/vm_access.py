@@ -61,6 +61,8 @@ async def bring_up_vm(ctx: StepContext, role: str, image_id: str | None = None) 
     names = BuildNames(build.id)
     vm = names.vm(role)
     tags = build_tags(ctx, role)
+    if role == "relaunch" and ctx.request.relaunch.keep_running:
+        tags.update(keep_tags(ctx))
     client, host = ensure_keys(ctx)
     sub = ctx.settings.subscription_id
     group = ctx.settings.resource_group
