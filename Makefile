@@ -41,7 +41,7 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy function_app.py functions shared localcloud
+	$(VENV)/bin/mypy function_app.py functions shared localcloud labimage_cli
 
 up: setup
 	$(PY) -m localcloud up
