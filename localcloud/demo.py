@@ -9,6 +9,8 @@ needs (submit to end, VM create call to SSH answering) and tears down.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import time
@@ -24,6 +26,9 @@ from labimage_cli.render import format_duration, print_result, seconds_between
 from labimage_cli.watch import watch_build
 from localcloud.instance import DEFAULT_STATE_DIR, REPO_ROOT, Layout, read_env_file
 from localcloud.seed_content import seed_ooi
+from shared.azure import images
+from shared.azure.clients import AzureClients
+from shared.settings import read_settings
 
 SEED = REPO_ROOT / "examples" / "seed-request.json"
 WATCH_TIMEOUT_S = 3600
@@ -81,12 +86,28 @@ def main(argv: list[str] | None = None) -> int:
         assert env is not None
         print("preparing the notebook repository and the Blob data", flush=True)
         seed_ooi(env["settings"]["AzureWebJobsStorage"], args.state_dir / "git")
+        replace_earlier_demo_image(env, args.request)
         client = ApiClient(env["endpoints"]["functions"])
         print(f"submitting {_shown(args.request)}", flush=True)
         return guarded(lambda: run_build(client, args.request, consoles), consoles.err)
     finally:
         if not args.keep:
             localcloud("down", args.state_dir)
+
+
+def replace_earlier_demo_image(env: dict[str, Any], request_file: Path) -> None:
+    """localcloud keeps its resources between runs, and labimage refuses to overwrite an image
+    an earlier build made. The demo is meant to be run again, so it removes the image an
+    earlier demo build left under the same name (and only one a labimage build made)."""
+    name = json.loads(request_file.read_text())["image"]["name"]
+    os.environ.setdefault("IDENTITY_ENDPOINT", env["settings"]["IDENTITY_ENDPOINT"])
+    os.environ.setdefault("IDENTITY_HEADER", env["settings"]["IDENTITY_HEADER"])
+    settings = read_settings(env["settings"])
+    azure = AzureClients(settings)
+    exists, made_by = images.image_build_tag(azure, name)
+    if exists and made_by:
+        print(f"removing image {name} left by an earlier demo build ({made_by})", flush=True)
+        azure.compute.images.begin_delete(settings.resource_group, name).result()
 
 
 def _shown(path: Path) -> str:

@@ -56,20 +56,20 @@ class Settings:
         return "https://management.azure.com/.default"
 
 
-def _required(name: str) -> str:
-    value = os.environ.get(name, "").strip()
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
     if not value:
         raise RuntimeError(f"setting {name} is missing: see local.settings.sample.json")
     return value
 
 
-def _optional(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
     return value or None
 
 
-def _number(name: str, default: float) -> float:
-    value = _optional(name)
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _optional(env, name)
     try:
         return float(value) if value is not None else default
     except ValueError:
@@ -135,35 +135,39 @@ def _client_id(env: Mapping[str, str]) -> str | None:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Read the settings once per process; a missing required setting is a clear error."""
-    env = os.environ
+    return read_settings(os.environ)
+
+
+def read_settings(env: Mapping[str, str]) -> Settings:
+    """Settings from `env` (the process environment, or a localcloud instance's env.json)."""
     storage = storage_connection("AzureWebJobsStorage", env)
     if not storage:
         raise RuntimeError(
             "setting AzureWebJobsStorage (or AzureWebJobsStorage__accountName) is missing: "
             "see local.settings.sample.json"
         )
-    resource_group = _required("LABIMAGE_RESOURCE_GROUP")
-    scope = _optional("LABIMAGE_AUTOSTOP_RESOURCE_GROUPS")
+    resource_group = _required(env, "LABIMAGE_RESOURCE_GROUP")
+    scope = _optional(env, "LABIMAGE_AUTOSTOP_RESOURCE_GROUPS")
     return Settings(
         storage_connection=storage,
         data_storage_connection=storage_connection("LABIMAGE_DATA_STORAGE", env) or storage,
-        subscription_id=_required("AZURE_SUBSCRIPTION_ID"),
+        subscription_id=_required(env, "AZURE_SUBSCRIPTION_ID"),
         resource_group=resource_group,
-        location=_required("LABIMAGE_LOCATION"),
-        arm_endpoint=_optional("LABIMAGE_ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT,
-        arm_ca_bundle=_optional("LABIMAGE_ARM_CA_BUNDLE"),
-        ssh_key_dir=_optional("LABIMAGE_SSH_KEY_DIR"),
-        key_vault_url=_optional("LABIMAGE_KEY_VAULT_URL"),
-        ssh_source_cidr=_optional("LABIMAGE_SSH_SOURCE_CIDR") or "*",
+        location=_required(env, "LABIMAGE_LOCATION"),
+        arm_endpoint=_optional(env, "LABIMAGE_ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT,
+        arm_ca_bundle=_optional(env, "LABIMAGE_ARM_CA_BUNDLE"),
+        ssh_key_dir=_optional(env, "LABIMAGE_SSH_KEY_DIR"),
+        key_vault_url=_optional(env, "LABIMAGE_KEY_VAULT_URL"),
+        ssh_source_cidr=_optional(env, "LABIMAGE_SSH_SOURCE_CIDR") or "*",
         autostop_scope=tuple(g.strip() for g in (scope or resource_group).split(",") if g.strip()),
-        autostop_concurrency=int(_number("LABIMAGE_AUTOSTOP_CONCURRENCY", 8)),
-        autostop_catch_up_hours=_number("LABIMAGE_AUTOSTOP_CATCH_UP_HOURS", 6),
-        autostop_webhook_url=_optional("LABIMAGE_AUTOSTOP_WEBHOOK_URL"),
-        autostop_warn_minutes=int(_number("LABIMAGE_AUTOSTOP_WARN_MINUTES", 30)),
-        public_url=_optional("LABIMAGE_PUBLIC_URL"),
-        snooze_max_hours=int(_number("LABIMAGE_SNOOZE_MAX_HOURS", 12)),
-        idle_default_minutes=int(_number("LABIMAGE_IDLE_MINUTES", 60)),
-        idle_cpu_percent=_number("LABIMAGE_IDLE_CPU_PERCENT", 10),
-        sweeper_grace_hours=_number("LABIMAGE_SWEEPER_GRACE_HOURS", 2),
+        autostop_concurrency=int(_number(env, "LABIMAGE_AUTOSTOP_CONCURRENCY", 8)),
+        autostop_catch_up_hours=_number(env, "LABIMAGE_AUTOSTOP_CATCH_UP_HOURS", 6),
+        autostop_webhook_url=_optional(env, "LABIMAGE_AUTOSTOP_WEBHOOK_URL"),
+        autostop_warn_minutes=int(_number(env, "LABIMAGE_AUTOSTOP_WARN_MINUTES", 30)),
+        public_url=_optional(env, "LABIMAGE_PUBLIC_URL"),
+        snooze_max_hours=int(_number(env, "LABIMAGE_SNOOZE_MAX_HOURS", 12)),
+        idle_default_minutes=int(_number(env, "LABIMAGE_IDLE_MINUTES", 60)),
+        idle_cpu_percent=_number(env, "LABIMAGE_IDLE_CPU_PERCENT", 10),
+        sweeper_grace_hours=_number(env, "LABIMAGE_SWEEPER_GRACE_HOURS", 2),
         managed_identity_client_id=_client_id(env),
     )

@@ -20,7 +20,7 @@ import pytest
 
 from localcloud.seed_content import seed_ooi
 from shared.azure.clients import AzureClients
-from shared.settings import Settings
+from shared.settings import Settings, read_settings
 from shared.state.store import BuildStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,17 +47,7 @@ class Cloud:
 
     @property
     def settings(self) -> Settings:
-        s = self.env["settings"]
-        return Settings(
-            storage_connection=s["AzureWebJobsStorage"],
-            data_storage_connection=s["LABIMAGE_DATA_STORAGE"],
-            subscription_id=s["AZURE_SUBSCRIPTION_ID"],
-            resource_group=s["LABIMAGE_RESOURCE_GROUP"],
-            location=s["LABIMAGE_LOCATION"],
-            arm_endpoint=s["LABIMAGE_ARM_ENDPOINT"],
-            arm_ca_bundle=s["LABIMAGE_ARM_CA_BUNDLE"],
-            ssh_key_dir=s["LABIMAGE_SSH_KEY_DIR"],
-        )
+        return read_settings(self.env["settings"])
 
     def azure(self) -> AzureClients:
         return AzureClients(self.settings)
