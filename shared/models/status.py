@@ -62,8 +62,14 @@ class VerificationReport(_Model):
 class Connection(_Model):
     """How to reach a VM kept running (no secrets: the key stays with the controller's owner)."""
 
+    vm_name: str | None = Field(None, description="The kept VM's name in the build group.")
+    address: str | None = Field(None, description="Its public IP address.")
+    key: str | None = Field(None, description="Where to get the SSH private key for -i.")
     ssh_command: str = Field(description="SSH command to log in.")
     tunnel_command: str = Field(description="SSH command forwarding Jupyter to localhost.")
+    start_jupyter: str | None = Field(
+        None, description="Command that starts Jupyter on the VM for the tunnel to reach."
+    )
     jupyter_url: str = Field(description="Jupyter's address once the tunnel runs.")
 
 
