@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from shared.settings import connection_has_secret, service_endpoint
 
 STOP = "stop"  # an auto-stop or idle stop that deallocated a VM
 PROBLEM = "problem"  # a malformed tag, a VM that could not be stopped...
@@ -26,6 +29,14 @@ SEEN = "seen"  # when the sweeper first saw a build id with no record and no cre
 def row_key(*parts: str) -> str:
     """A Table-safe key: ids carry '/' which RowKey forbids; the hash keeps it short and fixed."""
     return hashlib.sha256("|".join(p.lower() for p in parts).encode()).hexdigest()[:32]
+
+
+def table_service(connection: str, credential: TokenCredential | None) -> TableServiceClient:
+    """A Table service client: keyed from the connection string when it carries a secret,
+    else on the connection's table endpoint with `credential`. Connects to nothing."""
+    if connection_has_secret(connection) or credential is None:
+        return TableServiceClient.from_connection_string(connection)
+    return TableServiceClient(endpoint=service_endpoint(connection, "table"), credential=credential)
 
 
 @dataclass(frozen=True)
@@ -45,8 +56,12 @@ class CostActions:
         self._table = table
 
     @classmethod
-    def from_connection_string(cls, connection: str, table_name: str) -> CostActions:
-        service = TableServiceClient.from_connection_string(connection)
+    def from_connection_string(
+        cls, connection: str, table_name: str, credential: TokenCredential | None = None
+    ) -> CostActions:
+        """The table on the connection's account (made if missing); a key-less connection
+        signs in with `credential` (the managed identity), as the builds table does."""
+        service = table_service(connection, credential)
         service.create_table_if_not_exists(table_name)
         return cls(service.get_table_client(table_name))
 

@@ -14,9 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from shared import telemetry
 from shared.azure import vms
 from shared.azure.clients import AzureClients
 from shared.costguard.actions import CostActions, StopAction
+from shared.costguard.costs import stop_saving_estimate
 from shared.costguard.inventory import VmInfo, read_vm, scan_scope
 from shared.costguard.prices import PriceTable, default_prices
 from shared.costguard.schedule import BadTag, VmSchedule, schedule_from_tags
@@ -168,19 +170,18 @@ def stop_vm(
         actions.record_problem(vm.id, now, f"could not deallocate: {exc}")
         return StopOutcome(False, str(exc))
     table = prices or default_prices()
-    actions.record_stop(
-        StopAction(
-            vm_id=vm.id,
-            at=now,
-            rule=order.rule,
-            kind="autostop",
-            hourly_saved=table.vm_per_hour(vm.size),
-            size=vm.size,
-            owner=vm.owner,
-            project=vm.project,
-        ),
-        due=order.due,
+    action = StopAction(
+        vm_id=vm.id,
+        at=now,
+        rule=order.rule,
+        kind="autostop",
+        hourly_saved=table.vm_per_hour(vm.size),
+        size=vm.size,
+        owner=vm.owner,
+        project=vm.project,
     )
+    actions.record_stop(action, due=order.due)
+    telemetry.vm_stopped(action.kind, stop_saving_estimate(action.hourly_saved))
     logger.info("auto-stop: deallocating %s (%s)", vm.id, order.rule)
     return StopOutcome(True, "deallocating")
 

@@ -22,6 +22,12 @@ STOPPED_HOURS_CAP = 14.0  # an evening stop to a morning start, roughly
 COVERS = "the build's own VM and disks while the build ran; a kept VM's later time is not included"
 
 
+def stop_saving_estimate(hourly_saved: float | None) -> float | None:
+    """The compute cost one stop avoids, for the telemetry metric: the VM's hourly price for
+    STOPPED_HOURS_CAP hours (its next start is not known when it stops); None when unknown."""
+    return None if hourly_saved is None else round(hourly_saved * STOPPED_HOURS_CAP, 4)
+
+
 def build_cost(build: Build, prices: PriceTable, now: datetime) -> dict[str, Any]:
     """The `cost` object of a build's status (see shared.models.status.CostEstimate)."""
     vm = build.request.get("vm") or {}

@@ -12,9 +12,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from shared import telemetry
 from shared.azure import network, vms
 from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG, BuildNames
 from shared.costguard.actions import CostActions, StopAction
+from shared.costguard.costs import stop_saving_estimate
 from shared.costguard.idle import BadIdleTag, idle_limit, judge
 from shared.costguard.idle_probe import probe_activity
 from shared.costguard.inventory import VmInfo, scan_scope
@@ -69,18 +71,18 @@ async def run_idle_stop(rt: Runtime, actions: CostActions, now: datetime) -> Idl
             continue
         vms.begin_deallocate(rt.azure, vm.name, vm.group)
         actions.set_idle_since(vm.id, None, now)
-        actions.record_stop(
-            StopAction(
-                vm_id=vm.id,
-                at=now,
-                rule=f"idle {int(limit.total_seconds() // 60)} min",
-                kind="idle",
-                hourly_saved=default_prices().vm_per_hour(vm.size),
-                size=vm.size,
-                owner=vm.owner,
-                project=vm.project,
-            )
+        action = StopAction(
+            vm_id=vm.id,
+            at=now,
+            rule=f"idle {int(limit.total_seconds() // 60)} min",
+            kind="idle",
+            hourly_saved=default_prices().vm_per_hour(vm.size),
+            size=vm.size,
+            owner=vm.owner,
+            project=vm.project,
         )
+        actions.record_stop(action)
+        telemetry.vm_stopped(action.kind, stop_saving_estimate(action.hourly_saved))
         logger.info("idle stop: deallocating %s (%s)", vm.id, verdict.reason)
         result.stopped.append(vm.id)
     return result

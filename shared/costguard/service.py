@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any
 
+from azure.core.credentials import TokenCredential
+
 from shared.api.builds import ApiResponse
 from shared.costguard import autostop, costs, notify, snooze, sweeper
 from shared.costguard.actions import CostActions
@@ -20,12 +22,15 @@ logger = logging.getLogger(__name__)
 
 
 @cache
-def _actions(connection: str, table: str) -> CostActions:
-    return CostActions.from_connection_string(connection, table)
+def _actions(connection: str, table: str, credential: TokenCredential) -> CostActions:
+    return CostActions.from_connection_string(connection, table, credential)
 
 
 def actions_of(rt: Runtime) -> CostActions:
-    return _actions(rt.settings.storage_connection, rt.settings.costs_table)
+    """The cost-actions table on the storage account, reached as the builds table is (the
+    identity signs in when the connection has no key); made once per connection and table."""
+    s = rt.settings
+    return _actions(s.storage_connection, s.costs_table, rt.azure.credential)
 
 
 def run_autostop_scan(rt: Runtime, now: datetime) -> ScanResult:

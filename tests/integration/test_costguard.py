@@ -19,6 +19,7 @@ from azure.mgmt.compute import models as cm
 from azure.mgmt.network import models as net
 
 from localcloud.arm.testing import emulator_in_thread
+from shared import telemetry
 from shared.costguard import service
 from shared.costguard.actions import PROBLEM, STOP, SWEEP
 from shared.costguard.autostop import AUTOSTOP_QUEUE
@@ -78,8 +79,14 @@ def power(rt: Runtime, name: str) -> str:
     return next(str(s.code).split("/")[1] for s in view.statuses if "PowerState/" in str(s.code))
 
 
-def test_scan_queues_due_vms_and_the_stop_deallocates_exactly_those(rt: Runtime) -> None:
+def test_scan_queues_due_vms_and_the_stop_deallocates_exactly_those(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     now = datetime.now(UTC)
+    counted: list[tuple[str, float | None]] = []
+    monkeypatch.setattr(
+        telemetry, "vm_stopped", lambda rule, saving: counted.append((rule, saving))
+    )
 
     def past(zone_offset_h: int) -> str:
         """A local wall time five minutes ago in a zone `zone_offset_h` ahead of UTC."""
@@ -123,6 +130,8 @@ def test_scan_queues_due_vms_and_the_stop_deallocates_exactly_those(rt: Runtime)
     assert stops[0]["Owner"] == "ada" and stops[0]["HourlySaved"] == pytest.approx(0.0104)
     problems = list(actions.rows(PROBLEM, *window))
     assert len(problems) == 1 and "25:99" in problems[0]["Message"]
+    # One stop, counted once for the metrics: 14 h (the assumed stop) at the size's hourly price.
+    assert counted == [("autostop", pytest.approx(0.0104 * 14))]
 
 
 def test_a_vm_deleted_between_scan_and_stop_is_a_no_op(rt: Runtime) -> None:
