@@ -1,4 +1,5 @@
-"""`python -m localcloud.arm --state-dir DIR --port 8443 --identity-port 8444 [--records-only]`"""
+"""`python -m localcloud.arm --state-dir DIR --port 8443 --identity-port 8444 --vault-port 8446
+[--records-only]`"""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--identity-port", type=int, default=8444)
+    parser.add_argument("--vault-port", type=int, default=8446, help="Key Vault (secrets)")
     parser.add_argument("--records-only", action="store_true", help="VMs are records, no sandboxes")
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument(
@@ -63,7 +65,9 @@ def main() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await serve_forever(settings, _runner(args), args.port, args.identity_port)
+            await serve_forever(
+                settings, _runner(args), args.port, args.identity_port, args.vault_port
+            )
 
     asyncio.run(run())
 

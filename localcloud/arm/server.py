@@ -1,4 +1,5 @@
-"""Starting the emulator: TLS ARM port, plain-HTTP identity port, snapshots, restart recovery."""
+"""Starting the emulator: TLS ARM port, plain-HTTP identity port, TLS Key Vault port, snapshots,
+restart recovery."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from localcloud.arm.app import build_app
 from localcloud.arm.certs import ensure_certificates, server_ssl_context
 from localcloud.arm.emulator import Emulator, EmulatorSettings
 from localcloud.arm.identity import TokenIssuer, build_identity_app
+from localcloud.arm.keyvault import Vault, build_vault_app
 from localcloud.arm.kinds.vms import VM
 from localcloud.sandbox.api import VmRunner
 
@@ -32,8 +34,9 @@ class RunningEmulator:
     issuer: TokenIssuer
     arm_url: str  # base_url for azure-mgmt-* clients
     identity_endpoint: str  # IDENTITY_ENDPOINT
-    ca_pem: Path  # connection_verify for azure-mgmt-* clients
-    _runners: tuple[web.AppRunner, web.AppRunner]
+    ca_pem: Path  # connection_verify for azure-mgmt-* clients (and the vault's SecretClient)
+    vault_url: str  # LABIMAGE_KEY_VAULT_URL: Key Vault's secrets data plane (keyvault.py)
+    _runners: tuple[web.AppRunner, ...]
     _saver: asyncio.Task[None]
 
     @property
@@ -80,8 +83,9 @@ async def start_emulator(
     runner: VmRunner,
     port: int = 0,
     identity_port: int = 0,
+    vault_port: int = 0,
 ) -> RunningEmulator:
-    """Start both servers on 127.0.0.1 (port 0: any free port) and return how to reach them."""
+    """Start the three servers on 127.0.0.1 (port 0: any free port); say how to reach them."""
     arm_dir = settings.state_dir / "arm"
     certs = ensure_certificates(arm_dir)
     issuer = TokenIssuer.in_folder(arm_dir)
@@ -98,6 +102,15 @@ async def start_emulator(
     id_site = web.TCPSite(id_runner, LOOPBACK, identity_port)
     await id_site.start()
 
+    vault = Vault(arm_dir / "keyvault.json", issuer)
+    vault_runner = web.AppRunner(build_vault_app(vault), access_log=None)
+    await vault_runner.setup()
+    vault_site = web.TCPSite(
+        vault_runner, LOOPBACK, vault_port, ssl_context=server_ssl_context(certs)
+    )
+    await vault_site.start()
+    vault.url = f"https://{LOOPBACK}:{_bound_port(vault_runner)}"
+
     arm_port = _bound_port(arm_runner)
     id_port = _bound_port(id_runner)
     running = RunningEmulator(
@@ -106,7 +119,8 @@ async def start_emulator(
         arm_url=f"https://{LOOPBACK}:{arm_port}",
         identity_endpoint=f"http://{LOOPBACK}:{id_port}/msi/token",
         ca_pem=certs.ca_pem,
-        _runners=(arm_runner, id_runner),
+        vault_url=vault.url,
+        _runners=(arm_runner, id_runner, vault_runner),
         _saver=asyncio.get_running_loop().create_task(_save_periodically(emulator)),
     )
     _write_endpoints(arm_dir, running)
@@ -128,6 +142,7 @@ def _write_endpoints(arm_dir: Path, running: RunningEmulator) -> None:
         "identity_endpoint": running.identity_endpoint,
         "identity_header_file": str(arm_dir / "identity-header"),
         "ca_pem": str(running.ca_pem),
+        "vault_url": running.vault_url,
     }
     (arm_dir / "endpoints.json").write_text(json.dumps(data, indent=2) + "\n")
 
@@ -143,13 +158,13 @@ async def _save_periodically(emulator: Emulator) -> None:
 
 
 async def serve_forever(
-    settings: EmulatorSettings, runner: VmRunner, port: int, identity_port: int
+    settings: EmulatorSettings, runner: VmRunner, port: int, identity_port: int, vault_port: int
 ) -> None:
     """Run until cancelled (Ctrl-C / SIGTERM), then stop cleanly."""
-    running = await start_emulator(settings, runner, port, identity_port)
+    running = await start_emulator(settings, runner, port, identity_port, vault_port)
     print(
         f"ARM emulator on {running.arm_url} (CA {running.ca_pem}); managed identity on "
-        f"{running.identity_endpoint}; IDENTITY_HEADER in "
+        f"{running.identity_endpoint}; Key Vault on {running.vault_url}; IDENTITY_HEADER in "
         f"{settings.state_dir / 'arm' / 'identity-header'}",
         flush=True,
     )
