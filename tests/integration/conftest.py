@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.data.tables import TableServiceClient
@@ -14,7 +16,7 @@ from shared.settings import Settings
 
 
 @pytest.fixture
-def settings(azurite_connection_string: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+def settings(azurite_connection_string: str, tmp_path: Path) -> Settings:
     return Settings(
         storage_connection=azurite_connection_string,
         data_storage_connection=azurite_connection_string,
@@ -37,3 +39,12 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
     TableServiceClient.from_connection_string(settings.storage_connection).delete_table(
         settings.builds_table
     )
+
+
+@pytest.fixture(scope="session")
+def app_functions() -> dict[str, Any]:
+    """The app's registered functions by name. get_functions() may be called once per process,
+    so every module that calls the app through the host's objects shares this one result."""
+    import function_app
+
+    return {str(f.get_function_name()): f for f in function_app.app.get_functions()}

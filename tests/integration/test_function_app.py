@@ -22,11 +22,8 @@ SEED = (ROOT / "examples" / "seed-request.json").read_bytes()
 
 
 @pytest.fixture(scope="module")
-def functions() -> dict[str, Any]:
-    import function_app
-
-    # get_functions() may be called once per process; keep the result for the module.
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+def functions(app_functions: dict[str, Any]) -> dict[str, Any]:
+    return app_functions  # get_functions() may be called once per process: see conftest
 
 
 @pytest.fixture
