@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import Any
+from typing import TYPE_CHECKING
 
 from shared import telemetry
 from shared.azure.clients import AzureClients
 from shared.bus import QueueBus
 from shared.settings import Settings, get_settings
 from shared.state.store import BuildStore
+
+if TYPE_CHECKING:
+    from shared.ssh.keys import KeyStore
 
 
 @dataclass
@@ -34,12 +37,22 @@ class Runtime:
         return AzureClients(self.settings)
 
     @cached_property
-    def keys(self) -> Any:
-        from shared.ssh.keys import DirectoryKeyStore
+    def keys(self) -> KeyStore:
+        """Key Vault when LABIMAGE_KEY_VAULT_URL is set, else the LABIMAGE_SSH_KEY_DIR folder."""
+        s = self.settings
+        if s.key_vault_url:
+            from shared.ssh.keyvault import KeyVaultKeyStore
 
-        if self.settings.ssh_key_dir:
-            return DirectoryKeyStore(self.settings.ssh_key_dir)
-        raise RuntimeError("no SSH key store: set LABIMAGE_SSH_KEY_DIR (Key Vault comes later)")
+            # The CA setting is localcloud's: its vault shares the ARM emulator's certificate.
+            return KeyVaultKeyStore(s.key_vault_url, self.azure.credential, s.arm_ca_bundle)
+        if s.ssh_key_dir:
+            from shared.ssh.keys import DirectoryKeyStore
+
+            return DirectoryKeyStore(s.ssh_key_dir)
+        raise RuntimeError(
+            "no SSH key store: set LABIMAGE_KEY_VAULT_URL (Key Vault) or LABIMAGE_SSH_KEY_DIR "
+            "(a folder); see local.settings.sample.json"
+        )
 
 
 @cache

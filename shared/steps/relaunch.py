@@ -9,6 +9,7 @@ from shared.azure import vms
 from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
 from shared.remote import render
+from shared.ssh.keyvault import download_command
 from shared.state.record import Build
 from shared.steps.base import Done, Outcome, Poll, StepContext
 from shared.steps.verify import JUPYTER_PORT, verify_guest
@@ -81,7 +82,7 @@ def _keep(ctx: StepContext, build: Build) -> Build:
     connection = {
         "vm_name": vm.vm,
         "address": address,
-        "key": f"save the build's private key as {key} (chmod 600); it is in {_key_home(ctx)}",
+        "key": _key_instructions(ctx, build.id, key),
         "ssh_command": f"ssh -i {key} {user}@{address}",
         "tunnel_command": (
             f"ssh -i {key} -N -L {TUNNEL_LOCAL_PORT}:localhost:{JUPYTER_PORT} {user}@{address}"
@@ -95,7 +96,13 @@ def _keep(ctx: StepContext, build: Build) -> Build:
     return build.model_copy(update={"resources": resources}).with_outputs(connection=connection)
 
 
-def _key_home(ctx: StepContext) -> str:
-    if ctx.settings.key_vault_url:
-        return f"Key Vault {ctx.settings.key_vault_url}"
-    return f"the controller's key folder {ctx.settings.ssh_key_dir}"
+def _key_instructions(ctx: StepContext, build_id: str, key: str) -> str:
+    """How to get the client private key to `key`, from wherever the controller keeps it."""
+    vault_url = ctx.settings.key_vault_url
+    if vault_url:
+        fetch = download_command(vault_url, build_id, key)
+        return f"fetch the build's private key from Key Vault {vault_url}: {fetch}"
+    return (
+        f"save the build's private key as {key} (chmod 600); it is in the controller's key "
+        f"folder {ctx.settings.ssh_key_dir} as {build_id}.client"
+    )
