@@ -43,6 +43,7 @@ from localcloud.instance import (
     read_env_file,
     write_env_file,
 )
+from localcloud.sandbox.subnets import allocate_subnet
 
 COMPONENTS = ("azurite", "arm", "git", "functions")
 START_TIMEOUT = 60
@@ -98,6 +99,9 @@ def _start_arm(layout: Layout, ports: Ports, records_only: bool) -> None:
     args += ["--identity-port", str(ports.identity), "--extra-ca-pem", str(layout.ca_pem)]
     # Inside a VM, 127.0.0.1:<port> reaches these host services (git clone, blob download).
     args += ["--relay-port", str(ports.git), "--relay-port", str(ports.blob)]
+    # Each instance's sandboxes get their own range, so two instances never share addresses.
+    subnet = allocate_subnet(layout.state_dir, DEFAULT_STATE_DIR, registry.registered())
+    args += ["--subnet", str(subnet)]
     if records_only:
         args.append("--records-only")
     proc = _start_python(layout, "arm", "localcloud.arm", args, {})

@@ -1,5 +1,5 @@
 """`python -m localcloud.arm --state-dir DIR --port 8443 --identity-port 8444 --vault-port 8446
-[--records-only]`"""
+[--records-only] [--subnet 10.213.0.0/16]`"""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def _runner(args: argparse.Namespace) -> VmRunner:
 
     return SandboxHost(
         args.state_dir,
+        subnet=args.subnet,
         relay_ports=args.relay_port or (),
         extra_ca_pem=args.extra_ca_pem.read_bytes() if args.extra_ca_pem else None,
     )
@@ -46,6 +47,9 @@ def main() -> None:
     )
     parser.add_argument("--relay-port", type=int, action="append", help="passed to SandboxHost")
     parser.add_argument("--extra-ca-pem", type=Path, help="passed to SandboxHost")
+    parser.add_argument(
+        "--subnet", default="10.213.0.0/16", help="the sandboxes' address range (SandboxHost)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     state_dir = args.state_dir.resolve()
