@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+from azure.core.exceptions import HttpResponseError
 from azure.data.tables import TableServiceClient
 from azure.mgmt.compute import models as cm
 from azure.mgmt.network import models as net
@@ -289,3 +290,29 @@ def test_sweeper_removes_a_failed_builds_leaks_and_leaves_everything_else(rt: Ru
         service.actions_of(rt).rows(SWEEP, now - timedelta(minutes=1), now + timedelta(minutes=1))
     )
     assert {r["ResourceId"] for r in rows if r["Outcome"] == "deleted"} == set(result.deleted)
+
+
+def _empty_disk(rt: Runtime, name: str, tags: dict[str, str], option: str = "Empty") -> str:
+    disk = cm.Disk(
+        location=LOC,
+        tags=tags,
+        sku=cm.DiskSku(name="Premium_LRS"),
+        creation_data=cm.CreationData(create_option=option),
+        disk_size_gb=16,
+    )
+    return str(rt.azure.compute.disks.begin_create_or_update(RG, name, disk).result().id)
+
+
+def test_a_stand_alone_empty_disk_is_made_unattached_and_other_creates_are_refused(
+    rt: Runtime,
+) -> None:
+    disk_id = _empty_disk(rt, "loose-disk", {"labimage-build": "bloose0001"})
+    disk = rt.azure.compute.disks.get(RG, "loose-disk")
+    assert disk.id == disk_id and disk.disk_state == "Unattached" and not disk.managed_by
+    assert disk.disk_size_gb == 16 and disk.tags == {"labimage-build": "bloose0001"}
+    assert _exists(rt, disk_id)
+    with pytest.raises(HttpResponseError) as refused:
+        _empty_disk(rt, "copied-disk", {}, option="Copy")
+    assert refused.value.status_code == 400 and "createOption" in str(refused.value)
+    rt.azure.compute.disks.begin_delete(RG, "loose-disk").result()
+    assert not _exists(rt, disk_id)

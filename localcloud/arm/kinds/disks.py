@@ -1,7 +1,9 @@
-"""Microsoft.Compute/disks: the managed disks VMs create (OS and data), listed and deleted."""
+"""Microsoft.Compute/disks: the managed disks VMs create (OS and data), stand-alone empty disks,
+listed and deleted."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from localcloud.arm import errors, naming
-from localcloud.arm.emulator import Emulator
+from localcloud.arm.emulator import Emulator, json_response
 from localcloud.arm.ids import ResourceRef
 from localcloud.arm.kinds.base import Kind
 from localcloud.arm.operations import now_iso
@@ -81,14 +83,52 @@ class DiskKind(Kind):
     ) -> web.Response:
         existing = emu.store.get(ref.id)
         if existing is None:
-            raise errors.invalid_parameter(
-                "localcloud creates disks only through a virtual machine's storageProfile.",
-                "creationData",
-            )
+            return self._create_empty(emu, request, ref, body)
         if "tags" in body:
             existing.body["tags"] = dict(body["tags"] or {})
             emu.store.touch()
         return emu.put_response(request, ref, existing, False, None)
+
+    def _create_empty(
+        self, emu: Emulator, request: web.Request, ref: ResourceRef, body: dict[str, Any]
+    ) -> web.Response:
+        """A stand-alone empty disk (createOption Empty), unattached: a record, no file, since
+        nothing can attach it here. Other create options come only through a VM."""
+        props = body.get("properties") or {}
+        option = str((props.get("creationData") or {}).get("createOption", ""))
+        if option.lower() != "empty":
+            raise errors.invalid_parameter(
+                "localcloud creates a stand-alone disk only with createOption Empty; other disks "
+                "come through a virtual machine's storageProfile.",
+                "creationData.createOption",
+            )
+        size = props.get("diskSizeGB")
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 32767:
+            raise errors.invalid_parameter(
+                "diskSizeGB must be a whole number from 1 to 32767.", "diskSizeGB"
+            )
+        if not body.get("location"):
+            raise errors.invalid_parameter("location is required.", "location")
+        storage = str((body.get("sku") or {}).get("name") or "Standard_LRS")
+        resource = new_disk(
+            emu,
+            ref.id,
+            str(body["location"]),
+            size_gb=size,
+            storage_type=storage,
+            create_option="Empty",
+            vm_id="",
+            os_disk=False,
+            with_file=False,
+        )
+        resource.body.pop("managedBy", None)
+        resource.body["properties"]["diskState"] = "Unattached"
+        resource.body["tags"] = dict(body.get("tags") or {})
+        emu.store.touch()
+        # Compute's disk PUT answers a create with 202 (body, Azure-AsyncOperation, Location).
+        op_id = emu.operations.start(None)
+        headers = emu.operation_urls(request, ref, str(body["location"]), op_id)
+        return json_response(json.loads(json.dumps(resource.body)), 202, headers)
 
     def check_delete(self, emu: Emulator, resource: Resource) -> None:
         if resource.body.get("managedBy"):
