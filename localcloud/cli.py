@@ -1,11 +1,15 @@
 """`localcloud up|status|down`: start, inspect and tear down one localcloud instance.
 
     python -m localcloud up     [--state-dir DIR] [--app-dir DIR] [--<component>-port N ...]
-                                [--setting NAME=VALUE ...]
+                                [--setting NAME=VALUE ...] [--key-vault]
     python -m localcloud status [--state-dir DIR]
     python -m localcloud down   [--state-dir DIR] [--all]
 
-Ports also come from LOCALCLOUD_<COMPONENT>_PORT (for example LOCALCLOUD_FUNCTIONS_PORT).
+Ports also come from LOCALCLOUD_<COMPONENT>_PORT (for example LOCALCLOUD_FUNCTIONS_PORT); the
+Key Vault port defaults to the ARM port + 3.
+
+`--key-vault` keeps per-build SSH keys in the Key Vault emulator (LABIMAGE_KEY_VAULT_URL) instead
+of the key folder (LABIMAGE_SSH_KEY_DIR) that the demo and tests read.
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ def _start_arm(layout: Layout, ports: Ports, records_only: bool) -> None:
     ensure_certificates(layout.arm_dir)
     args = ["--state-dir", str(layout.state_dir), "--port", str(ports.arm)]
     args += ["--identity-port", str(ports.identity), "--extra-ca-pem", str(layout.ca_pem)]
+    args += ["--vault-port", str(ports.vault)]
     # Inside a VM, 127.0.0.1:<port> reaches these host services (git clone, blob download).
     args += ["--relay-port", str(ports.git), "--relay-port", str(ports.blob)]
     # Each instance's sandboxes get their own range, so two instances never share addresses.
@@ -109,7 +114,7 @@ def _start_arm(layout: Layout, ports: Ports, records_only: bool) -> None:
 
     def answers() -> bool:
         health = probes(layout, ports)
-        return health["arm"] and health["identity"]
+        return health["arm"] and health["identity"] and health["vault"]
 
     _wait("the ARM emulator", answers, proc, log)
 
@@ -156,6 +161,7 @@ def _print_endpoints(layout: Layout, ports: Ports, health: dict[str, bool] | Non
         "functions": addresses["functions"],
         "arm": addresses["arm"],
         "identity": addresses["identity"],
+        "vault": addresses["vault"],
         "git": addresses["git"],
         "azurite": f"{addresses['blob']} {addresses['queue']} {addresses['table']}",
     }
@@ -175,11 +181,13 @@ def up(
     app_dir: Path,
     records_only: bool = False,
     extra_settings: dict[str, str] | None = None,
+    key_vault: bool = False,
 ) -> int:
     """Start every component (or do nothing when all answer) and write env.json.
 
     `extra_settings` are added to the Functions host's settings (for example
-    APPLICATIONINSIGHTS_CONNECTION_STRING), overriding localcloud's own of the same name."""
+    APPLICATIONINSIGHTS_CONNECTION_STRING), overriding localcloud's own of the same name.
+    `key_vault` hands the host LABIMAGE_KEY_VAULT_URL instead of LABIMAGE_SSH_KEY_DIR."""
     recorded = read_env_file(layout)
     if recorded:
         old_ports = Ports(**recorded["ports"])
@@ -196,7 +204,7 @@ def up(
     layout.git_dir.mkdir(exist_ok=True)
     registry.register(layout.state_dir)
     settings = {
-        **app_settings(layout, ports, _write_identity_header(layout)),
+        **app_settings(layout, ports, _write_identity_header(layout), key_vault),
         **(extra_settings or {}),
     }
     started: list[str] = []
@@ -297,11 +305,12 @@ def down(layout: Layout) -> int:
 
 
 def _ports_from(args: argparse.Namespace) -> Ports:
-    values = {}
+    values: dict[str, int] = {}
     for f in fields(Ports):
         flag = getattr(args, f"{f.name}_port")
         env = os.environ.get(f"LOCALCLOUD_{f.name.upper()}_PORT")
-        values[f.name] = int(flag or env or getattr(Ports(), f.name))
+        default = values["arm"] + 3 if f.name == "vault" else getattr(Ports(), f.name)
+        values[f.name] = int(flag or env or default)
     return Ports(**values)
 
 
@@ -323,15 +332,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--records-only", action="store_true", help="up: emulated VMs are records, not sandboxes"
     )
     for f in fields(Ports):
-        parser.add_argument(
-            f"--{f.name}-port", type=int, help=f"default {getattr(Ports(), f.name)}"
-        )
+        default = "the ARM port + 3" if f.name == "vault" else getattr(Ports(), f.name)
+        parser.add_argument(f"--{f.name}-port", type=int, help=f"default {default}")
     parser.add_argument(
         "--setting",
         action="append",
         default=[],
         metavar="NAME=VALUE",
         help="up: one more app setting for the Functions host (repeatable)",
+    )
+    parser.add_argument(
+        "--key-vault",
+        action="store_true",
+        help="up: keep per-build SSH keys in the Key Vault emulator, not in <state>/keys",
     )
     args = parser.parse_args(argv)
     for item in args.setting:
@@ -355,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.app_dir.resolve(),
                 args.records_only,
                 _extra_settings(args),
+                args.key_vault,
             )
         except (UpError, RuntimeError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)

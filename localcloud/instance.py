@@ -36,6 +36,7 @@ class Ports:
     identity: int = 8444
     git: int = 8445
     functions: int = 7071
+    vault: int = 8446  # Key Vault; `up` defaults it to arm + 3 so instances stay apart
 
     def azurite(self) -> azurite.AzuritePorts:
         return azurite.AzuritePorts(self.blob, self.queue, self.table)
@@ -77,9 +78,19 @@ class Layout:
         return self.state_dir / "git"
 
 
-def app_settings(layout: Layout, ports: Ports, identity_header: str) -> dict[str, str]:
-    """The environment the controller reads, pointed at this instance."""
+def app_settings(
+    layout: Layout, ports: Ports, identity_header: str, key_vault: bool = False
+) -> dict[str, str]:
+    """The environment the controller reads, pointed at this instance.
+
+    SSH keys go to the instance's key folder, or with `key_vault` to its Key Vault emulator
+    (which shares the ARM emulator's CA, LABIMAGE_ARM_CA_BUNDLE)."""
     storage = azurite.connection_string(ports.azurite())
+    keys = (
+        {"LABIMAGE_KEY_VAULT_URL": vault_url(ports)}
+        if key_vault
+        else {"LABIMAGE_SSH_KEY_DIR": str(layout.keys_dir)}
+    )
     return {
         "AzureWebJobsStorage": storage,
         "LABIMAGE_DATA_STORAGE": storage,
@@ -88,7 +99,7 @@ def app_settings(layout: Layout, ports: Ports, identity_header: str) -> dict[str
         "LABIMAGE_LOCATION": LOCATION,
         "LABIMAGE_ARM_ENDPOINT": f"https://127.0.0.1:{ports.arm}",
         "LABIMAGE_ARM_CA_BUNDLE": str(layout.ca_pem),
-        "LABIMAGE_SSH_KEY_DIR": str(layout.keys_dir),
+        **keys,
         "IDENTITY_ENDPOINT": f"http://127.0.0.1:{ports.identity}/msi/token",
         "IDENTITY_HEADER": identity_header,
         "AUTOSTOP_SCHEDULE": AUTOSTOP_SCHEDULE,
@@ -109,12 +120,17 @@ def app_settings(layout: Layout, ports: Ports, identity_header: str) -> dict[str
     }
 
 
+def vault_url(ports: Ports) -> str:
+    return f"https://127.0.0.1:{ports.vault}"
+
+
 def endpoints(layout: Layout, ports: Ports) -> dict[str, str]:
     """Public addresses of the instance (nothing secret)."""
     return {
         "functions": f"http://127.0.0.1:{ports.functions}",
         "arm": f"https://127.0.0.1:{ports.arm}",
         "identity": f"http://127.0.0.1:{ports.identity}/msi/token",
+        "vault": vault_url(ports),
         "git": f"https://127.0.0.1:{ports.git}",
         "blob": f"http://127.0.0.1:{ports.blob}/{azurite.ACCOUNT_NAME}",
         "queue": f"http://127.0.0.1:{ports.queue}/{azurite.ACCOUNT_NAME}",
@@ -190,6 +206,10 @@ def probes(layout: Layout, ports: Ports) -> dict[str, bool]:
         "azurite": all(tcp_answers(p) for p in (ports.blob, ports.queue, ports.table)),
         "arm": http_answers(f"https://127.0.0.1:{ports.arm}{sub}", layout.ca_pem),
         "identity": http_answers(f"http://127.0.0.1:{ports.identity}/msi/token"),
+        # Without a token the vault answers 401 with its challenge: it is up.
+        "vault": http_answers(
+            f"{vault_url(ports)}/secrets/probe?api-version=2025-07-01", layout.ca_pem
+        ),
         "git": http_answers(f"https://127.0.0.1:{ports.git}/", layout.ca_pem),
         "functions": http_answers(f"http://127.0.0.1:{ports.functions}/admin/host/status"),
     }
