@@ -2,12 +2,16 @@
 admin endpoint) deallocates exactly the due VMs, one queue message each; the sweeper timer
 removes a failed build's leaked NIC and disk and leaves everything else."""
 
+# mypy: disable-error-code="call-overload"
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from azure.mgmt.compute import models as cm
 from azure.mgmt.network import models as net
 
 from shared.state.record import Build, BuildState
@@ -17,7 +21,7 @@ from tests.e2e.test_autostop import _power, _vm
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 
-def _wait(predicate, timeout_s: float = 60) -> bool:  # type: ignore[no-untyped-def]
+def _wait(predicate: Callable[[], bool], timeout_s: float = 60) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -67,7 +71,9 @@ def test_the_timer_deallocates_exactly_the_due_vms_in_three_zones(cloud: Cloud) 
     assert any("Mars/Olympus" in p["message"] for p in body["problems"])
 
 
-def test_the_sweeper_removes_a_failed_builds_leaked_nic_and_leaves_the_rest(cloud: Cloud) -> None:
+def test_the_sweeper_removes_a_failed_builds_leaked_nic_and_disk_and_leaves_the_rest(
+    cloud: Cloud,
+) -> None:
     azure = cloud.azure()
     group = cloud.settings.resource_group
     old = datetime.now(UTC) - timedelta(hours=5)
@@ -101,15 +107,35 @@ def test_the_sweeper_removes_a_failed_builds_leaked_nic_and_leaves_the_rest(clou
         ).result()
         return str(made.id)
 
-    leaked = nic("bleak-nic", {"labimage-build": "bleak00001"})
-    untagged = nic("cg-untagged-nic", {})
+    def disk(name: str, tags: dict[str, str]) -> str:
+        made = azure.compute.disks.begin_create_or_update(
+            group,
+            name,
+            cm.Disk(
+                location=cloud.settings.location,
+                tags=tags,
+                creation_data=cm.CreationData(create_option="Empty"),
+                disk_size_gb=8,
+            ),
+        ).result()
+        return str(made.id)
+
+    leaked = {
+        nic("bleak-nic", {"labimage-build": "bleak00001"}),
+        disk("bleak-disk", {"labimage-build": "bleak00001"}),
+    }
+    cloud.store().create(Build(id="bbusy00001", request={}, state=BuildState.RUNNING))
+    left = {
+        nic("cg-untagged-nic", {}),
+        disk("cg-untagged-disk", {"owner": "not-labimage"}),
+        disk("bbusy-disk", {"labimage-build": "bbusy00001"}),  # its build still runs
+        str(vnet.id),
+    }
     code, _ = cloud.request("POST", "/admin/functions/sweeper", {"input": ""})
     assert code == 202
 
-    def gone() -> bool:
-        ids = {str(r.id).lower() for r in azure.resources.resources.list_by_resource_group(group)}
-        return leaked.lower() not in ids
+    def ids() -> set[str]:
+        return {str(r.id).lower() for r in azure.resources.resources.list_by_resource_group(group)}
 
-    assert _wait(gone, 120)
-    ids = {str(r.id).lower() for r in azure.resources.resources.list_by_resource_group(group)}
-    assert untagged.lower() in ids and str(vnet.id).lower() in ids
+    assert _wait(lambda: not {i.lower() for i in leaked} & ids(), 120)
+    assert {i.lower() for i in left} <= ids()
