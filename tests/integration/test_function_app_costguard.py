@@ -19,13 +19,13 @@ import pytest
 from azure.data.tables import TableServiceClient
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
+from test_costguard import LOC, RG, add_records, power
 
 from localcloud.arm.testing import emulator_in_thread
 from shared.costguard.autostop import AUTOSTOP_QUEUE
 from shared.costguard.schedule import SKIP_TAG, SNOOZE_TAG
 from shared.runtime import Runtime
 from shared.settings import Settings
-from tests.integration.test_costguard import LOC, RG, add_records, power
 
 PUBLIC_URL = "https://labimage.example.org"
 
