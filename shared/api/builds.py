@@ -12,6 +12,7 @@ from shared.bus import StageMessage
 from shared.models.parse import parse_build_request
 from shared.models.problems import RequestRejected
 from shared.runtime import Runtime
+from shared.ssh.keys import ensure_build_keys
 from shared.state.machine import Stage
 from shared.state.record import Build, new_build_id, new_token, utcnow
 from shared.state.store import BuildNotFound, ConcurrentUpdate
@@ -48,7 +49,13 @@ def submit(rt: Runtime, body: bytes, base_url: str) -> ApiResponse:
         token=token,
         next_hop_due=utcnow() + FIRST_HOP_GRACE,
     ).with_event("build accepted", Stage.PROVISION)
-    rt.store.create(build)
+    ensure_build_keys(rt.keys, build_id)
+    try:
+        rt.store.create(build)
+    except Exception:
+        rt.keys.delete(build_id)  # nothing of a build that was never recorded stays behind
+        raise
+    # Should this send fail, the watchdog sends it later: the build is recorded as due.
     rt.bus.send(StageMessage(build_id, Stage.PROVISION, token))
     logger.info("build %s accepted for %s", build_id, request.owner)
     url = f"{base_url.rstrip('/')}/api/builds/{build_id}"

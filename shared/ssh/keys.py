@@ -80,6 +80,23 @@ class KeyStore(Protocol):
         """Forget every key of the build. Idempotent."""
 
 
+def ensure_build_keys(store: KeyStore, build_id: str) -> tuple[KeyPair, KeyPair]:
+    """The build's (login key, guest host key) pairs, made and stored on first use.
+
+    The API calls this once when it accepts a build, before any stage can run, so two
+    deliveries of one stage message can never make two different key pairs.
+    """
+    pairs: list[KeyPair] = []
+    for kind in ("client", "host"):
+        try:
+            pairs.append(store.load(build_id, kind))
+        except KeyError:
+            pair = generate_keypair(f"labimage-{build_id}-{kind}")
+            store.save(build_id, kind, pair)
+            pairs.append(pair)
+    return pairs[0], pairs[1]
+
+
 def _checked_build_id(build_id: str) -> str:
     if not _BUILD_ID.match(build_id):
         raise ValueError("build id is not a valid key name (letters, digits, '-', '_')")

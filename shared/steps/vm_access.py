@@ -13,7 +13,7 @@ from shared.azure import network, vms
 from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG, ROLE_TAG, BuildNames, VmNames
 from shared.errors import PermanentError
 from shared.ssh.errors import RemoteCommandError, SshConnectionError
-from shared.ssh.keys import KeyPair, generate_keypair, host_key_cloud_config
+from shared.ssh.keys import KeyPair, ensure_build_keys, host_key_cloud_config
 from shared.ssh.quoting import RemoteCommand
 from shared.ssh.runner import SshRunner, SshTarget, connect
 from shared.state.record import Build
@@ -41,19 +41,6 @@ def keep_tags(ctx: StepContext) -> dict[str, str]:
     return {AUTOSTOP_TAG: f"{autostop.time} {autostop.time_zone}"}
 
 
-def ensure_keys(ctx: StepContext) -> tuple[KeyPair, KeyPair]:
-    """The build's login key and the guest host key to pin, made once per build."""
-    pairs = []
-    for kind in ("client", "host"):
-        try:
-            pairs.append(ctx.keys.load(ctx.build.id, kind))
-        except KeyError:
-            pair = generate_keypair(f"labimage-{ctx.build.id}-{kind}")
-            ctx.keys.save(ctx.build.id, kind, pair)
-            pairs.append(pair)
-    return pairs[0], pairs[1]
-
-
 async def bring_up_vm(ctx: StepContext, role: str, image_id: str | None = None) -> Poll | Build:
     """Drive one VM to running-with-SSH; Poll while it is not there yet, else the updated build."""
     build = ctx.build
@@ -63,7 +50,7 @@ async def bring_up_vm(ctx: StepContext, role: str, image_id: str | None = None) 
     tags = build_tags(ctx, role)
     if role == "relaunch" and ctx.request.relaunch.keep_running:
         tags.update(keep_tags(ctx))
-    client, host = ensure_keys(ctx)
+    client, host = ensure_build_keys(ctx.keys, build.id)
     sub = ctx.settings.subscription_id
     group = ctx.settings.resource_group
 

@@ -104,6 +104,9 @@ def test_submit_accepts_the_seed_and_queues_provision(
     assert body["status_url"] == f"http://127.0.0.1:7071/api/builds/{body['id']}"
     messages = list(app_runtime.bus.client("build-provision").receive_messages())
     assert [StageMessage.from_json(m.content).build_id for m in messages] == [body["id"]]
+    # The build's key pairs exist before any stage runs (so no two stage runs can make two).
+    client = app_runtime.keys.load(body["id"], "client")
+    assert client.public_line.startswith("ssh-ed25519 ")
 
     status = call(functions, "get_build")(http("GET", f"builds/{body['id']}", id=body["id"]))
     shown = json.loads(status.get_body())
@@ -134,6 +137,7 @@ def test_bad_requests_get_400_naming_the_field_and_nothing_is_created(
     problems = json.loads(response.get_body())["problems"]
     assert field in [p["field"] for p in problems]
     assert app_runtime.store.list(page_size=10).builds == []
+    assert not list(Path(app_runtime.settings.ssh_key_dir or "").glob("*"))
     assert list(app_runtime.bus.client("build-provision").receive_messages()) == []
 
 
