@@ -100,8 +100,18 @@ class Cloud:
         pytest.fail(f"build {build_id} did not get there in {timeout_s} s: {self.status(build_id)}")
 
 
+# Settings the e2e instance runs with, on top of localcloud's own.
+# LABIMAGE_IDLE_CPU_PERCENT=100: a sandbox's /proc/stat is the whole host's, so the idle probe's
+# CPU figure counts every other process on this machine (other builds, pytest, the emulators)
+# and would call an idle VM busy at random. At 100 the CPU rule never fires here, so in
+# localcloud idleness is decided by Jupyter's own record alone. Azure VMs keep the default (10).
+UP_SETTINGS = {"LABIMAGE_IDLE_CPU_PERCENT": "100"}
+
+
 def _localcloud(command: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
     flags = [f"--{name}-port={port}" for name, port in PORTS.items()]
+    if command == "up":
+        flags += [f"--setting={name}={value}" for name, value in UP_SETTINGS.items()]
     return subprocess.run(
         [sys.executable, "-m", "localcloud", command, "--state-dir", str(state_dir), *flags],
         cwd=ROOT,
