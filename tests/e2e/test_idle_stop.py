@@ -77,7 +77,7 @@ async def run_cell(info, kernel_id, code):
     base = "ws://127.0.0.1:%d%s" % (info["port"], info.get("base_url", "/"))
     url = "%sapi/kernels/%s/channels" % (base, kernel_id)
     head = {"Authorization": "token " + info["token"]}
-    ws = await websocket_connect(HTTPRequest(url, headers=head), connect_timeout=30)
+    ws = await websocket_connect(HTTPRequest(url, headers=head, connect_timeout=30))
     msg_id = uuid.uuid4().hex
     header = {"msg_id": msg_id, "msg_type": "execute_request", "username": "e2e",
               "session": uuid.uuid4().hex, "version": "5.3",
