@@ -12,6 +12,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,19 @@ def gallery_keep_request(cloud: Cloud) -> dict[str, Any]:
     for repo in request["repositories"]:
         repo["url"] = repo["url"].replace(":8445/", f":{PORTS['git']}/")
     request["image"]["name"] = "jupyter-ooi-kept"
+    request["autostop"] = {"time": "23:59", "time_zone": NOT_DUE_ZONE}
     return request
+
+
+def not_due_zone() -> str:
+    """A fixed-offset zone where it is about 06:00 now, so a 23:59 stop is far away and the
+    instance's auto-stop timer cannot stop the kept VM while the test uses it."""
+    offset = (datetime.now(UTC).hour - 6) % 24
+    offset = offset - 24 if offset > 12 else offset
+    return f"Etc/GMT{offset:+d}"
+
+
+NOT_DUE_ZONE = not_due_zone()  # once per run, so an hour turning mid-test changes nothing
 
 
 def leftovers(cloud: Cloud, build_id: str) -> list[str]:
@@ -193,7 +206,7 @@ def test_a_kept_vm_runs_from_the_gallery_image_and_its_ssh_command_works(
     azure = cloud.azure()
     group = cloud.settings.resource_group
     kept = azure.compute.virtual_machines.get(group, f"labimage-{build_id}-relaunch")
-    assert (kept.tags or {})["labimage-autostop"] == "19:00 Europe/Berlin"
+    assert (kept.tags or {})["labimage-autostop"] == f"23:59 {NOT_DUE_ZONE}"
     # What is left of the build is exactly the image, the gallery version and the kept VM with
     # what it needs; the build VM is gone.
     left = {r.rsplit("/", 1)[-1] for r in leftovers(cloud, build_id)}
@@ -231,7 +244,7 @@ def test_a_kept_vm_runs_from_the_gallery_image_and_its_ssh_command_works(
     )
     assert ran.returncode == 0, ran.stderr
     assert "xfs" in ran.stdout
-    azure.compute.virtual_machines.begin_delete(group, kept.name).result()
+    azure.compute.virtual_machines.begin_delete(group, str(kept.name)).result()
 
 
 def test_no_sandbox_is_left_on_the_host(cloud: Cloud, builds: dict[str, str]) -> None:
