@@ -4,12 +4,11 @@ shared.costguard.service."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 import azure.functions as func
 
-from shared.api.builds import ApiResponse
+from functions.http import reply
 from shared.costguard import service
 from shared.costguard.autostop import AUTOSTOP_QUEUE
 from shared.runtime import get_runtime
@@ -19,12 +18,6 @@ logger = logging.getLogger(__name__)
 
 bp = func.Blueprint()
 CONNECTION = "AzureWebJobsStorage"
-
-
-def _reply(response: ApiResponse) -> func.HttpResponse:
-    return func.HttpResponse(
-        json.dumps(response.body), status_code=response.status, mimetype="application/json"
-    )
 
 
 @bp.function_name("autostop")
@@ -84,7 +77,7 @@ def sweeper(timer: func.TimerRequest) -> None:
 @bp.function_name("get_costs")
 @bp.route(route="costs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_costs(req: func.HttpRequest) -> func.HttpResponse:
-    return _reply(service.costs_api(get_runtime(), dict(req.params), utcnow()))
+    return reply(service.costs_api(get_runtime(), dict(req.params), utcnow()))
 
 
 @bp.function_name("snooze_vm")
@@ -93,4 +86,4 @@ def get_costs(req: func.HttpRequest) -> func.HttpResponse:
 )
 def snooze_vm(req: func.HttpRequest) -> func.HttpResponse:
     group, name = req.route_params["resource_group"], req.route_params["name"]
-    return _reply(service.snooze_api(get_runtime(), group, name, dict(req.params), utcnow()))
+    return reply(service.snooze_api(get_runtime(), group, name, dict(req.params), utcnow()))
