@@ -62,14 +62,14 @@ def snoozed_tags(
     rule = schedule.rule
     today_stop = rule.stop_on(now.astimezone(rule.zone).date())
     base = max(now, today_stop, schedule.snooze_until or now)
-    new_stop = base + timedelta(hours=hours)
+    new_stop = (base + timedelta(hours=hours)).replace(microsecond=0)  # as the tag says it
     local_day = now.astimezone(rule.zone).date()
     new = dict(tags)
     if new_stop.astimezone(rule.zone).date() > local_day:
         new[SKIP_TAG] = local_day.isoformat()
         new.pop(SNOOZE_TAG, None)
         return new, None
-    new[SNOOZE_TAG] = new_stop.replace(microsecond=0).isoformat()
+    new[SNOOZE_TAG] = new_stop.isoformat()
     return new, new_stop
 
 
