@@ -62,7 +62,9 @@ def snoozed_tags(
     rule = schedule.rule
     today_stop = rule.stop_on(now.astimezone(rule.zone).date())
     base = max(now, today_stop, schedule.snooze_until or now)
-    new_stop = (base + timedelta(hours=hours)).replace(microsecond=0)  # as the tag says it
+    new_stop = base + timedelta(hours=hours)
+    if new_stop.microsecond:  # whole seconds, as the tag says it, and never early
+        new_stop = new_stop.replace(microsecond=0) + timedelta(seconds=1)
     local_day = now.astimezone(rule.zone).date()
     new = dict(tags)
     if new_stop.astimezone(rule.zone).date() > local_day:
