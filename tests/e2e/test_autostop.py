@@ -53,7 +53,8 @@ def test_the_timer_deallocates_due_vms_and_leaves_exempt_ones(cloud: Cloud) -> N
     now = datetime.now(UTC)
     # A stop time that passed a minute ago, in Tokyo; and one that has not come yet, in UTC.
     tokyo = (now + timedelta(hours=9) - timedelta(minutes=1)).strftime("%H:%M")
-    later = "23:59" if now.strftime("%H:%M") < "23:58" else "00:00"
+    # Two hours from now: not yet today, and yesterday's is far past the catch-up window.
+    later = (now + timedelta(hours=2)).strftime("%H:%M")
     _vm(cloud, "as-due", {"labimage-autostop": f"{tokyo} Asia/Tokyo"})
     _vm(
         cloud,
