@@ -7,6 +7,7 @@ sweeper removes a failed build's leaked NIC and disk and leaves everything else.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,8 +34,12 @@ RG = "labimage-test"
 LOC = "westeurope"
 
 
-@pytest.fixture
-def rt(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+@contextmanager
+def costguard_runtime(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: Any
+) -> Iterator[Runtime]:
+    """A runtime on Azurite and an in-process ARM emulator, signed in through its identity
+    endpoint, with an empty auto-stop queue; its costs table is dropped afterwards."""
     for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     with emulator_in_thread(tmp_path / "arm", retry_after=0, page_size=50) as (running, _):
@@ -46,13 +51,20 @@ def rt(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
             arm_ca_bundle=str(running.ca_pem),
             autostop_scope=(RG,),
             costs_table="costs" + settings.builds_table[-8:],
-            sweeper_grace_hours=1,
+            **overrides,
         )
         runtime = Runtime(s)
         runtime.azure.resources.resource_groups.create_or_update(RG, {"location": LOC})
         runtime.bus.client(AUTOSTOP_QUEUE).clear_messages()
         yield runtime
+        runtime.bus.client(AUTOSTOP_QUEUE).clear_messages()
         TableServiceClient.from_connection_string(s.storage_connection).delete_table(s.costs_table)
+
+
+@pytest.fixture
+def rt(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    with costguard_runtime(settings, tmp_path, monkeypatch, sweeper_grace_hours=1) as runtime:
+        yield runtime
 
 
 def add_records(rt: Runtime, tags_by_name: dict[str, dict[str, str]]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,12 +15,10 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-from azure.data.tables import TableServiceClient
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
-from test_costguard import LOC, RG, add_records, power
+from test_costguard import RG, add_records, costguard_runtime, power
 
-from localcloud.arm.testing import emulator_in_thread
 from shared.costguard.autostop import AUTOSTOP_QUEUE
 from shared.costguard.schedule import SKIP_TAG, SNOOZE_TAG
 from shared.runtime import Runtime
@@ -79,29 +76,17 @@ def app_rt(
     settings: Settings, tmp_path: Path, webhook: Webhook, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Runtime]:
     """A runtime on Azurite and an in-process ARM emulator that the app's functions use."""
-    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    with emulator_in_thread(tmp_path / "arm", retry_after=0, page_size=50) as (running, _):
-        for name, value in running.identity_env().items():
-            monkeypatch.setenv(name, value)
-        s = replace(
-            settings,
-            arm_endpoint=running.arm_url,
-            arm_ca_bundle=str(running.ca_pem),
-            autostop_scope=(RG,),
-            costs_table="costs" + settings.builds_table[-8:],
-            autostop_webhook_url=webhook.url,
-            autostop_warn_minutes=30,
-            public_url=PUBLIC_URL,
-            snooze_max_hours=6,
-        )
-        runtime = Runtime(s)
-        runtime.azure.resources.resource_groups.create_or_update(RG, {"location": LOC})
-        runtime.bus.client(AUTOSTOP_QUEUE).clear_messages()
+    with costguard_runtime(
+        settings,
+        tmp_path,
+        monkeypatch,
+        autostop_webhook_url=webhook.url,
+        autostop_warn_minutes=30,
+        public_url=PUBLIC_URL,
+        snooze_max_hours=6,
+    ) as runtime:
         monkeypatch.setattr("functions.costguard.get_runtime", lambda: runtime)
         yield runtime
-        runtime.bus.client(AUTOSTOP_QUEUE).clear_messages()
-        TableServiceClient.from_connection_string(s.storage_connection).delete_table(s.costs_table)
 
 
 def call(functions: dict[str, Any], name: str, *args: Any) -> Any:
