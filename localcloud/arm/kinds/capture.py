@@ -244,17 +244,7 @@ class GalleryKind(_ParentCheckingKind):
         props["identifier"] = {"uniqueName": f"{ref.subscription}-{ref.name.upper()}"}
         props["provisioningState"] = "Succeeded"
         result["properties"] = props
-        resource = Resource(ref.id, GALLERY, result)
-        emu.store.put(resource)
-        return emu.put_response(
-            request,
-            ref,
-            resource,
-            existing is None,
-            None,
-            None,
-            "Creating" if existing is None else "Updating",
-        )
+        return _store_done(emu, request, ref, Resource(ref.id, GALLERY, result), existing)
 
 
 class GalleryImageKind(_ParentCheckingKind):
@@ -276,17 +266,7 @@ class GalleryImageKind(_ParentCheckingKind):
         props.setdefault("hyperVGeneration", "V1")
         props["provisioningState"] = "Succeeded"
         result["properties"] = props
-        resource = Resource(ref.id, GALLERY_IMAGE, result)
-        emu.store.put(resource)
-        return emu.put_response(
-            request,
-            ref,
-            resource,
-            existing is None,
-            None,
-            None,
-            "Creating" if existing is None else "Updating",
-        )
+        return _store_done(emu, request, ref, Resource(ref.id, GALLERY_IMAGE, result), existing)
 
 
 class GalleryVersionKind(_ParentCheckingKind):
@@ -394,3 +374,16 @@ class GalleryVersionKind(_ParentCheckingKind):
     async def remove(self, emu: Emulator, resource: Resource) -> None:
         await _delete_frozen(emu, resource)
         emu.store.delete(resource.id)
+
+
+def _store_done(
+    emu: Emulator,
+    request: web.Request,
+    ref: ResourceRef,
+    resource: Resource,
+    existing: Resource | None,
+) -> web.Response:
+    """Store a resource whose PUT needs no background work, and answer as ARM does."""
+    emu.store.put(resource)
+    state = "Creating" if existing is None else "Updating"
+    return emu.put_response(request, ref, resource, existing is None, None, None, state)
