@@ -34,7 +34,7 @@ def ping(req: func.HttpRequest) -> func.HttpResponse:
 def autostop(timer: func.TimerRequest) -> None:
     pass
 """
-PORT_NAMES = ("blob", "queue", "table", "arm", "identity", "git", "functions")
+PORT_NAMES = ("blob", "queue", "table", "arm", "identity", "git", "functions", "vault")
 
 
 @dataclass
