@@ -24,14 +24,19 @@ from shared.settings import Settings, read_settings
 from shared.state.store import BuildStore
 
 ROOT = Path(__file__).resolve().parents[2]
+# LABIMAGE_E2E_PORT_OFFSET moves every port, so two checkouts can run their e2e suites at once.
+_OFFSET = int(os.environ.get("LABIMAGE_E2E_PORT_OFFSET", "0"))
 PORTS = {
-    "blob": 20000,
-    "queue": 20001,
-    "table": 20002,
-    "arm": 28443,
-    "identity": 28444,
-    "git": 28445,
-    "functions": 27071,
+    name: port + _OFFSET
+    for name, port in {
+        "blob": 20000,
+        "queue": 20001,
+        "table": 20002,
+        "arm": 28443,
+        "identity": 28444,
+        "git": 28445,
+        "functions": 27071,
+    }.items()
 }
 TERMINAL = {"succeeded", "failed", "cancelled"}
 

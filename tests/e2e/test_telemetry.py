@@ -26,14 +26,18 @@ from tests.e2e.ingestion_stub import OFFLINE_SETTINGS, IngestionStub
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 ROOT = Path(__file__).resolve().parents[2]
+_OFFSET = int(os.environ.get("LABIMAGE_E2E_PORT_OFFSET", "0"))
 PORTS = {
-    "blob": 35000,
-    "queue": 35001,
-    "table": 35002,
-    "arm": 35443,
-    "identity": 35444,
-    "git": 35445,
-    "functions": 35071,
+    name: port + _OFFSET
+    for name, port in {
+        "blob": 35000,
+        "queue": 35001,
+        "table": 35002,
+        "arm": 35443,
+        "identity": 35444,
+        "git": 35445,
+        "functions": 35071,
+    }.items()
 }
 IDENTITY_ENV = ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")
 

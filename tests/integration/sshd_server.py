@@ -21,8 +21,9 @@ from shared.ssh.keys import KeyPair, generate_keypair
 from shared.ssh.runner import SshTarget
 
 SSHD = "/usr/sbin/sshd"
-TEST_USER = "labimage-test"
-SUDOERS_FILE = Path("/etc/sudoers.d/labimage-test")
+# LABIMAGE_TEST_USER lets two checkouts run their SSH tests at once.
+TEST_USER = os.environ.get("LABIMAGE_TEST_USER", "labimage-test")
+SUDOERS_FILE = Path(f"/etc/sudoers.d/{TEST_USER}")
 
 
 @dataclass(frozen=True)

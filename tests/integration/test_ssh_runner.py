@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import ContentSettings
-from sshd_server import SshdServer, running_sshd, unavailable_reason
+from sshd_server import TEST_USER, SshdServer, running_sshd, unavailable_reason
 
 from shared.remote import render
 from shared.ssh.errors import HostKeyMismatch, RemoteCommandError, SshConnectionError
@@ -81,7 +81,7 @@ async def test_check_raises_with_status_and_stderr_tail(runner: SshRunner) -> No
 async def test_sudo_runs_as_root(runner: SshRunner) -> None:
     plain = await runner.check(RemoteCommand(("id", "-un"), 10))
     root = await runner.check(RemoteCommand(("id", "-un"), 10, sudo=True))
-    assert (plain.stdout.strip(), root.stdout.strip()) == ("labimage-test", "root")
+    assert (plain.stdout.strip(), root.stdout.strip()) == (TEST_USER, "root")
 
 
 async def test_hostile_arguments_arrive_as_single_arguments(
@@ -251,14 +251,14 @@ async def test_pull_data_downloads_verifies_and_writes_a_manifest(
     url = f"{container.url}?{sas}"
     dest = tmp_path / "datasets"
     result = await render.run_now(
-        runner, render.pull_data(url, str(dest), prefix="raw/", owner="labimage-test"), 60
+        runner, render.pull_data(url, str(dest), prefix="raw/", owner=TEST_USER), 60
     )
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["files"] == 2
     # The copied prefix is cut off: raw/a.csv lands at <destination>/a.csv.
     for name, data in payloads.items():
         assert (dest / name.removeprefix("raw/")).read_bytes() == data
-    assert (dest / "a.csv").stat().st_uid == pwd.getpwnam("labimage-test").pw_uid
+    assert (dest / "a.csv").stat().st_uid == pwd.getpwnam(TEST_USER).pw_uid
     assert not (dest / "other").exists()
     assert sig_of(sas) not in result.stdout + result.stderr
 
@@ -334,7 +334,7 @@ async def test_clone_repo_checks_out_the_pinned_ref_once(runner: SshRunner, tmp_
         [*git, "-C", str(origin), "commit", "-q", "--allow-empty", "-m", "two"], check=True
     )
     dest = tmp_path / "clone"
-    run = render.clone_repo(f"file://{origin}", "v1", str(dest), owner="labimage-test")
+    run = render.clone_repo(f"file://{origin}", "v1", str(dest), owner=TEST_USER)
     out = json.loads((await render.run_now(runner, run, 60)).stdout.strip().splitlines()[-1])
     assert out == {"commit": first, "ref": "v1", "changed": True}
     again = json.loads((await render.run_now(runner, run, 60)).stdout.strip().splitlines()[-1])
