@@ -70,6 +70,9 @@ def classify(
         except BadTag as exc:
             result.problems.append(f"{vm.id}: {exc}")
             continue
+        except Exception as exc:  # one VM's tags must never stop the scan of the others
+            result.problems.append(f"{vm.id}: its auto-stop tags could not be read ({exc!r})")
+            continue
         if schedule is None:
             continue
         result.in_scope += 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 IDLE_TAG = "labimage-idle-minutes"
+MAX_IDLE_MINUTES = 31 * 24 * 60  # a month; larger values are surely typos (and overflow)
 
 
 class BadIdleTag(ValueError):
@@ -59,6 +60,8 @@ def idle_limit(tags: dict[str, str], default_minutes: int) -> timedelta | None:
         raise BadIdleTag(f"{IDLE_TAG} {value!r} is not a number of minutes or 'off'") from None
     if minutes < 5:
         raise BadIdleTag(f"{IDLE_TAG} {value!r} is below the 5-minute minimum")
+    if minutes > MAX_IDLE_MINUTES:
+        raise BadIdleTag(f"{IDLE_TAG} {value!r} is above the maximum of {MAX_IDLE_MINUTES}")
     return timedelta(minutes=minutes)
 
 

@@ -8,9 +8,7 @@ two seconds. Tokens never leave the guest: only the activity figures come back.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Any
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.costguard.idle import Activity, KernelActivity
 from shared.ssh.quoting import RemoteCommand
@@ -46,43 +44,72 @@ print(json.dumps(out))
 PROBE_COMMAND = RemoteCommand(("python3", "-c", PROBE), 30, sudo=True)
 
 
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+class BadProbeOutput(ValueError):
+    """The guest answered something that is not the probe's report (one VM's problem)."""
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    last_activity: AwareDatetime | None = None
+    connections: int = Field(0, ge=0, le=100_000)
+
+
+class _Kernel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    execution_state: str = Field("unknown", max_length=40)
+    last_activity: AwareDatetime | None = None
+    connections: int = Field(0, ge=0, le=100_000)
+
+
+class _Server(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    status: _Status = Field(default_factory=_Status)
+    kernels: list[_Kernel] = Field(default_factory=list, max_length=1_000)
+
+
+class _ProbeReport(BaseModel):
+    """What the probe prints, bounded: anything else from the guest is refused whole."""
+
+    model_config = ConfigDict(extra="ignore")
+    cpu_percent: float = Field(0.0, ge=0.0, le=100.0, allow_inf_nan=False)
+    servers: list[_Server] = Field(default_factory=list, max_length=100)
+
+
+MAX_PROBE_OUTPUT = 1024 * 1024
 
 
 def parse_probe(output: str) -> Activity:
-    """The probe's JSON as an Activity (several Jupyter servers are merged)."""
-    data = json.loads(output)
-    servers = data.get("servers") or []
-    kernels: list[KernelActivity] = []
-    marks: list[datetime] = []
-    connections = 0
-    for server in servers:
-        status = server.get("status") or {}
-        mark = _instant(status.get("last_activity"))
-        if mark:
-            marks.append(mark)
-        connections += int(status.get("connections") or 0)
-        for kernel in server.get("kernels") or []:
-            kernels.append(
-                KernelActivity(
-                    execution_state=str(kernel.get("execution_state", "unknown")),
-                    last_activity=_instant(kernel.get("last_activity")),
-                    connections=int(kernel.get("connections") or 0),
-                )
-            )
+    """The probe's JSON as an Activity (several Jupyter servers are merged).
+
+    The output comes from the guest, which anyone with the VM controls: BadProbeOutput for
+    anything that is not a well-formed, bounded report."""
+    if len(output) > MAX_PROBE_OUTPUT:
+        raise BadProbeOutput(f"the probe printed {len(output)} bytes; at most {MAX_PROBE_OUTPUT}")
+    try:
+        report = _ProbeReport.model_validate_json(output)
+    except (ValidationError, RecursionError) as exc:
+        raise BadProbeOutput(f"the probe's report is malformed ({_first_problem(exc)})") from None
+    kernels = [
+        KernelActivity(k.execution_state, k.last_activity, k.connections)
+        for server in report.servers
+        for k in server.kernels
+    ]
+    marks = [s.status.last_activity for s in report.servers if s.status.last_activity]
     return Activity(
-        jupyter_running=bool(servers),
+        jupyter_running=bool(report.servers),
         last_activity=max(marks) if marks else None,
-        connections=connections,
+        connections=sum(s.status.connections for s in report.servers),
         kernels=kernels,
-        cpu_percent=float(data.get("cpu_percent") or 0.0),
+        cpu_percent=report.cpu_percent,
     )
+
+
+def _first_problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError) and exc.errors():
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "report"
+        return f"{where}: {error['type']}"
+    return type(exc).__name__
 
 
 async def probe_activity(runner: SshRunner) -> Activity:

@@ -42,7 +42,10 @@ def kept_vms(vms_: list[VmInfo]) -> list[VmInfo]:
 
 
 async def run_idle_stop(rt: Runtime, actions: CostActions, now: datetime) -> IdleResult:
-    """Probe every running kept VM; deallocate those idle past their limit."""
+    """Probe every running kept VM; deallocate those idle past their limit.
+
+    Each VM is judged on its own: whatever goes wrong with one (a malformed tag, a guest that
+    answers nonsense, an ARM error) is one problem in the result and the others go on."""
     s = rt.settings
     result = IdleResult()
     inventory = scan_scope(rt.azure, s.autostop_scope, s.autostop_concurrency)
@@ -50,48 +53,59 @@ async def run_idle_stop(rt: Runtime, actions: CostActions, now: datetime) -> Idl
         if vm.power != "running":
             continue
         try:
-            limit = idle_limit(vm.tags, s.idle_default_minutes)
+            await _judge_one(rt, actions, vm, now, result)
         except BadIdleTag as exc:
             result.problems.append(f"{vm.id}: {exc}")
             actions.record_problem(vm.id, now, str(exc))
-            continue
-        if limit is None:
-            continue
-        try:
-            target = _target(rt, vm)
-            async with connect(target) as runner:
-                activity = await probe_activity(runner)
         except (StepError, SshConnectionError, KeyError, BuildNotFound, ValueError) as exc:
             result.problems.append(f"{vm.id}: could not probe: {exc}")
-            continue
-        verdict = judge(activity, now, limit, actions.idle_since(vm.id), s.idle_cpu_percent)
-        actions.set_idle_since(vm.id, verdict.idle_since, now)
-        if not verdict.idle:
-            result.active.append(vm.id)
-            continue
-        vms.begin_deallocate(rt.azure, vm.name, vm.group)
-        actions.set_idle_since(vm.id, None, now)
-        action = StopAction(
-            vm_id=vm.id,
-            at=now,
-            rule=f"idle {int(limit.total_seconds() // 60)} min",
-            kind="idle",
-            hourly_saved=default_prices().vm_per_hour(vm.size),
-            size=vm.size,
-            owner=vm.owner,
-            project=vm.project,
-        )
-        actions.record_stop(action)
-        telemetry.vm_stopped(action.kind, stop_saving_estimate(action.hourly_saved))
-        logger.info("idle stop: deallocating %s (%s)", vm.id, verdict.reason)
-        result.stopped.append(vm.id)
+        except Exception as exc:  # one VM never stops the run for the others
+            logger.exception("idle stop: %s failed", vm.id)
+            result.problems.append(f"{vm.id}: {type(exc).__name__}: {exc}")
     return result
+
+
+async def _judge_one(
+    rt: Runtime, actions: CostActions, vm: VmInfo, now: datetime, result: IdleResult
+) -> None:
+    s = rt.settings
+    limit = idle_limit(vm.tags, s.idle_default_minutes)
+    if limit is None:
+        return
+    target = _target(rt, vm)
+    async with connect(target) as runner:
+        activity = await probe_activity(runner)
+    verdict = judge(activity, now, limit, actions.idle_since(vm.id), s.idle_cpu_percent)
+    actions.set_idle_since(vm.id, verdict.idle_since, now)
+    if not verdict.idle:
+        result.active.append(vm.id)
+        return
+    vms.begin_deallocate(rt.azure, vm.name, vm.group)
+    actions.set_idle_since(vm.id, None, now)
+    action = StopAction(
+        vm_id=vm.id,
+        at=now,
+        rule=f"idle {int(limit.total_seconds() // 60)} min",
+        kind="idle",
+        hourly_saved=default_prices().vm_per_hour(vm.size),
+        size=vm.size,
+        owner=vm.owner,
+        project=vm.project,
+    )
+    actions.record_stop(action)
+    telemetry.vm_stopped(action.kind, stop_saving_estimate(action.hourly_saved))
+    logger.info("idle stop: deallocating %s (%s)", vm.id, verdict.reason)
+    result.stopped.append(vm.id)
 
 
 def _target(rt: Runtime, vm: VmInfo) -> SshTarget:
     build_id = vm.tags[BUILD_TAG]
     build = rt.store.get(build_id).build
     names = BuildNames(build_id).vm(vm.tags.get("labimage-role", "relaunch"))
+    # The VM probed must be the VM deallocated: a tag copied onto another VM must not let its
+    # verdict come from the build's VM (or the other way round).
+    if vm.name != names.vm or vm.group.lower() != rt.settings.resource_group.lower():
+        raise ValueError(f"it carries {BUILD_TAG}={build_id} but is not that build's VM {names.vm}")
     address = network.public_ip_address(rt.azure, names)
     if not address:
         raise ValueError("the VM has no public address")

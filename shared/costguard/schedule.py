@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from shared.azure.naming import AUTOSTOP_TAG
+from shared.zones import zone_named
 
 SKIP_TAG = "labimage-autostop-skip-until"
 SNOOZE_TAG = "labimage-autostop-snooze-until"
 DEFAULT_CATCH_UP = timedelta(hours=6)
+# Tag instants must leave room for this much arithmetic (catch-up, snooze, two-day look-ups).
+ARITHMETIC_MARGIN = timedelta(days=7)
 
 
 class BadTag(ValueError):
@@ -118,10 +121,9 @@ def parse_rule(value: str, default_zone: str = "UTC") -> StopRule | None:
     except ValueError:
         raise BadTag(f"{AUTOSTOP_TAG} {text!r} is not a time of day (HH:MM)") from None
     zone_name = parts[1] if len(parts) == 2 else default_zone
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadTag(f"{AUTOSTOP_TAG} zone {zone_name!r} is not a known time zone") from None
+    zone = zone_named(zone_name)
+    if zone is None:
+        raise BadTag(f"{AUTOSTOP_TAG} zone {zone_name!r} is not a known time zone")
     return StopRule(at, zone)
 
 
@@ -141,7 +143,13 @@ def parse_snooze(value: str | None) -> datetime | None:
         instant = datetime.fromisoformat(value.strip())
     except ValueError:
         raise BadTag(f"{SNOOZE_TAG} {value!r} is not an ISO date and time") from None
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+    instant = instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+    try:  # near year 1 or 9999 the arithmetic of a stop (days either side) overflows
+        instant.astimezone(UTC) + ARITHMETIC_MARGIN
+        instant.astimezone(UTC) - ARITHMETIC_MARGIN
+    except OverflowError:
+        raise BadTag(f"{SNOOZE_TAG} {value!r} is too far from today") from None
+    return instant
 
 
 def schedule_from_tags(tags: dict[str, str]) -> VmSchedule | None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import zoneinfo
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
 from shared.models import git, names, packages, paths
+from shared.zones import zone_named
 
 PYTHON_VERSION_PATTERN = r"^3\.(9|1[0-3])(\.(0|[1-9][0-9]?))?$"
 TIME_OF_DAY_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
@@ -36,12 +36,8 @@ def check_time_of_day(value: str) -> str:
 
 def check_time_zone(value: str) -> str:
     """An IANA time zone name that this Python knows, such as 'Europe/Berlin'."""
-    if re.fullmatch(TIME_ZONE_PATTERN, value) and ".." not in value:
-        try:
-            zoneinfo.ZoneInfo(value)
-            return value
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            pass
+    if re.fullmatch(TIME_ZONE_PATTERN, value) and zone_named(value) is not None:
+        return value
     raise ValueError(f"'{value}' is not an IANA time zone name such as 'Europe/Berlin' or 'UTC'")
 
 

@@ -101,6 +101,13 @@ def check_environment_yml(value: str) -> str:
     Channels are names (no URLs); dependencies are conda match specs or one 'pip:' list of PEP 508
     requirements; 'python' itself is not listed because python.version chooses it.
     """
+    try:
+        return _check_environment_document(value)
+    except RecursionError:
+        raise ValueError("the environment file is nested too deeply") from None
+
+
+def _check_environment_document(value: str) -> str:
     _check_body(value)
     try:
         document = yaml.safe_load(value)

@@ -22,6 +22,7 @@ from azure.mgmt.network import models as net
 
 from localcloud.arm.testing import emulator_in_thread
 from shared import telemetry
+from shared.azure.naming import BuildNames
 from shared.costguard import service
 from shared.costguard.actions import PROBLEM, STOP, SWEEP
 from shared.costguard.autostop import AUTOSTOP_QUEUE
@@ -328,3 +329,29 @@ def test_a_stand_alone_empty_disk_is_made_unattached_and_other_creates_are_refus
     assert refused.value.status_code == 400 and "createOption" in str(refused.value)
     rt.azure.compute.disks.begin_delete(RG, "loose-disk").result()
     assert not _exists(rt, disk_id)
+
+
+async def test_idle_stop_judges_each_vm_alone_and_never_acts_on_a_vm_carrying_a_copied_tag(
+    rt: Runtime,
+) -> None:
+    now = datetime.now(UTC)
+    build_id = "bkept00002"
+    rt.store.create(Build(id=build_id, request={}, state=BuildState.SUCCEEDED, created_at=now))
+    kept = {"labimage-build": build_id, "labimage-autostop": "19:00", "labimage-role": "relaunch"}
+    own_name = BuildNames(build_id).vm("relaunch").vm
+    add_records(
+        rt,
+        {
+            "someone-elses": dict(kept),  # the build's tags copied onto another VM
+            own_name: {**kept, "labimage-idle-minutes": "99999999999999"},  # overflow bait
+        },
+    )
+
+    result = await service.run_idle(rt, now)
+
+    problems = {p.split(": ", 1)[0].rsplit("/", 1)[1]: p for p in result.problems}
+    assert set(problems) == {"someone-elses", own_name}
+    assert "is not that build's VM" in problems["someone-elses"]
+    assert "above the maximum" in problems[own_name]
+    assert not result.stopped
+    assert power(rt, "someone-elses") == power(rt, own_name) == "running"

@@ -44,3 +44,27 @@ def test_the_message_round_trips_and_carries_no_secret() -> None:
     order = StopOrder("/subscriptions/s/x", "autostop 19:00 UTC", NOW)
     assert StopOrder.from_json(order.to_json()) == order
     assert set(__import__("json").loads(order.to_json())) == {"vm_id", "rule", "due"}
+
+
+def test_a_tzdata_folder_or_far_off_snooze_in_one_vms_tags_does_not_stop_the_scan() -> None:
+    hostile = [
+        vm("folder", {"labimage-autostop": "19:00 America"}),
+        vm("subfolder", {"labimage-autostop": "19:00 America/Indiana"}),
+        vm(
+            "far",
+            {
+                "labimage-autostop": "19:00 Europe/Berlin",
+                "labimage-autostop-snooze-until": "9999-12-31T23:59:59+00:00",
+            },
+        ),
+        vm("early", {"labimage-autostop": "19:00", "labimage-autostop-snooze-until": "0001-01-01"}),
+    ]
+    due = vm("berlin", {"labimage-autostop": "19:00 Europe/Berlin"})
+    result, orders = classify([*hostile, due], NOW, timedelta(hours=6), timedelta(hours=1))
+    assert [o.vm_id for o in orders] == [due.id]
+    assert sorted(p.split(": ")[0].rsplit("/", 1)[1] for p in result.problems) == [
+        "early",
+        "far",
+        "folder",
+        "subfolder",
+    ]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.costguard.idle import Activity, BadIdleTag, KernelActivity, idle_limit, judge
-from shared.costguard.idle_probe import parse_probe
+from shared.costguard.idle_probe import BadProbeOutput, parse_probe
 
 NOW = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
 LIMIT = timedelta(minutes=60)
@@ -76,3 +76,25 @@ def test_the_probe_output_is_read_into_activity() -> None:
     assert activity.kernels[0].execution_state == "busy"
     assert activity.last_activity == datetime(2024, 1, 15, 10, 0, tzinfo=UTC)
     assert not judge(activity, NOW, LIMIT, None).idle
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        '{"servers": [{"status": {"last_activity": "2024-01-15T10:00:00"}}]}',  # no zone
+        '{"servers": [{"status": {}, "kernels": "idle"}]}',
+        '{"servers": "many"}',
+        '{"cpu_percent": "NaN"}',
+        '{"cpu_percent": 1e999}',
+        '{"servers": [{"status": {"connections": -1}}]}',
+        '{"servers": [{"kernels": [{"execution_state": "' + "x" * 100 + '"}]}]}',
+        "[" * 10_000,
+        "not json",
+        '{"servers": [' + ",".join(["{}"] * 500) + "]}",
+    ],
+)
+def test_guest_output_that_is_not_a_bounded_report_is_refused_as_one_problem(
+    output: str,
+) -> None:
+    with pytest.raises(BadProbeOutput):
+        parse_probe(output)

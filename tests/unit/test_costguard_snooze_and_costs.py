@@ -73,3 +73,22 @@ def test_stopped_hours_run_to_the_next_stop_and_are_capped() -> None:
     hours = {(r["VmId"], r["At"]): h for r, h in stopped_hours(rows, t0 + timedelta(days=3))}
     assert hours[("a", t0)] == 10
     assert hours[("b", t0)] == 14  # capped
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {"labimage-autostop": "19:00 Europe"},
+        {"labimage-autostop": "19:00 America/Indiana"},
+        {
+            "labimage-autostop": "19:00 Europe/Berlin",
+            "labimage-autostop-snooze-until": "9999-12-31T23:00:00+00:00",
+        },
+    ],
+)
+def test_a_snooze_of_a_vm_with_hostile_tags_is_refused_naming_the_tag(
+    tags: dict[str, str],
+) -> None:
+    with pytest.raises(SnoozeRefused) as caught:
+        snoozed_tags(tags, 2, NOW)
+    assert caught.value.field == "labimage-autostop"

@@ -396,3 +396,25 @@ def test_the_request_is_frozen() -> None:
 
     with pytest.raises(ValueError):
         request.name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America/Indiana", "posixrules/../UTC", "Etc"])
+def test_a_time_zone_that_is_a_tzdata_folder_is_a_problem_and_the_others_are_still_reported(
+    zone: str,
+) -> None:
+    doc = mutate(mutate(seed(), "autostop.time_zone", zone), "vm.size", "big")
+
+    fields = {p.field for p in problems_of(doc)}
+
+    assert {"autostop.time_zone", "vm.size"} <= fields
+
+
+def test_a_deeply_nested_environment_file_is_a_problem_not_a_crash() -> None:
+    doc = mutate(seed(), "python.installer", "miniforge")
+    doc = mutate(doc, "python.packages", None)
+    doc["python"].pop("packages")
+    doc = mutate(doc, "python.environment_yml", "[" * 500)
+
+    problems = problems_of(doc)
+
+    assert [p.field for p in problems] == ["python.environment_yml"]
