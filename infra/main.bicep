@@ -18,8 +18,11 @@ param resourceGroupName string = ''
 @description('Resource group where build VMs, networks and images go. Default: rg-<environmentName>-builds.')
 param buildResourceGroupName string = ''
 
-@description('Existing storage account holding the data containers requests name. Empty: the controller account.')
+@description('Existing storage account holding the data containers requests name. Empty: requests may not pull data (never the controller account, whose containers hold host keys and the deployed package).')
 param dataStorageAccountName string = ''
+
+@description('Comma-separated containers (patterns such as research-*) of dataStorageAccountName that requests may name. Empty: none.')
+param dataContainers string = ''
 
 @description('Resource group of dataStorageAccountName. Empty: the controller resource group.')
 param dataStorageResourceGroupName string = ''
@@ -27,8 +30,9 @@ param dataStorageResourceGroupName string = ''
 @description('More resource groups (existing) whose tagged VMs auto-stop may deallocate.')
 param autostopResourceGroups array = []
 
-@description('Address range allowed to SSH into build VMs (the NSG rule). Flex Consumption has no fixed outbound address without a VNet and NAT gateway: narrow this when you have one.')
-param sshSourceCidr string = '*'
+@description('Address range allowed to SSH into build VMs (the NSG rule): the controller\'s outbound address, e.g. a NAT gateway\'s public IP with /32. Required; no wildcard (the controller refuses \'*\' and ranges wider than /16).')
+@minLength(7)
+param sshSourceCidr string
 
 @description('Object id of a person to grant data access for debugging (optional).')
 param principalId string = ''
@@ -106,6 +110,7 @@ module app 'modules/app.bicep' = {
     token: token
     buildResourceGroupName: buildGroup.name
     dataStorageAccountName: dataStorageAccountName
+    dataContainers: dataContainers
     autostopResourceGroups: union([buildGroup.name], autostopResourceGroups)
     sshSourceCidr: sshSourceCidr
     principalId: principalId

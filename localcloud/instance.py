@@ -94,6 +94,7 @@ def app_settings(
     return {
         "AzureWebJobsStorage": storage,
         "LABIMAGE_DATA_STORAGE": storage,
+        "LABIMAGE_DATA_CONTAINERS": "*-data",
         "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION_ID,
         "LABIMAGE_RESOURCE_GROUP": RESOURCE_GROUP,
         "LABIMAGE_LOCATION": LOCATION,

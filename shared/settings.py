@@ -13,6 +13,7 @@ of the code carries one string either way and asks `connection_has_secret` which
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,15 +27,21 @@ SERVICES = ("blob", "queue", "table")
 @dataclass(frozen=True)
 class Settings:
     storage_connection: str  # AzureWebJobsStorage: queues and the builds table
-    data_storage_connection: str  # the account holding the data containers requests name
+    # The account holding the data containers requests name. Never the controller's own
+    # account by default: its containers hold the host's secrets and the deployed package.
+    data_storage_connection: str | None
     subscription_id: str
     resource_group: str  # where build VMs, networks and images go
     location: str
+    # Containers of the data account a request may name (fnmatch patterns); none by default.
+    data_containers: tuple[str, ...] = ()
     arm_endpoint: str = DEFAULT_ARM_ENDPOINT
     arm_ca_bundle: str | None = None  # extra CA to trust for Resource Manager (localcloud)
     ssh_key_dir: str | None = None  # where per-build SSH keys live when no Key Vault is set
     key_vault_url: str | None = None
-    ssh_source_cidr: str = "*"  # the controller's address range, the only one allowed in by NSG
+    # The controller's address range, the only one the NSG lets in on port 22. Required when
+    # read from the environment; never a wildcard.
+    ssh_source_cidr: str = "127.0.0.1/32"
     autostop_scope: tuple[str, ...] = ()  # resource groups the auto-stop timer scans
     builds_table: str = "builds"
     # Cost guards (shared/costguard): auto-stop, idle stop, warnings, snooze, sweeper, costs.
@@ -126,6 +133,34 @@ def storage_connection(prefix: str, env: Mapping[str, str]) -> str | None:
     return plain or identity_connection(prefix, env)
 
 
+def _patterns(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    value = _optional(env, name) or ""
+    return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
+# Narrower than this is a controller's range; wider is "the internet" under another name.
+MIN_SSH_PREFIX = {4: 16, 6: 32}
+
+
+def _ssh_source(env: Mapping[str, str]) -> str:
+    """LABIMAGE_SSH_SOURCE_CIDR: one address or range (CIDR); required, never a wildcard."""
+    value = _required(env, "LABIMAGE_SSH_SOURCE_CIDR")
+    name = "LABIMAGE_SSH_SOURCE_CIDR"
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise RuntimeError(
+            f"setting {name} must be an address or range such as 203.0.113.0/28, not {value!r} "
+            "(service tags and '*' would open SSH to the internet)"
+        ) from None
+    if network.prefixlen < MIN_SSH_PREFIX[network.version]:
+        raise RuntimeError(
+            f"setting {name} {value!r} is wider than /{MIN_SSH_PREFIX[network.version]}: "
+            "set the controller's own outbound range (for example a NAT gateway's address)"
+        )
+    return str(network)
+
+
 def _client_id(env: Mapping[str, str]) -> str | None:
     # The Functions host's own setting for the storage identity, else azure-identity's.
     value = env.get("AzureWebJobsStorage__clientId", "") or env.get("AZURE_CLIENT_ID", "")
@@ -150,7 +185,8 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     scope = _optional(env, "LABIMAGE_AUTOSTOP_RESOURCE_GROUPS")
     return Settings(
         storage_connection=storage,
-        data_storage_connection=storage_connection("LABIMAGE_DATA_STORAGE", env) or storage,
+        data_storage_connection=storage_connection("LABIMAGE_DATA_STORAGE", env),
+        data_containers=_patterns(env, "LABIMAGE_DATA_CONTAINERS"),
         subscription_id=_required(env, "AZURE_SUBSCRIPTION_ID"),
         resource_group=resource_group,
         location=_required(env, "LABIMAGE_LOCATION"),
@@ -158,7 +194,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         arm_ca_bundle=_optional(env, "LABIMAGE_ARM_CA_BUNDLE"),
         ssh_key_dir=_optional(env, "LABIMAGE_SSH_KEY_DIR"),
         key_vault_url=_optional(env, "LABIMAGE_KEY_VAULT_URL"),
-        ssh_source_cidr=_optional(env, "LABIMAGE_SSH_SOURCE_CIDR") or "*",
+        ssh_source_cidr=_ssh_source(env),
         autostop_scope=tuple(g.strip() for g in (scope or resource_group).split(",") if g.strip()),
         autostop_concurrency=int(_number(env, "LABIMAGE_AUTOSTOP_CONCURRENCY", 8)),
         autostop_catch_up_hours=_number(env, "LABIMAGE_AUTOSTOP_CATCH_UP_HOURS", 6),

@@ -4,6 +4,7 @@ param tags object
 param token string
 param buildResourceGroupName string
 param dataStorageAccountName string
+param dataContainers string
 param autostopResourceGroups array
 param sshSourceCidr string
 param principalId string
@@ -64,7 +65,9 @@ module functionApp 'functionapp.bicep' = {
     storageAccountName: storage.outputs.name
     storageBlobEndpoint: storage.outputs.blobEndpoint
     deploymentContainerName: 'app-package'
-    dataStorageAccountName: !empty(dataStorageAccountName) ? dataStorageAccountName : storage.outputs.name
+    // Never the controller's own account: its containers hold host keys and the package.
+    dataStorageAccountName: dataStorageAccountName
+    dataContainers: dataContainers
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     keyVaultUrl: vault.outputs.url
     buildResourceGroupName: buildResourceGroupName

@@ -10,6 +10,7 @@ param storageAccountName string
 param storageBlobEndpoint string
 param deploymentContainerName string
 param dataStorageAccountName string
+param dataContainers string
 @secure()
 param applicationInsightsConnectionString string
 param keyVaultUrl string
@@ -89,6 +90,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
     LABIMAGE_DATA_STORAGE__accountName: dataStorageAccountName
+    LABIMAGE_DATA_CONTAINERS: dataContainers
     AZURE_CLIENT_ID: identityClientId
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     // Where builds go.

@@ -9,8 +9,9 @@ from typing import Any
 
 from shared.api.views import build_status, build_summary
 from shared.bus import StageMessage
+from shared.data_access import data_problems
 from shared.models.parse import parse_build_request
-from shared.models.problems import RequestRejected
+from shared.models.problems import RequestInvalid, RequestRejected
 from shared.runtime import Runtime
 from shared.ssh.keys import ensure_build_keys
 from shared.state.machine import Stage
@@ -38,6 +39,9 @@ def submit(rt: Runtime, body: bytes, base_url: str) -> ApiResponse:
     """Validate, record, then queue the first stage. Nothing is created for a bad request."""
     try:
         request = parse_build_request(body)
+        refused = data_problems(request, rt.settings)
+        if refused:
+            raise RequestInvalid(refused)
     except RequestRejected as exc:
         return ApiResponse(exc.http_status, exc.to_body())
     build_id = new_build_id()

@@ -41,6 +41,7 @@ def read_only_container_url(
             permission=permission,
             start=start,
             expiry=expiry,
+            protocol=_protocol(service.url),
         )
     else:
         if credential is None:
@@ -57,5 +58,12 @@ def read_only_container_url(
             permission=permission,
             start=start,
             expiry=expiry,
+            protocol=_protocol(service.url),
         )
     return f"{service.url.rstrip('/')}/{container}?{sas}"
+
+
+def _protocol(account_url: str) -> str | None:
+    """HTTPS only (`spr=https`) wherever the account speaks HTTPS, as every Azure account does;
+    an emulator on plain HTTP (Azurite) gets no protocol restriction."""
+    return "https" if account_url.lower().startswith("https://") else None

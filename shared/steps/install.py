@@ -7,6 +7,8 @@ from functools import partial
 from typing import Any
 
 from shared.azure.blob_sas import read_only_container_url
+from shared.data_access import data_problems
+from shared.errors import PermanentError
 from shared.remote import render
 from shared.ssh.jobs import read_job_file
 from shared.ssh.runner import SshRunner
@@ -47,9 +49,14 @@ async def install_environment(ctx: StepContext) -> Outcome:
 
             def pull(source: Any = source) -> render.ScriptRun:
                 # The SAS is made only when the job starts, and travels in a 0600 file.
-                url = read_only_container_url(
-                    ctx.settings.data_storage_connection, source.container, ctx.azure.credential
-                )
+                # The API refused containers outside the allow-list; the settings may have
+                # changed since, so ask again right before signing.
+                refused = data_problems(request, ctx.settings)
+                connection = ctx.settings.data_storage_connection
+                if refused or connection is None:
+                    reasons = "; ".join(f"{p.field}: {p.message}" for p in refused)
+                    raise PermanentError(reasons or "no data storage account is configured")
+                url = read_only_container_url(connection, source.container, ctx.azure.credential)
                 return render.pull_data(
                     url, source.destination, blobs=source.blobs, prefix=source.prefix, owner=user
                 )

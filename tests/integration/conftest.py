@@ -20,6 +20,7 @@ def settings(azurite_connection_string: str, tmp_path: Path) -> Settings:
     return Settings(
         storage_connection=azurite_connection_string,
         data_storage_connection=azurite_connection_string,
+        data_containers=("*-data",),
         subscription_id="00000000-0000-0000-0000-000000000000",
         resource_group="labimage-test",
         location="westeurope",

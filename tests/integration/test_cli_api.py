@@ -77,6 +77,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             "LABIMAGE_RESOURCE_GROUP": "labimage-cli-test",
             "LABIMAGE_LOCATION": "westeurope",
             "LABIMAGE_SSH_KEY_DIR": str(folder / "keys"),
+            "LABIMAGE_SSH_SOURCE_CIDR": "127.0.0.1/32",
+            "LABIMAGE_DATA_STORAGE": connection,
+            "LABIMAGE_DATA_CONTAINERS": "ooi-data",
             # Nothing should call these; if something did, it stays on loopback and fails.
             "LABIMAGE_ARM_ENDPOINT": f"https://127.0.0.1:{azurite.free_port()}",
             "IDENTITY_ENDPOINT": f"http://127.0.0.1:{azurite.free_port()}/msi/token",

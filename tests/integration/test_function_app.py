@@ -125,6 +125,9 @@ def test_submit_accepts_the_seed_and_queues_provision(
         ),
         (lambda r: r["data"][0].update(destination="/etc/passwd"), "data[0].destination"),
         (lambda r: r["data_disk"].update(size_gb=100000), "data_disk.size_gb"),
+        # The controller's own containers (host keys, the deployed package) are never data.
+        (lambda r: r["data"][0].update(container="azure-webjobs-secrets"), "data[0].container"),
+        (lambda r: r["data"][0].update(container="payroll"), "data[0].container"),
     ],
 )
 def test_bad_requests_get_400_naming_the_field_and_nothing_is_created(

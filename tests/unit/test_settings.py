@@ -24,6 +24,7 @@ REQUIRED = {
     "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
     "LABIMAGE_RESOURCE_GROUP": "rg-builds",
     "LABIMAGE_LOCATION": "westeurope",
+    "LABIMAGE_SSH_SOURCE_CIDR": "203.0.113.0/28",
 }
 
 
@@ -44,7 +45,7 @@ def test_a_connection_string_is_used_as_it_is(env: pytest.MonkeyPatch) -> None:
     env.setenv("AzureWebJobsStorage", AZURITE)
     s = get_settings()
     assert s.storage_connection == AZURITE
-    assert s.data_storage_connection == AZURITE  # defaults to the same account
+    assert s.data_storage_connection is None  # never the controller's own account by default
     assert connection_has_secret(s.storage_connection)
     assert service_endpoint(s.storage_connection, "queue") == (
         "http://127.0.0.1:10001/devstoreaccount1"
@@ -108,3 +109,25 @@ def test_a_sas_connection_string_counts_as_a_secret() -> None:
         "BlobEndpoint=https://a.blob.core.windows.net;SharedAccessSignature=sv=1"
     )
     assert not connection_has_secret("BlobEndpoint=https://a.blob.core.windows.net")
+
+
+@pytest.mark.parametrize("value", ["", "*", "Internet", "Any", "0.0.0.0/0", "10.0.0.0/8", "::/0"])
+def test_the_ssh_source_is_required_and_never_the_whole_internet(
+    env: pytest.MonkeyPatch, value: str
+) -> None:
+    env.setenv("AzureWebJobsStorage", AZURITE)
+    env.setenv("LABIMAGE_SSH_SOURCE_CIDR", value)
+    with pytest.raises(RuntimeError, match="LABIMAGE_SSH_SOURCE_CIDR"):
+        get_settings()
+
+
+def test_a_single_address_is_the_ssh_source(env: pytest.MonkeyPatch) -> None:
+    env.setenv("AzureWebJobsStorage", AZURITE)
+    env.setenv("LABIMAGE_SSH_SOURCE_CIDR", "203.0.113.7")
+    assert get_settings().ssh_source_cidr == "203.0.113.7/32"
+
+
+def test_data_containers_are_a_list_of_patterns(env: pytest.MonkeyPatch) -> None:
+    env.setenv("AzureWebJobsStorage", AZURITE)
+    env.setenv("LABIMAGE_DATA_CONTAINERS", " ooi-data, research-* ,")
+    assert get_settings().data_containers == ("ooi-data", "research-*")

@@ -23,7 +23,7 @@ HOST_ONLY = {"FUNCTIONS_WORKER_RUNTIME"}
 PLATFORM = {"IDENTITY_HEADER", "IDENTITY_ENDPOINT"}
 
 _READ = re.compile(
-    r"""(?:_required|_optional|_number|storage_connection|env\.get|environ\.get)\(\s*(?:env,\s*)?"([A-Za-z_][A-Za-z0-9_]*)\"""",
+    r"""(?:_required|_optional|_number|_patterns|storage_connection|env\.get|environ\.get)\(\s*(?:env,\s*)?"([A-Za-z_][A-Za-z0-9_]*)\"""",
 )
 _CONSTANT = re.compile(r'^[A-Z_]*SETTING\s*=\s*"([A-Za-z_][A-Za-z0-9_]*)"', re.M)
 
