@@ -14,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from labimage_cli.safe_text import clean, clean_str
+
 DEFAULT_API_URL = "http://127.0.0.1:7071"
 API_URL_ENV = "LABIMAGE_API_URL"
 FUNCTION_KEY_ENV = "LABIMAGE_FUNCTION_KEY"
@@ -134,6 +136,8 @@ def _decode(raw: bytes) -> Any:
         return None
     text = raw.decode("utf-8", errors="replace")
     try:
-        return json.loads(text)
+        return clean(json.loads(text))
     except ValueError:
-        return text
+        return clean_str(text)
+    except RecursionError:
+        return "(the answer was nested too deeply to read)"

@@ -21,6 +21,7 @@ from labimage_cli.render import (
     print_result,
     stage_table,
 )
+from labimage_cli.safe_text import plain
 from labimage_cli.watch import watch_build
 from shared.models.parse import parse_build_request
 from shared.models.problems import RequestRejected
@@ -67,8 +68,8 @@ def submit_request(client: ApiClient, path: Path, consoles: Consoles) -> dict[st
     """
     body = validate_request_file(path)
     accepted: dict[str, Any] = client.submit(body)
-    consoles.out.print(Text.assemble("build ", (accepted["id"], "bold"), " accepted"))
-    consoles.out.print(f"status: {accepted['status_url']}", highlight=False, soft_wrap=True)
+    consoles.out.print(Text.assemble("build ", plain(accepted["id"], "bold"), " accepted"))
+    consoles.out.print(plain(f"status: {accepted['status_url']}"), highlight=False, soft_wrap=True)
     return accepted
 
 
@@ -122,7 +123,9 @@ def cmd_list(client: ApiClient, consoles: Consoles, args: argparse.Namespace) ->
         consoles.out.print("no builds match")
     if token:
         consoles.out.print(
-            f"more builds: add --all, or --page-token {token}", highlight=False, soft_wrap=True
+            plain(f"more builds: add --all, or --page-token {token}"),
+            highlight=False,
+            soft_wrap=True,
         )
     return ExitCode.OK
 
@@ -130,8 +133,10 @@ def cmd_list(client: ApiClient, consoles: Consoles, args: argparse.Namespace) ->
 def cmd_cancel(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
     accepted = client.cancel(args.id)
     consoles.out.print(
-        f"cancel requested for build {accepted['id']}: it stops at its next safe point and "
-        f"cleans up; follow it with `labimage watch {accepted['id']}`",
+        plain(
+            f"cancel requested for build {accepted['id']}: it stops at its next safe point and "
+            f"cleans up; follow it with `labimage watch {accepted['id']}`"
+        ),
         highlight=False,
     )
     return ExitCode.OK
@@ -154,8 +159,10 @@ def cmd_costs(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -
         if error.status != 404:
             raise
         consoles.err.print(
-            f"the server at {client.base_url} has no cost endpoint (GET /api/costs answered 404); "
-            "it runs a labimage version without cost figures",
+            plain(
+                f"the server at {client.base_url} has no cost endpoint (GET /api/costs answered "
+                "404); it runs a labimage version without cost figures"
+            ),
             highlight=False,
         )
         return ExitCode.OTHER_ERROR

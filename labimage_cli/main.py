@@ -24,6 +24,7 @@ from labimage_cli.client import (
 from labimage_cli.commands import Consoles, InvalidRequest
 from labimage_cli.exit_codes import EXIT_CODES_HELP, ExitCode
 from labimage_cli.render import problems_table
+from labimage_cli.safe_text import clean_str, plain
 from labimage_cli.watch import WatchTimedOut
 
 Command = Callable[[ApiClient, Consoles, argparse.Namespace], ExitCode]
@@ -138,22 +139,22 @@ def guarded(action: Callable[[], int], err: Console) -> int:
     try:
         return int(action())
     except InvalidRequest as invalid:
-        err.print(f"[bold red]{invalid.summary}[/]", highlight=False)
+        err.print(plain(invalid.summary, "bold red"), highlight=False)
         if invalid.problems:
             err.print(problems_table(invalid.problems))
         err.print("nothing was sent", style="dim")
         return ExitCode.INVALID_INPUT
     except InvalidApiUrl as error:
-        err.print(str(error), style="bold red", highlight=False)
+        err.print(plain(error, "bold red"), highlight=False)
         return ExitCode.INVALID_INPUT
     except ApiUnreachable as error:
-        err.print(str(error), style="bold red", highlight=False)
+        err.print(plain(error, "bold red"), highlight=False)
         err.print(f"check --api-url / {API_URL_ENV} and that the Functions app is running")
         return ExitCode.API_UNREACHABLE
     except ApiError as error:
         return _report_api_error(error, err)
     except WatchTimedOut as timed_out:
-        err.print(f"stopped watching: {timed_out}", highlight=False)
+        err.print(plain(f"stopped watching: {timed_out}"), highlight=False)
         return ExitCode.OTHER_ERROR
     except KeyboardInterrupt:
         err.print("interrupted; the build itself goes on")
@@ -162,10 +163,8 @@ def guarded(action: Callable[[], int], err: Console) -> int:
 
 def _report_api_error(error: ApiError, err: Console) -> int:
     if error.status in (400, 413):
-        err.print(
-            f"[bold red]the API refused the request ({error.status}):[/] {summary_of(error.body)}",
-            highlight=False,
-        )
+        refused = plain(f"the API refused the request ({error.status}): ", "bold red")
+        err.print(refused.append(clean_str(summary_of(error.body))), highlight=False)
         if error.problems:
             err.print(problems_table(error.problems))
         return ExitCode.INVALID_INPUT
@@ -179,9 +178,11 @@ def _report_api_error(error: ApiError, err: Console) -> int:
         return ExitCode.OTHER_ERROR
     message = "; ".join(p["message"] for p in error.problems if p.get("message"))
     err.print(
-        f"the API answered {error.status} ({summary_of(error.body)})"
-        + (f": {message}" if message else ""),
-        style="bold red",
+        plain(
+            f"the API answered {error.status} ({summary_of(error.body)})"
+            + (f": {message}" if message else ""),
+            "bold red",
+        ),
         highlight=False,
     )
     return ExitCode.OTHER_ERROR

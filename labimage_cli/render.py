@@ -7,6 +7,7 @@ renderable, so the same pictures serve a live display, a snapshot and a recorded
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from labimage_cli.safe_text import clean_str, plain
 from shared.state.machine import PIPELINE, Stage
 
 # Every stage a build can pass, in order, so the table shows what is still to come.
@@ -71,13 +73,15 @@ def clock(value: str | None) -> str:
 
 
 def styled(state: str) -> Text:
-    return Text(state, style=_STATE_STYLE.get(state, ""))
+    return plain(state, _STATE_STYLE.get(str(state), ""))
 
 
 def stage_table(status: dict[str, Any], now: datetime | None = None) -> Table:
     """Stage, state, started, elapsed (running) or duration (finished), attempts, last note."""
     now = now or datetime.now(UTC)
-    title = f"build {status.get('id', '?')} · {status.get('name', '')} · {status.get('state', '?')}"
+    title = clean_str(
+        f"build {status.get('id', '?')} · {status.get('name', '')} · {status.get('state', '?')}"
+    )
     table = Table(title=title, title_justify="left", expand=False)
     for column in ("stage", "state", "started", "elapsed", "attempts", "last note"):
         # Only the note column gives way in a narrow terminal (its cells are cut, not wrapped,
@@ -95,18 +99,15 @@ def stage_table(status: dict[str, Any], now: datetime | None = None) -> Table:
             elapsed = seconds_between(started, finished)
         attempts = str(stage["attempts"]) if stage.get("attempts") else "-"
         note = stage.get("last_error") or notes.get(stage["name"], "")
+        shown_note = plain(note, "red" if stage.get("last_error") else "")
+        shown_note.no_wrap, shown_note.overflow = True, "ellipsis"
         table.add_row(
-            stage["name"],
+            plain(stage["name"]),
             styled(state),
             clock(started),
             format_duration(elapsed),
             attempts,
-            Text(
-                note,
-                style="red" if stage.get("last_error") else "",
-                no_wrap=True,
-                overflow="ellipsis",
-            ),
+            shown_note,
         )
     return table
 
@@ -130,8 +131,8 @@ def _last_note_per_stage(status: dict[str, Any]) -> dict[str, str]:
 def event_line(event: dict[str, Any]) -> Text:
     """'12:03:04  install    running the installer' for one event."""
     line = Text(f"{clock(event.get('at'))}  ", style="dim")
-    line.append(f"{event.get('stage') or '-':<10}", style="cyan")
-    line.append(event.get("message", ""))
+    line.append(clean_str(f"{event.get('stage') or '-':<10}"), style="cyan")
+    line.append(clean_str(str(event.get("message", ""))))
     return line
 
 
@@ -141,7 +142,9 @@ def events_table(events: Iterable[dict[str, Any]]) -> Table:
     table.add_column("stage", no_wrap=True)
     table.add_column("message")
     for event in events:
-        table.add_row(clock(event.get("at")), event.get("stage") or "-", event.get("message", ""))
+        table.add_row(
+            clock(event.get("at")), plain(event.get("stage") or "-"), plain(event.get("message"))
+        )
     return table
 
 
@@ -156,29 +159,37 @@ def result_report(status: dict[str, Any]) -> list[RenderableType]:
     parts: list[RenderableType] = []
     state = status.get("state", "?")
     total = seconds_between(status.get("created_at"), status.get("updated_at"))
-    headline = Text(f"build {status.get('id')} ")
-    headline.append(state, style=_STATE_STYLE.get(state, "bold"))
+    headline = plain(f"build {status.get('id')} ")
+    headline.append(clean_str(str(state)), style=_STATE_STYLE.get(state, "bold"))
     headline.append(f" after {format_duration(total)}")
     parts.append(headline)
     if status.get("error"):
-        parts.append(Text(f"error: {status['error']}", style="bold red"))
+        parts.append(plain(f"error: {status['error']}", "bold red"))
     if status.get("image_id"):
-        parts.append(Text(f"image: {status['image_id']}"))
+        parts.append(plain(f"image: {status['image_id']}"))
     if status.get("gallery_image_version_id"):
-        parts.append(Text(f"gallery image version: {status['gallery_image_version_id']}"))
+        parts.append(plain(f"gallery image version: {status['gallery_image_version_id']}"))
     parts.append(stage_times_table(status))
     for report in status.get("verification", []):
         parts.append(verification_table(report))
     connection = status.get("connection")
     if connection:
         parts.append(Text("connect to the kept VM:", style="bold"))
+        if connection.get("known_hosts_line") and connection.get("known_hosts_file"):
+            parts.append(
+                plain(
+                    f"  host key save this line in {connection['known_hosts_file']}: "
+                    f"{connection['known_hosts_line']}"
+                )
+            )
         for label, key in (
+            ("key", "key"),
             ("log in", "ssh_command"),
             ("tunnel", "tunnel_command"),
             ("jupyter", "jupyter_url"),
         ):
             if connection.get(key):
-                parts.append(Text(f"  {label:<8} {connection[key]}"))
+                parts.append(plain(f"  {label:<8} {connection[key]}"))
     return parts
 
 
@@ -189,23 +200,26 @@ def stage_times_table(status: dict[str, Any]) -> Table:
     for stage in status.get("stages", []):
         took = seconds_between(stage.get("started_at"), stage.get("finished_at"))
         table.add_row(
-            stage["name"], styled(stage["state"]), format_duration(took), str(stage["attempts"])
+            plain(stage["name"]),
+            styled(stage["state"]),
+            format_duration(took),
+            plain(stage.get("attempts")),
         )
     return table
 
 
 def verification_table(report: dict[str, Any]) -> Table:
     jupyter = "Jupyter answered" if report.get("jupyter_ok") else "Jupyter did NOT answer"
-    title = f"verification on the {report.get('vm', '?')} VM: {jupyter}"
+    title = clean_str(f"verification on the {report.get('vm', '?')} VM: {jupyter}")
     table = Table(title=title, title_justify="left", expand=False)
     for column in ("notebook", "status", "time", "error"):
         table.add_column(column, no_wrap=column != "error")
     for notebook in report.get("notebooks", []):
         table.add_row(
-            notebook.get("name", "?"),
+            plain(notebook.get("name", "?")),
             styled(notebook.get("status", "?")),
-            format_duration(notebook.get("duration_s")),
-            notebook.get("error") or "",
+            format_duration(_number(notebook.get("duration_s"))),
+            plain(notebook.get("error") or ""),
         )
     return table
 
@@ -216,12 +230,12 @@ def builds_table(builds: Iterable[dict[str, Any]]) -> Table:
         table.add_column(column, no_wrap=True)
     for build in builds:
         table.add_row(
-            build.get("id", ""),
-            build.get("name", ""),
-            build.get("owner", ""),
-            build.get("project", ""),
+            plain(build.get("id", "")),
+            plain(build.get("name", "")),
+            plain(build.get("owner", "")),
+            plain(build.get("project", "")),
             styled(build.get("state", "")),
-            build.get("stage") or "-",
+            plain(build.get("stage") or "-"),
             _date_time(build.get("created_at")),
             _date_time(build.get("updated_at")),
         )
@@ -239,7 +253,7 @@ def problems_table(problems: Iterable[dict[str, str]]) -> Table:
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("problem")
     for problem in problems:
-        table.add_row(problem.get("field") or "(request)", problem.get("message", ""))
+        table.add_row(plain(problem.get("field") or "(request)"), plain(problem.get("message")))
     return table
 
 
@@ -248,18 +262,18 @@ def generic(value: Any) -> RenderableType:
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         return _rows_table(value)
     if not isinstance(value, dict):
-        return Text(json.dumps(value, indent=2))
+        return plain(json.dumps(value, indent=2))
     parts: list[RenderableType] = []
     for key, item in value.items():
         if isinstance(item, list) and item and all(isinstance(v, dict) for v in item):
             table = _rows_table(item)
-            table.title = key
+            table.title = clean_str(str(key))
             table.title_justify = "left"
             parts.append(table)
         elif isinstance(item, dict | list):
-            parts.append(Text(f"{key}: {json.dumps(item)}"))
+            parts.append(plain(f"{key}: {json.dumps(item)}"))
         else:
-            parts.append(Text(f"{key}: {item}"))
+            parts.append(plain(f"{key}: {item}"))
     return Group(*parts)
 
 
@@ -269,10 +283,10 @@ def _rows_table(rows: list[dict[str, Any]]) -> Table:
         columns.extend(k for k in row if k not in columns)
     table = Table(expand=False)
     for column in columns:
-        table.add_column(column)
+        table.add_column(plain(column))
     for row in rows:
         cells = [row.get(c) for c in columns]
-        table.add_row(*("" if c is None else _cell(c) for c in cells))
+        table.add_row(*(plain("" if c is None else _cell(c)) for c in cells))
     return table
 
 
@@ -280,3 +294,9 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}"
     return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None

@@ -42,7 +42,13 @@ _build_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "labimage_build_id", default=None
 )
 
-_SAS_SIGNATURE = re.compile(r"(?i)\b(sig|signature)=[^&\s\"'<>]+")
+# Query-string secrets: SAS signatures, function keys (code=), Jupyter tokens, also when the
+# URL was percent-encoded once (sig%3D...) as it is inside another URL.
+_QUERY_SECRET = re.compile(
+    r"(?i)(?:\b|(?<=%3F)|(?<=%26))(sig|signature|code|token|access_token)(=|%3D)[^&\s\"'<>]+"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|token)(\s+)[A-Za-z0-9\-._~+/]{16,}=*")
+_FUNCTION_KEY_HEADER = re.compile(r"(?i)\b(x-functions-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+")
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)", re.S
 )
@@ -50,8 +56,11 @@ _ACCOUNT_KEY = re.compile(r"(?i)\b(AccountKey|SharedAccessSignature)=[^;\s\"']+"
 
 
 def scrub(text: str) -> str:
-    """`text` without SAS signatures, account keys, private keys or the identity header."""
-    text = _SAS_SIGNATURE.sub(r"\1=REDACTED", text)
+    """`text` without SAS signatures, function keys, bearer and Jupyter tokens, account keys,
+    private keys or the identity header."""
+    text = _QUERY_SECRET.sub(r"\1\2REDACTED", text)
+    text = _BEARER.sub(r"\1\2REDACTED", text)
+    text = _FUNCTION_KEY_HEADER.sub(r"\1REDACTED", text)
     text = _ACCOUNT_KEY.sub(r"\1=REDACTED", text)
     text = _PRIVATE_KEY.sub("[private key redacted]", text)
     header = os.environ.get("IDENTITY_HEADER", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -96,12 +97,19 @@ def _report(vm: str, report: dict[str, Any]) -> VerificationReport:
             error = f"{cell}{nb.get('ename', '')}: {nb.get('evalue', '')}"[:2000]
         notebooks.append(
             NotebookResult(
-                name=str(nb.get("name", "?")),
+                name=str(nb.get("name", "?"))[:1024],
                 status=_NOTEBOOK_STATUS.get(str(nb.get("status")), "failed"),
-                duration_s=nb.get("duration_s"),
-                error=error or nb.get("error"),
+                duration_s=_duration(nb.get("duration_s")),
+                error=error or (str(nb["error"])[:2000] if nb.get("error") else None),
             )
         )
     return VerificationReport(
         vm=vm, jupyter_ok=report.get("jupyter") == "answered", notebooks=notebooks
     )
+
+
+def _duration(value: Any) -> float | None:
+    """A stored run time shown only when it is a sane number (records predate validation)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and 0 <= value <= 10_000_000 else None

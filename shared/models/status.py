@@ -65,6 +65,14 @@ class Connection(_Model):
     vm_name: str | None = Field(None, description="The kept VM's name in the build group.")
     address: str | None = Field(None, description="Its public IP address.")
     key: str | None = Field(None, description="Where to get the SSH private key for -i.")
+    known_hosts_line: str | None = Field(
+        None,
+        description="The VM's pinned host key as a known_hosts line: save it in "
+        "known_hosts_file so the first connection is verified, not trusted.",
+    )
+    known_hosts_file: str | None = Field(
+        None, description="The known_hosts file the commands below read (StrictHostKeyChecking)."
+    )
     ssh_command: str = Field(description="SSH command to log in.")
     tunnel_command: str = Field(description="SSH command forwarding Jupyter to localhost.")
     start_jupyter: str | None = Field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -114,10 +115,20 @@ class DirectoryKeyStore:
         return self.path / stem, self.path / f"{stem}.pub"
 
     def save(self, build_id: str, kind: KeyKind, pair: KeyPair) -> None:
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._private_folder()
         private_file, public_file = self._files(build_id, kind)
         _write_private(private_file, pair.private_openssh)
         _write_private(public_file, pair.public_line + "\n")
+
+    def _private_folder(self) -> None:
+        """The folder exists, is a real folder (not a planted link) and only its owner may
+        enter it: an existing folder that is looser is tightened to 0700."""
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(self.path)
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            raise RuntimeError(f"the SSH key folder {self.path} is not a plain folder")
+        if info.st_mode & 0o077:
+            os.chmod(self.path, 0o700)
 
     def load(self, build_id: str, kind: KeyKind) -> KeyPair:
         private_file, public_file = self._files(build_id, kind)
@@ -137,7 +148,9 @@ class DirectoryKeyStore:
 def _write_private(path: Path, text: str) -> None:
     """Write through a temporary file created 0600, then rename: never a readable half-file."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)  # a leftover, or a link planted to redirect the write
+    # O_EXCL with O_NOFOLLOW: the file is new and ours, never an existing file or a link target.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o600)
         os.write(fd, text.encode("ascii"))

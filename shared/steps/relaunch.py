@@ -79,16 +79,23 @@ def _keep(ctx: StepContext, build: Build) -> Build:
     address = build.marker("relaunch", "relaunch_address")
     user = ctx.request.vm.admin_username
     key = f"~/.ssh/labimage-{build.id}"
+    known_hosts = f"~/.ssh/labimage-{build.id}.known_hosts"
+    # The VM's host key is the one the controller made and pinned: give it to the user too, so
+    # the first connection is checked rather than trusted.
+    host_key = " ".join(ctx.keys.load(build.id, "host").public_line.split()[:2])
+    ssh = f"ssh -i {key} -o StrictHostKeyChecking=yes -o UserKnownHostsFile={known_hosts}"
     connection = {
         "vm_name": vm.vm,
         "address": address,
         "key": _key_instructions(ctx, build.id, key),
-        "ssh_command": f"ssh -i {key} {user}@{address}",
+        "known_hosts_line": f"{address} {host_key}",
+        "known_hosts_file": known_hosts,
+        "ssh_command": f"{ssh} {user}@{address}",
         "tunnel_command": (
-            f"ssh -i {key} -N -L {TUNNEL_LOCAL_PORT}:localhost:{JUPYTER_PORT} {user}@{address}"
+            f"{ssh} -N -L {TUNNEL_LOCAL_PORT}:localhost:{JUPYTER_PORT} {user}@{address}"
         ),
         "start_jupyter": (
-            f"ssh -i {key} {user}@{address} /opt/labimage/env/bin/jupyter lab --no-browser "
+            f"{ssh} {user}@{address} /opt/labimage/env/bin/jupyter lab --no-browser "
             f"--ip=127.0.0.1 --port={JUPYTER_PORT}"
         ),
         "jupyter_url": f"http://localhost:{TUNNEL_LOCAL_PORT}/",

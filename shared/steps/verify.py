@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import posixpath
 from functools import partial
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from shared.errors import PermanentError
 from shared.remote import render
 from shared.remote.jupyter import check_jupyter
+from shared.remote.reports import BadGuestReport, notebook_entries, parse_notebook_report
 from shared.ssh.jobs import read_job_file
 from shared.ssh.runner import SshRunner
 from shared.state.record import Build
@@ -75,36 +75,32 @@ async def verify_guest(
                 "running the notebooks",
             )
         except PermanentError as exc:
-            report = await _report(runner, job)
-            if report is None:
+            entries = await _report(runner, job)
+            if entries is None:
                 raise
-            raise PermanentError(_failure_sentence(report)) from exc
+            raise PermanentError(_failure_sentence(entries)) from exc
         if isinstance(result, Poll):
             return result
         build = result
-        results.extend(notebook_results(await _report(runner, job) or {}))
+        results.extend(await _report(runner, job) or [])
     return build.with_outputs(**{report_key: {"jupyter": "answered", "notebooks": results}})
 
 
-async def _report(runner: SshRunner, job: str) -> dict[str, Any] | None:
+async def _report(runner: SshRunner, job: str) -> list[dict[str, Any]] | None:
+    """The notebooks' results the job wrote; None when it wrote none. A report that is not
+    what run_notebooks.py writes (a guest can write anything there) is a permanent error."""
     try:
-        value = json.loads(await read_job_file(runner, job, "report.json"))
-    except (ValueError, PermanentError):
+        text = await read_job_file(runner, job, "report.json")
+    except PermanentError:
         return None
-    return value if isinstance(value, dict) else None
+    try:
+        return notebook_entries(parse_notebook_report(text))
+    except BadGuestReport as exc:
+        raise PermanentError(f"the VM's notebook report cannot be used: {exc}") from None
 
 
-def notebook_results(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """run_notebooks.py's {name: result} as a list of {name, status, cell, ename, evalue...}."""
-    entries = report.get("notebooks") or {}
-    return [
-        {"name": name, "cell": result.get("cell_index"), **result}
-        for name, result in entries.items()
-    ]
-
-
-def _failure_sentence(report: dict[str, Any]) -> str:
-    failed = [nb for nb in notebook_results(report) if nb.get("status") != "ok"]
+def _failure_sentence(entries: list[dict[str, Any]]) -> str:
+    failed = [nb for nb in entries if nb.get("status") != "ok"]
     if not failed:
         return "the notebook run failed without saying which notebook"
     parts = []

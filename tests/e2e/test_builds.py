@@ -218,19 +218,21 @@ def test_a_kept_vm_runs_from_the_gallery_image_and_its_ssh_command_works(
     keys = Path(cloud.settings.ssh_key_dir or "")
     host_key = (keys / f"{build_id}.host.pub").read_text().split()
     address = connection["ssh_command"].rsplit("@", 1)[1]
+    assert connection["known_hosts_line"] == f"{address} {host_key[0]} {host_key[1]}"
     known_hosts = keys / f"{build_id}.known_hosts"
-    known_hosts.write_text(f"{address} {host_key[0]} {host_key[1]}\n")
+    known_hosts.write_text(connection["known_hosts_line"] + "\n")
+    # The command as reported (pinned host key, strict checking), with this test's file paths.
     command = connection["ssh_command"].split()
     command[command.index("-i") + 1] = str(keys / f"{build_id}.client")
+    assert "StrictHostKeyChecking=yes" in command
+    command[command.index(f"UserKnownHostsFile={connection['known_hosts_file']}")] = (
+        f"UserKnownHostsFile={known_hosts}"
+    )
     ran = subprocess.run(
         [
             *command[:1],
             "-o",
             "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"UserKnownHostsFile={known_hosts}",
             *command[1:],
             "findmnt",
             "-n",

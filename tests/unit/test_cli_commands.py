@@ -350,3 +350,29 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
         "4  the API is unreachable",
     ):
         assert line in shown
+
+
+HOSTILE = "[/x] [link=https://attacker.example]open[/link] \x1b]0;owned\x07\x1b[2J\u202eedoc"
+
+
+@pytest.mark.parametrize("command", ["status", "watch", "events", "list"])
+def test_server_strings_are_shown_literally_without_markup_or_terminal_control(
+    api: StubApi, command: str
+) -> None:
+    notebook = {"name": HOSTILE, "status": "failed", "duration_s": 1e999, "error": HOSTILE}
+    hostile = status(
+        "failed",
+        1,
+        error=HOSTILE,
+        verification=[{"vm": "build", "jupyter_ok": True, "notebooks": [notebook]}],
+    )
+    hostile["events"][0]["message"] = HOSTILE
+    hostile["stages"][0]["last_error"] = HOSTILE
+    api.on("GET", "/api/builds/b000000001", (200, hostile))
+    listed = {**hostile, "name": HOSTILE, "owner": HOSTILE}
+    api.on("GET", "/api/builds?page_size=1", (200, {"builds": [listed]}))
+    args = {"list": ["list", "--page-size", "1"]}
+    result = run("--api-url", api.url, *args.get(command, [command, "b000000001"]))
+    shown = result.out + result.err
+    assert "[/x]" in shown and "[link=https://attacker.example]" in shown, shown
+    assert not any(c in shown for c in "\x1b\x07\u202e")

@@ -120,3 +120,29 @@ def test_directory_key_store_round_trips_with_private_modes(tmp_path: Path) -> N
         store.load("b-1f3a", "client")
     with pytest.raises(ValueError):
         store.save("../escape", "client", pair)
+
+
+def test_a_loose_key_folder_is_tightened_and_a_planted_link_is_not_written_through(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "keys"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    (folder / "b-1f3a.client.tmp").symlink_to(victim)
+    store = keys.DirectoryKeyStore(folder)
+    pair = keys.generate_keypair("c")
+    store.save("b-1f3a", "client", pair)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert victim.read_text() == "untouched\n"
+    assert store.load("b-1f3a", "client") == pair
+
+
+def test_a_key_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "keys").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(RuntimeError, match="not a plain folder"):
+        keys.DirectoryKeyStore(tmp_path / "keys").save(
+            "b-1f3a", "client", keys.generate_keypair("c")
+        )
