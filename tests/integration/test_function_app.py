@@ -196,3 +196,37 @@ def test_openapi_is_served(functions: dict[str, Any]) -> None:
     document = json.loads(response.get_body())
     assert document["openapi"].startswith("3.")
     assert "/api/builds" in document["paths"]
+
+
+def test_hostile_bodies_through_the_http_route_get_202_400_or_413_never_500(
+    functions: dict[str, Any], app_runtime: Runtime
+) -> None:
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as fuzz_settings
+
+    from tests.fuzz.strategies import encoded, mutated_requests
+
+    statuses: dict[int, int] = {}
+
+    @fuzz_settings(
+        max_examples=300,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(mutated_requests())
+    def one(document: object) -> None:
+        response = call(functions, "submit_build")(http("POST", "builds", encoded(document)))
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert response.status_code in (202, 400, 413)
+        body = json.loads(response.get_body())
+        if response.status_code != 202:
+            assert body["problems"] and all("field" in p for p in body["problems"])
+
+    one()
+    accepted = statuses.get(202, 0)
+    assert accepted and statuses.get(400), statuses
+    # Every accepted body is one recorded build; nothing else was recorded.
+    recorded = app_runtime.store.list(page_size=100).builds
+    assert len(recorded) == min(accepted, 100)
