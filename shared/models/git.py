@@ -46,7 +46,8 @@ def check_repository_url(value: str) -> str:
         raise ValueError("the port in the URL is not a number between 1 and 65535")
     if not parts.path.strip("/") or not _PATH.fullmatch(parts.path):
         raise ValueError("the URL needs a plain repository path such as /org/repo.git")
-    return value
+    # The scheme is case-insensitive; the guest's clone script (and git) want it lower-case.
+    return "https" + value[len(parts.scheme) :]
 
 
 def check_git_ref(value: str) -> str:

@@ -27,6 +27,7 @@ OPT_ROOT = "/opt"
 INSTALL_ROOT = "/opt/labimage"
 
 _SEGMENT = re.compile(PATH_SEGMENT_PATTERN)
+_MOUNT_POINT = re.compile(r"/[A-Za-z0-9._/-]*")
 _GLOB_SEGMENT = re.compile(r"[A-Za-z0-9._+@*?\[\]!-]+")
 
 
@@ -61,6 +62,13 @@ def check_mount_point(value: str) -> str:
     path = normalize_absolute_path(value)
     if path == "/":
         raise ValueError("the data disk cannot be mounted on '/'")
+    # The same rule as mount_disk.sh on the guest (it also goes into fstab, which splits on
+    # spaces): letters, digits, '.', '_', '-'; and never '..' anywhere, even inside a name.
+    if not _MOUNT_POINT.fullmatch(path) or ".." in path:
+        raise ValueError(
+            f"'{path}': a mount point may contain only letters, digits, '.', '_', '-' "
+            "(no '..', '+' or '@')"
+        )
     for system_dir in SYSTEM_DIRS:
         if is_within(path, system_dir):
             raise ValueError(

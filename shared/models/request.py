@@ -142,8 +142,8 @@ class PythonEnvironment(_Model):
 
     installer: Installer = Field(
         "uv",
-        description="How Python is installed: 'uv' (a virtual environment), 'miniforge' or "
-        "'anaconda' (a conda environment).",
+        description="How Python is installed: 'uv' (a virtual environment) or 'miniforge' (a "
+        "conda environment from conda-forge). 'anaconda' is refused with a reason.",
     )
     version: PythonVersion = Field(
         "3.11", description="Python version, 3.9 to 3.13, as '3.11' or '3.11.9'."
@@ -192,12 +192,24 @@ class PythonEnvironment(_Model):
             problems.append(
                 (
                     "environment_yml",
-                    "environment_yml needs installer 'miniforge' or 'anaconda'; with 'uv' "
+                    "environment_yml needs installer 'miniforge'; with 'uv' "
                     "use packages or requirements_txt",
                 )
             )
         for name in packages.duplicate_package_names(self.packages):
             problems.append(("packages", f"'{name}' is listed more than once"))
+        if self.installer == "anaconda":
+            # Refused rather than failing at install: the controller has no installer URL for
+            # it, and Anaconda's distribution and default channels carry terms of service that
+            # many organisations need a paid licence for. miniforge installs the same conda
+            # environments from conda-forge.
+            problems.append(
+                (
+                    "installer",
+                    "'anaconda' is not offered: use 'miniforge', which installs the same conda "
+                    "environments from conda-forge without Anaconda's licence terms",
+                )
+            )
         if problems:
             raise cross_field_error(problems)
         return self

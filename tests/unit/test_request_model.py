@@ -418,3 +418,9 @@ def test_a_deeply_nested_environment_file_is_a_problem_not_a_crash() -> None:
     problems = problems_of(doc)
 
     assert [p.field for p in problems] == ["python.environment_yml"]
+
+
+def test_anaconda_is_refused_with_a_reason_instead_of_failing_at_install() -> None:
+    problems = problems_of(mutate(seed(), "python.installer", "anaconda"))
+    (problem,) = [p for p in problems if p.field == "python.installer"]
+    assert "miniforge" in problem.message
