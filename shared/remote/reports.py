@@ -7,12 +7,17 @@ strings are bounded, numbers finite and in range, and anything else is refused a
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_REPORT_BYTES = 2 * 1024 * 1024
 MAX_NOTEBOOKS = 1_000
+MAX_DATA_FILES = 200_000
+MAX_MANIFEST_BYTES = 128 * 1024 * 1024
+
+
+_M = TypeVar("_M", bound="BaseModel")
 
 
 class BadGuestReport(ValueError):
@@ -31,6 +36,57 @@ class GuestNotebookResult(BaseModel):
 class GuestNotebookReport(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     notebooks: dict[str, GuestNotebookResult] = Field(default_factory=dict)
+
+
+class PulledFile(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    blob: str = Field(min_length=1, max_length=1_024)
+    path: str = Field(min_length=1, max_length=4_096)
+    size: int = Field(ge=0, le=2**50)
+    md5: str | None = Field(None, pattern=r"^[A-Za-z0-9+/]{22}==$")  # base64, as Blob storage
+    md5_verified: bool = False
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class DataManifest(BaseModel):
+    """pull_data.py's manifest.json: every file it wrote, with its size and digests."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    destination: str = Field(min_length=1, max_length=1_024)
+    files: list[PulledFile] = Field(max_length=MAX_DATA_FILES)
+    total_bytes: int = Field(ge=0)
+
+
+class InstalledPackage(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    package: str = Field(max_length=200)
+    version: str | None = Field(None, max_length=100)
+    module: str | None = Field(None, max_length=200)
+    ok: bool
+    error: str | None = Field(None, max_length=2_000)
+
+
+class InstallReport(BaseModel):
+    """install_python.sh's report.json: what was installed and whether each package imports."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    python: str = Field(max_length=1_024)
+    python_version: str = Field(max_length=40)
+    installer: str = Field(max_length=40)
+    packages: list[InstalledPackage] = Field(default_factory=list, max_length=2_000)
+    failed: list[str] = Field(default_factory=list, max_length=2_000)
+
+
+def parse_guest_json(model: type[_M], text: str, what: str) -> _M:
+    """`text` (a guest file) as `model`; BadGuestReport saying what is wrong otherwise."""
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise BadGuestReport(f"the {what} is {len(text)} bytes; at most {MAX_MANIFEST_BYTES}")
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        raise BadGuestReport(f"the {what} is malformed ({_where(exc)})") from None
+    except RecursionError:
+        raise BadGuestReport(f"the {what} is nested too deeply") from None
 
 
 def parse_notebook_report(text: str) -> GuestNotebookReport:

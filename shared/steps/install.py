@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Any
 
+from shared.artifacts import put_json
 from shared.azure.blob_sas import read_only_container_url
 from shared.data_access import data_problems
 from shared.errors import PermanentError
 from shared.remote import render
+from shared.remote.reports import (
+    BadGuestReport,
+    DataManifest,
+    InstallReport,
+    parse_guest_json,
+)
 from shared.ssh.jobs import read_job_file
 from shared.ssh.runner import SshRunner
 from shared.steps.base import Done, Outcome, Poll, StepContext
@@ -84,18 +90,46 @@ async def install_environment(ctx: StepContext) -> Outcome:
             if isinstance(result, Poll):
                 return result
             build = result
-        reports = {"python": await _report(runner, "install-python", "report.json")}
+        reports: dict[str, Any] = {"python": await _install_report(runner)}
         for index in range(len(request.data or [])):
-            job = f"pull-data-{index}"
-            reports[f"data-{index}"] = await _report(runner, job, "manifest.json")
+            reports[f"data-{index}"] = await _data_summary(ctx, runner, f"pull-data-{index}")
     return Done(
         build.with_outputs(install=reports),
         "Python, Jupyter, packages, data and repositories are in place",
     )
 
 
-async def _report(runner: SshRunner, job: str, name: str) -> Any:
+async def _guest_file(runner: SshRunner, job: str, name: str) -> str | None:
     try:
-        return json.loads(await read_job_file(runner, job, name))
-    except ValueError:
+        return await read_job_file(runner, job, name)
+    except PermanentError:
         return None
+
+
+async def _install_report(runner: SshRunner) -> dict[str, Any] | None:
+    text = await _guest_file(runner, "install-python", "report.json")
+    if text is None:
+        return None
+    try:
+        return parse_guest_json(InstallReport, text, "install report").model_dump()
+    except BadGuestReport as exc:
+        raise PermanentError(f"install-python: {exc}") from None
+
+
+async def _data_summary(ctx: StepContext, runner: SshRunner, job: str) -> dict[str, Any] | None:
+    """What one data pull wrote, checked; the full file list (thousands of blobs would not fit
+    in the build record) goes to Blob storage and the record keeps its digest."""
+    text = await _guest_file(runner, job, "manifest.json")
+    if text is None:
+        return None
+    try:
+        manifest = parse_guest_json(DataManifest, text, "data manifest")
+    except BadGuestReport as exc:
+        raise PermanentError(f"{job}: {exc}") from None
+    stored = put_json(ctx.settings, ctx.azure.credential, "data-manifests", manifest.model_dump())
+    return {
+        "destination": manifest.destination,
+        "files": len(manifest.files),
+        "total_bytes": manifest.total_bytes,
+        "manifest": stored.as_dict(),
+    }
