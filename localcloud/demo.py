@@ -26,6 +26,7 @@ from labimage_cli.render import format_duration, print_result, seconds_between
 from labimage_cli.watch import watch_build
 from localcloud.instance import DEFAULT_STATE_DIR, REPO_ROOT, Layout, read_env_file
 from localcloud.seed_content import seed_ooi
+from localcloud.signals import terminate_like_interrupt
 from shared.azure import images
 from shared.azure.clients import AzureClients
 from shared.settings import read_settings
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave localcloud running afterwards")
     parser.add_argument("--request", type=Path, default=SEED)
     args = parser.parse_args(argv)
+    terminate_like_interrupt()  # SIGTERM tears the instance down as Ctrl-C does
     layout = Layout(args.state_dir)
     consoles = Consoles(Console(), Console(stderr=True))
     try:

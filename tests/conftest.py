@@ -9,6 +9,13 @@ from pathlib import Path
 import pytest
 
 from localcloud import azurite
+from localcloud.signals import terminate_like_interrupt
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run stopped with SIGTERM tears down its fixtures (localcloud instances included) as
+    # Ctrl-C does, instead of leaving namespaces, loop devices and processes behind.
+    terminate_like_interrupt()
 
 
 @pytest.fixture(scope="session")
