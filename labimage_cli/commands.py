@@ -15,9 +15,9 @@ from rich.text import Text
 from labimage_cli.client import ApiClient, ApiError
 from labimage_cli.exit_codes import ExitCode
 from labimage_cli.render import (
-    builds_table,
-    events_table,
     generic,
+    print_builds,
+    print_events,
     print_result,
     stage_table,
 )
@@ -118,7 +118,7 @@ def cmd_list(client: ApiClient, consoles: Consoles, args: argparse.Namespace) ->
         print_json(consoles.out, {"builds": builds, "next_page_token": token})
         return ExitCode.OK
     if builds:
-        consoles.out.print(builds_table(builds))
+        print_builds(consoles.out, builds, wide=args.wide)
     else:
         consoles.out.print("no builds match")
     if token:
@@ -148,7 +148,7 @@ def cmd_events(client: ApiClient, consoles: Consoles, args: argparse.Namespace) 
     if args.json:
         print_json(consoles.out, events)
     else:
-        consoles.out.print(events_table(events))
+        print_events(consoles.out, events, wide=args.wide)
     return ExitCode.OK
 
 
@@ -168,9 +168,14 @@ def cmd_costs(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -
         return ExitCode.OTHER_ERROR
     if args.json:
         print_json(consoles.out, costs)
-    else:
+    elif consoles.out.is_terminal:
         consoles.out.print(generic(costs))
+    else:  # to a pipe or a file: as wide as it needs, never cut
+        consoles.out.print(generic(costs), width=PIPE_WIDTH)
     return ExitCode.OK
+
+
+PIPE_WIDTH = 10_000
 
 
 def print_json(console: Console, value: Any) -> None:

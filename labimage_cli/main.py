@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page-token", help="start at this page (printed after a partial list)")
     p.add_argument("--all", action="store_true", help="follow every page to the end")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--wide", action="store_true", help="every column, even past the width")
 
     p = command("cancel", commands.cmd_cancel, "ask a build to stop and clean up")
     p.add_argument("id", help="build id")
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("events", commands.cmd_events, "what happened in a build, in order")
     p.add_argument("id", help="build id")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--wide", action="store_true", help="every column, even past the width")
 
     p = command("costs", commands.cmd_costs, "estimated spend and savings by owner and project")
     p.add_argument("--from", dest="date_from", metavar="DATE", help="first day (YYYY-MM-DD)")

@@ -16,6 +16,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from labimage_cli.fit import Column, print_rows
 from labimage_cli.safe_text import clean_str, plain
 from shared.state.machine import PIPELINE, Stage
 
@@ -136,18 +137,6 @@ def event_line(event: dict[str, Any]) -> Text:
     return line
 
 
-def events_table(events: Iterable[dict[str, Any]]) -> Table:
-    table = Table(expand=False)
-    table.add_column("time", no_wrap=True)
-    table.add_column("stage", no_wrap=True)
-    table.add_column("message")
-    for event in events:
-        table.add_row(
-            clock(event.get("at")), plain(event.get("stage") or "-"), plain(event.get("message"))
-        )
-    return table
-
-
 def print_result(console: Console, status: dict[str, Any]) -> None:
     """Print result_report; lines of text are not wrapped, so ids and commands copy whole."""
     for part in result_report(status):
@@ -224,27 +213,72 @@ def verification_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def builds_table(builds: Iterable[dict[str, Any]]) -> Table:
-    table = Table(expand=False)
-    for column in ("id", "name", "owner", "project", "state", "stage", "created", "updated"):
-        table.add_column(column, no_wrap=True)
-    for build in builds:
-        table.add_row(
-            plain(build.get("id", "")),
-            plain(build.get("name", "")),
-            plain(build.get("owner", "")),
-            plain(build.get("project", "")),
-            styled(build.get("state", "")),
-            plain(build.get("stage") or "-"),
-            _date_time(build.get("created_at")),
-            _date_time(build.get("updated_at")),
-        )
-    return table
+BUILD_COLUMNS = (
+    Column("id", keep=True),
+    Column("name"),
+    Column("owner"),
+    Column("project"),
+    Column("state", keep=True),
+    Column("stage"),
+    Column("created"),
+    Column("updated"),
+)
+# Dropped in this order when the terminal is too narrow; id and state always stay whole.
+BUILD_DROP_ORDER = ("project", "updated", "owner", "stage", "created", "name")
 
 
-def _date_time(value: str | None) -> str:
+def print_builds(
+    console: Console,
+    builds: Iterable[dict[str, Any]],
+    wide: bool = False,
+    now: datetime | None = None,
+) -> None:
+    """Builds as a table that fits the terminal (full ids and states), or plain text to a pipe."""
+    today = (now or datetime.now(UTC)).astimezone().date()
+    rows = [
+        [
+            str(build.get("id", "")),
+            str(build.get("name", "")),
+            str(build.get("owner", "")),
+            str(build.get("project", "")),
+            str(build.get("state", "")),
+            str(build.get("stage") or "-"),
+            _date_time(build.get("created_at"), today),
+            _date_time(build.get("updated_at"), today),
+        ]
+        for build in builds
+    ]
+    print_rows(
+        console,
+        BUILD_COLUMNS,
+        rows,
+        drop_order=BUILD_DROP_ORDER,
+        wide=wide,
+        styles={"state": _STATE_STYLE},
+    )
+
+
+EVENT_COLUMNS = (
+    Column("time", keep=True),
+    Column("stage", keep=True),
+    Column("message", wraps=True),
+)
+
+
+def print_events(console: Console, events: Iterable[dict[str, Any]], wide: bool = False) -> None:
+    rows = [
+        [clock(e.get("at")), str(e.get("stage") or "-"), str(e.get("message", ""))] for e in events
+    ]
+    print_rows(console, EVENT_COLUMNS, rows, wide=wide)
+
+
+def _date_time(value: str | None, today: Any = None) -> str:
+    """'HH:MM' for today, 'YYYY-MM-DD HH:MM' otherwise, in the local time zone."""
     moment = parse_time(value)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else "-"
+    if not moment:
+        return "-"
+    local = moment.astimezone()
+    return local.strftime("%H:%M") if local.date() == today else local.strftime("%Y-%m-%d %H:%M")
 
 
 def problems_table(problems: Iterable[dict[str, str]]) -> Table:

@@ -4,6 +4,7 @@ builds in other states are written to the table as the pipeline would write them
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -137,10 +138,12 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
 
 def run(api: Api, *argv: str) -> Run:
-    out = Console(record=True, width=220, force_terminal=False)
-    err = Console(record=True, width=220, force_terminal=False)
+    """The command with its output going to a pipe (what a script sees)."""
+    out_file, err_file = io.StringIO(), io.StringIO()
+    out = Console(file=out_file, width=220, force_terminal=False)
+    err = Console(file=err_file, width=220, force_terminal=False)
     code = main(["--api-url", api.url, *argv], Consoles(out, err))
-    return Run(code, out.export_text(), err.export_text())
+    return Run(code, out_file.getvalue(), err_file.getvalue())
 
 
 def seeded(api: Api, state: BuildState, owner: str = "seed@example.org", **fields: Any) -> Build:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
@@ -92,10 +93,12 @@ class Run:
 
 
 def run(*argv: str) -> Run:
-    out = Console(record=True, width=200, force_terminal=False)
-    err = Console(record=True, width=200, force_terminal=False)
+    """The command with its output going to a pipe (what a script or `| grep` sees)."""
+    out_file, err_file = io.StringIO(), io.StringIO()
+    out = Console(file=out_file, width=200, force_terminal=False)
+    err = Console(file=err_file, width=200, force_terminal=False)
     code = main(list(argv), Consoles(out, err))
-    return Run(code, out.export_text(), err.export_text())
+    return Run(code, out_file.getvalue(), err_file.getvalue())
 
 
 def status(state: str, events: int = 1, **extra: Any) -> dict[str, Any]:
@@ -376,3 +379,53 @@ def test_server_strings_are_shown_literally_without_markup_or_terminal_control(
     shown = result.out + result.err
     assert "[/x]" in shown and "[link=https://attacker.example]" in shown, shown
     assert not any(c in shown for c in "\x1b\x07\u202e")
+
+
+def _listed(count: int) -> dict[str, Any]:
+    return {
+        "builds": [
+            {
+                "id": f"b1of7cn{i:03d}x",
+                "name": "ooi-jupyter-with-a-long-name",
+                "owner": "alice.researcher@oceanography.example.org",
+                "project": "ocean-observatories-initiative",
+                "state": "succeeded",
+                "stage": "done",
+                "created_at": "2026-03-02T09:00:00+00:00",
+                "updated_at": "2026-03-02T09:30:00+00:00",
+            }
+            for i in range(count)
+        ]
+    }
+
+
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_list_in_a_narrow_terminal_shows_full_ids_and_states(api: StubApi, width: int) -> None:
+    api.on("GET", "/api/builds?page_size=3", (200, _listed(3)))
+    out = Console(record=True, width=width, force_terminal=True, color_system=None)
+    code = main(["--api-url", api.url, "list", "--page-size", "3"], Consoles(out, out))
+    shown = out.export_text()
+    assert code == 0
+    assert all(len(line) <= width for line in shown.splitlines()), shown
+    for i in range(3):
+        assert f"b1of7cn{i:03d}x" in shown
+    assert shown.count("succeeded") == 3
+    wide = Console(record=True, width=width, force_terminal=True, color_system=None)
+    main(["--api-url", api.url, "list", "--page-size", "3", "--wide"], Consoles(wide, wide))
+    assert "ocean-observatories-initiative" in wide.export_text()
+
+
+def test_list_to_a_pipe_is_plain_text_with_every_column_whole(api: StubApi) -> None:
+    api.on("GET", "/api/builds?page_size=3", (200, _listed(3)))
+    result = run("--api-url", api.url, "list", "--page-size", "3")
+    lines = result.out.splitlines()
+    assert lines[0].split("\t") == [
+        "id", "name", "owner", "project", "state", "stage", "created", "updated"
+    ]  # fmt: skip
+    assert lines[1].split("\t")[:5] == [
+        "b1of7cn000x",
+        "ooi-jupyter-with-a-long-name",
+        "alice.researcher@oceanography.example.org",
+        "ocean-observatories-initiative",
+        "succeeded",
+    ]
