@@ -175,6 +175,13 @@ def cmd_costs(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -
     return ExitCode.OK
 
 
+def cmd_init(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
+    from labimage_cli.wizard import run_init  # the wizard imports this module
+
+    run_init(args, consoles.out)
+    return ExitCode.OK
+
+
 PIPE_WIDTH = 10_000
 
 

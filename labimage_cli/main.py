@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from labimage_cli import commands
+from labimage_cli import commands, wizard
 from labimage_cli.client import (
     API_URL_ENV,
     DEFAULT_API_URL,
@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="build id")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--wide", action="store_true", help="every column, even past the width")
+
+    p = command("init", commands.cmd_init, "write a build request from a few answers")
+    wizard.add_arguments(p)
 
     p = command("costs", commands.cmd_costs, "estimated spend and savings by owner and project")
     p.add_argument("--from", dest="date_from", metavar="DATE", help="first day (YYYY-MM-DD)")
