@@ -39,6 +39,7 @@ from localcloud.instance import (
     REPO_ROOT,
     RESOURCE_GROUP_API,
     SUBSCRIPTION_ID,
+    VAULT_RESOURCE_ID,
     Layout,
     Ports,
     app_settings,
@@ -104,6 +105,7 @@ def _start_arm(layout: Layout, ports: Ports, records_only: bool) -> None:
     args += ["--identity-port", str(ports.identity), "--extra-ca-pem", str(layout.ca_pem)]
     args += ["--vault-port", str(ports.vault)]
     args += ["--authorization-file", str(layout.authorization_file)]
+    args += ["--vault-resource-id", VAULT_RESOURCE_ID]
     # Inside a VM, 127.0.0.1:<port> reaches these host services (git clone, blob download).
     args += ["--relay-port", str(ports.git), "--relay-port", str(ports.blob)]
     # Each instance's sandboxes get their own range, so two instances never share addresses.
@@ -140,7 +142,9 @@ def _resource_groups(settings: dict[str, str]) -> list[str]:
 
 def _write_authorization(settings: dict[str, str], layout: Layout) -> None:
     groups = _resource_groups(settings)
-    write_authorization_file(layout.authorization_file, SUBSCRIPTION_ID, groups[0], groups[1:])
+    write_authorization_file(
+        layout.authorization_file, SUBSCRIPTION_ID, groups[0], groups[1:], VAULT_RESOURCE_ID
+    )
 
 
 def _create_resource_groups(settings: dict[str, str], layout: Layout) -> None:

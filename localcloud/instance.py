@@ -32,6 +32,12 @@ CONTROLLER_CLIENT_ID = "5a1c0c1d-0000-4000-8000-00000000c11e"
 CONTROLLER_PRINCIPAL_ID = "5a1c0c1d-0000-4000-8000-0000000000b1"
 DEPLOYER_CLIENT_ID = "5a1c0c1d-0000-4000-8000-00000000de91"
 DEPLOYER_PRINCIPAL_ID = "5a1c0c1d-0000-4000-8000-0000000000d1"
+# The Key Vault emulator's ARM id (a controller group of its own, as the Bicep deploys it):
+# role assignments name the vault by it.
+VAULT_RESOURCE_ID = (
+    f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/labimage-controller"
+    "/providers/Microsoft.KeyVault/vaults/localcloud-vault"
+)
 
 
 @dataclass(frozen=True)

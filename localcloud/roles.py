@@ -6,8 +6,8 @@ the extra auto-stop groups) and the emulator's generic document (localcloud/arm/
 role definitions, principals, assignments. Two principals: the controller's user-assigned
 identity (selected by AZURE_CLIENT_ID, as on Azure Functions) and the deployer, who holds the
 first role set `deployer.choices` names at subscription scope and makes the build group, as
-the person running `azd up` does. Storage and Key Vault scopes are left out: Azurite and the
-vault emulator do not check data-plane roles.
+the person running `azd up` does. The Key Vault roles go to the vault emulator's id; storage
+scopes are left out, since Azurite does not check data-plane roles.
 """
 
 from __future__ import annotations
@@ -45,7 +45,11 @@ def _definition(role_id: str, role: dict[str, Any]) -> dict[str, Any]:
 
 
 def authorization_document(
-    roles: dict[str, Any], subscription: str, build_group: str, autostop_groups: Iterable[str]
+    roles: dict[str, Any],
+    subscription: str,
+    build_group: str,
+    autostop_groups: Iterable[str],
+    vault_id: str | None = None,
 ) -> dict[str, Any]:
     """The emulator's role document for one instance (see the module docstring)."""
     built_in = roles["builtInRoles"]
@@ -67,6 +71,7 @@ def authorization_document(
         for g in dict.fromkeys(autostop_groups)
         if g.lower() != build_group.lower()
     ]
+    scopes["keyVault"] = [vault_id] if vault_id else []
     assignments = [
         {"principalId": CONTROLLER_PRINCIPAL_ID, "roleDefinitionId": role, "scope": scope}
         for kind, kind_scopes in scopes.items()
@@ -92,10 +97,13 @@ def authorization_document(
 
 
 def write_authorization_file(
-    path: Path, subscription: str, build_group: str, autostop_groups: Iterable[str]
+    path: Path,
+    subscription: str,
+    build_group: str,
+    autostop_groups: Iterable[str],
+    vault_id: str | None = None,
 ) -> Path:
     roles = json.loads(ROLES_FILE.read_text())
-    write_private_json(
-        path, authorization_document(roles, subscription, build_group, autostop_groups)
-    )
+    document = authorization_document(roles, subscription, build_group, autostop_groups, vault_id)
+    write_private_json(path, document)
     return path

@@ -55,6 +55,9 @@ def main() -> None:
         type=Path,
         help="role definitions, principals and assignments to enforce (default: allow all)",
     )
+    parser.add_argument(
+        "--vault-resource-id", help="the vault's ARM id, for role checks on its secrets"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     state_dir = args.state_dir.resolve()
@@ -66,6 +69,7 @@ def main() -> None:
         retry_after=args.retry_after,
         records_only=args.records_only,
         authorization_file=args.authorization_file,
+        vault_resource_id=args.vault_resource_id,
     )
 
     async def run() -> None:

@@ -141,6 +141,11 @@ class TokenIssuer:
 
         For services other than ARM (the Key Vault emulator), which answer with their own errors.
         """
+        claims = self.claims_of(authorization)
+        return None if claims is None else str(claims["aud"])
+
+    def claims_of(self, authorization: str | None) -> dict[str, Any] | None:
+        """The claims of a valid, unexpired bearer token in `authorization`; None otherwise."""
         scheme, _, token = (authorization or "").partition(" ")
         payload, _, signature = token.strip().partition(".")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -151,7 +156,7 @@ class TokenIssuer:
         claims = json.loads(base64.urlsafe_b64decode(padded))
         if int(claims["exp"]) < time.time():
             return None
-        return str(claims["aud"])
+        return dict(claims)
 
     def _sign(self, payload: str) -> str:
         return hmac.new(self.signing_key, payload.encode(), hashlib.sha256).hexdigest()

@@ -105,7 +105,7 @@ async def start_emulator(
     id_site = web.TCPSite(id_runner, LOOPBACK, identity_port)
     await id_site.start()
 
-    vault = Vault(arm_dir / "keyvault.json", issuer)
+    vault = Vault(arm_dir / "keyvault.json", issuer, settings.vault_resource_id)
     vault_runner = web.AppRunner(build_vault_app(vault), access_log=None)
     await vault_runner.setup()
     vault_site = web.TCPSite(

@@ -20,6 +20,7 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ManagedIdentityCredential
+from azure.keyvault.secrets import SecretClient
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.resources.models import Tags, TagsPatchResource
@@ -307,6 +308,25 @@ def test_a_vm_needs_join_on_its_nic(cloud: Cloud) -> None:
     assert f"linked scope(s) '{nic}'" in error_of(reply)["message"]
 
 
+def test_a_vm_needs_read_on_the_gallery_version_it_starts_from(cloud: Cloud) -> None:
+    nic = f"{group('rg-vm')}/providers/Microsoft.Network/networkInterfaces/nic"
+    version = f"{group('rg-net')}/providers/Microsoft.Compute/galleries/g/images/d/versions/1.0.0"
+    vm = f"{group('rg-vm')}/providers/Microsoft.Compute/virtualMachines/vm"
+    body = {
+        "location": LOC,
+        "properties": {
+            "storageProfile": {"imageReference": {"id": version}},
+            "networkProfile": {"networkInterfaces": [{"id": nic}]},
+        },
+    }
+    reply = cloud.call("carol", "PUT", f"{vm}?{VM_API}", body)
+    assert reply.status_code == 403
+    assert error_of(reply)["code"] == "LinkedAuthorizationFailed"
+    message = error_of(reply)["message"]
+    assert "'Microsoft.Compute/galleries/images/versions/read'" in message
+    assert f"linked scope(s) '{version}'" in message
+
+
 def test_admin_routes_and_operation_polls_are_not_checked(cloud: Cloud) -> None:
     add = cloud.call(
         "rita",
@@ -390,3 +410,70 @@ def test_tags_need_tags_write_or_write_on_the_resource(cloud: Cloud, identity_en
         ).result()
     assert caught.value.status_code == 403
     assert caught.value.error is not None and caught.value.error.code == "AuthorizationFailed"
+
+
+# --- Key Vault data plane ---------------------------------------------------------------------
+VAULT_ID = f"{group('rg-app')}/providers/Microsoft.KeyVault/vaults/kv"
+
+
+def test_key_vault_checks_secret_data_actions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Key Vault's RBAC model: each call needs its data action (learn.microsoft.com/azure/
+    role-based-access-control/permissions/security#microsoftkeyvault); refusals are 403
+    Forbidden / ForbiddenByRbac (piyushsachdeva/Terraform_AKS#2)."""
+    document = {
+        "roleDefinitions": [
+            {
+                "id": "officer",
+                "permissions": [{"dataActions": ["Microsoft.KeyVault/vaults/secrets/*"]}],
+            },
+            {
+                "id": "getter",
+                "permissions": [
+                    {
+                        "actions": ["*"],  # control-plane actions grant no data action
+                        "dataActions": ["Microsoft.KeyVault/vaults/secrets/getSecret/action"],
+                    }
+                ],
+            },
+        ],
+        "principals": [
+            {"principalId": "oid-officer", "clientId": "client-officer"},
+            {"principalId": "oid-getter", "clientId": "client-getter"},
+        ],
+        "roleAssignments": [
+            {"principalId": "oid-officer", "roleDefinitionId": "officer", "scope": VAULT_ID},
+            {"principalId": "oid-getter", "roleDefinitionId": "getter", "scope": VAULT_ID},
+        ],
+    }
+    roles = tmp_path / "roles.json"
+    roles.write_text(json.dumps(document))
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    with emulator_in_thread(
+        tmp_path / "lc", authorization_file=roles, vault_resource_id=VAULT_ID
+    ) as (running, _):
+        for name, value in running.identity_env().items():
+            monkeypatch.setenv(name, value)
+
+        def client(who: str) -> SecretClient:
+            return SecretClient(
+                running.vault_url,
+                ManagedIdentityCredential(client_id=f"client-{who}"),
+                connection_verify=str(running.ca_pem),
+            )
+
+        client("officer").set_secret("key-1", "s3cret")
+        assert client("getter").get_secret("key-1").value == "s3cret"
+        with pytest.raises(HttpResponseError) as caught:
+            client("getter").set_secret("key-2", "nope")
+        assert caught.value.status_code == 403
+        assert caught.value.error is not None and caught.value.error.code == "Forbidden"
+        message = str(caught.value.error.message)
+        assert "Action: 'Microsoft.KeyVault/vaults/secrets/setSecret/action'" in message
+        assert f"Resource: '{VAULT_ID.lower()}/secrets/key-2'" in message
+        with pytest.raises(HttpResponseError) as deleting:
+            client("getter").begin_delete_secret("key-1")
+        assert deleting.value.status_code == 403
+        assert client("officer").get_secret("key-1").value == "s3cret"
