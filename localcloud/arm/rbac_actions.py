@@ -6,7 +6,10 @@ RULES.md 2.1): `<namespace>/<type path>/read|write|delete` for GET, PUT/PATCH, D
 resource; `.../<name>/action` for POST actions; `.../<child>/read` for GETs of a child
 collection or view (instanceView); list calls need `read` of the type at the scope listed.
 The scope is the resource's id (a POST action's or a child list's parent), the resource group
-or the subscription.
+or the subscription: a list over the whole subscription needs a role there, one on a group is
+not enough (JetBrains/teamcity-azure-agent#109). Not modelled: ARM's answer to a subscription-
+wide list of resource groups for a caller with group roles only (here a 403, not a filtered
+list).
 """
 
 from __future__ import annotations
@@ -104,7 +107,10 @@ def _tags(method: str, scope_parts: list[str]) -> Required:
 def linked(method: str, path: str, body: Any) -> list[tuple[str, str]]:
     """(operation, scope) pairs a PUT also needs on the resources its body references:
     a VM's NICs (`networkInterfaces/join/action`); a NIC's subnets, public IPs and security
-    group (`.../join/action`) (RULES.md 2.1, LinkedAuthorizationFailed threads)."""
+    group (`.../join/action`) (RULES.md 2.1, LinkedAuthorizationFailed threads); `read` of the
+    image a VM starts from and of the source of an image or gallery version (a gallery version:
+    kubernetes-sigs/cluster-api-provider-azure#2746, MicrosoftDocs/azure-docs#68563,
+    Azure/azure-cli#30976; a managed image or VM source: the same rule, inferred)."""
     if method != "PUT" or not isinstance(body, dict):
         return []
     ref = parse_id(path)
@@ -118,6 +124,11 @@ def linked(method: str, path: str, body: Any) -> list[tuple[str, str]]:
     if kind == "microsoft.compute/virtualmachines":
         for nic in (props.get("networkProfile") or {}).get("networkInterfaces") or []:
             found += _ref("Microsoft.Network/networkInterfaces/join/action", nic)
+        found += _read_of((props.get("storageProfile") or {}).get("imageReference"))
+    elif kind == "microsoft.compute/images":
+        found += _read_of(props.get("sourceVirtualMachine"))
+    elif kind == "microsoft.compute/galleries/images/versions":
+        found += _read_of((props.get("storageProfile") or {}).get("source"))
     elif kind == "microsoft.network/networkinterfaces":
         for config in props.get("ipConfigurations") or []:
             inner = (config or {}).get("properties") or {}
@@ -137,3 +148,11 @@ def _ref(operation: str, reference: Any) -> list[tuple[str, str]]:
     if isinstance(reference, dict) and isinstance(reference.get("id"), str) and reference["id"]:
         return [(operation, reference["id"])]
     return []
+
+
+def _read_of(reference: Any) -> list[tuple[str, str]]:
+    """`<type>/read` on a referenced resource id (marketplace image references have none)."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("id"), str):
+        return []
+    ref = parse_id(reference["id"])
+    return [] if ref is None else [(f"{ref.type_name}/read", reference["id"])]
