@@ -54,48 +54,45 @@ resource buildGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   tags: tags
 }
 
+// The controller identity's roles, custom and built-in, per scope: one file the emulator
+// (localcloud) reads too, so what it enforces is what this template grants.
+var roles = loadJsonContent('roles.json')
+var imagePublisher = roles.customRoles.imagePublisher
+var vmStopper = roles.customRoles.vmStopper
+
 // What capture needs beyond Virtual Machine Contributor: managed images and gallery versions.
 resource imagePublisherRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, environmentName, 'labimage-image-publisher')
   properties: {
-    roleName: 'labimage image publisher (${environmentName})'
-    description: 'Managed images; Compute Galleries, image definitions and versions in the build group.'
+    roleName: '${imagePublisher.roleName} (${environmentName})'
+    description: imagePublisher.description
     type: 'CustomRole'
     assignableScopes: [buildGroup.id]
     permissions: [
       {
-        actions: [
-          'Microsoft.Compute/images/*'
-          // capture creates a missing gallery and image definition, then the version
-          'Microsoft.Compute/galleries/read'
-          'Microsoft.Compute/galleries/write'
-          'Microsoft.Compute/galleries/images/read'
-          'Microsoft.Compute/galleries/images/write'
-          'Microsoft.Compute/galleries/images/versions/*'
-        ]
-        notActions: []
+        actions: imagePublisher.actions
+        notActions: imagePublisher.notActions
+        dataActions: imagePublisher.dataActions
+        notDataActions: imagePublisher.notDataActions
       }
     ]
   }
 }
 
-// Auto-stop outside the build group: list VMs and deallocate them, nothing else.
+// Auto-stop outside the build group: list VMs, deallocate them, snooze them (tags).
 resource vmStopperRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (!empty(autostopResourceGroups)) {
   name: guid(subscription().id, environmentName, 'labimage-vm-stopper')
   properties: {
-    roleName: 'labimage VM stopper (${environmentName})'
-    description: 'Read VMs and their instance view, deallocate them.'
+    roleName: '${vmStopper.roleName} (${environmentName})'
+    description: vmStopper.description
     type: 'CustomRole'
     assignableScopes: [for group in autostopResourceGroups: subscriptionResourceId('Microsoft.Resources/resourceGroups', group)]
     permissions: [
       {
-        actions: [
-          'Microsoft.Compute/virtualMachines/read'
-          'Microsoft.Compute/virtualMachines/instanceView/read'
-          'Microsoft.Compute/virtualMachines/deallocate/action'
-          'Microsoft.Resources/subscriptions/resourceGroups/read'
-        ]
-        notActions: []
+        actions: vmStopper.actions
+        notActions: vmStopper.notActions
+        dataActions: vmStopper.dataActions
+        notDataActions: vmStopper.notDataActions
       }
     ]
   }

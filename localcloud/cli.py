@@ -34,11 +34,12 @@ from localcloud import azurite, processes, registry
 from localcloud.arm.certs import ensure_certificates
 from localcloud.instance import (
     DEFAULT_STATE_DIR,
+    DEPLOYER_CLIENT_ID,
     LOCATION,
     REPO_ROOT,
-    RESOURCE_GROUP,
     RESOURCE_GROUP_API,
     SUBSCRIPTION_ID,
+    VAULT_RESOURCE_ID,
     Layout,
     Ports,
     app_settings,
@@ -47,6 +48,7 @@ from localcloud.instance import (
     read_env_file,
     write_env_file,
 )
+from localcloud.roles import write_authorization_file
 from localcloud.sandbox.subnets import allocate_subnet
 
 COMPONENTS = ("azurite", "arm", "git", "functions")
@@ -102,6 +104,8 @@ def _start_arm(layout: Layout, ports: Ports, records_only: bool) -> None:
     args = ["--state-dir", str(layout.state_dir), "--port", str(ports.arm)]
     args += ["--identity-port", str(ports.identity), "--extra-ca-pem", str(layout.ca_pem)]
     args += ["--vault-port", str(ports.vault)]
+    args += ["--authorization-file", str(layout.authorization_file)]
+    args += ["--vault-resource-id", VAULT_RESOURCE_ID]
     # Inside a VM, 127.0.0.1:<port> reaches these host services (git clone, blob download).
     args += ["--relay-port", str(ports.git), "--relay-port", str(ports.blob)]
     # Each instance's sandboxes get their own range, so two instances never share addresses.
@@ -129,10 +133,34 @@ def _write_identity_header(layout: Layout) -> str:
     return secret
 
 
-def _create_resource_group(settings: dict[str, str], layout: Layout) -> None:
-    """PUT the build resource group through the emulator, authenticated as the managed identity."""
+def _resource_groups(settings: dict[str, str]) -> list[str]:
+    """The build group and the auto-stop groups the controller's settings name."""
+    extra = settings.get("LABIMAGE_AUTOSTOP_RESOURCE_GROUPS", "").split(",")
+    groups = [settings["LABIMAGE_RESOURCE_GROUP"], *(g.strip() for g in extra)]
+    return list(dict.fromkeys(g for g in groups if g and g != "*"))
+
+
+def _write_authorization(settings: dict[str, str], layout: Layout) -> None:
+    groups = _resource_groups(settings)
+    write_authorization_file(
+        layout.authorization_file, SUBSCRIPTION_ID, groups[0], groups[1:], VAULT_RESOURCE_ID
+    )
+
+
+def _create_resource_groups(settings: dict[str, str], layout: Layout) -> None:
+    """PUT the build group and the auto-stop groups through the emulator, as the deployer (the
+    controller's identity has no right to make groups, as on Azure)."""
+    for group in _resource_groups(settings):
+        _create_resource_group(settings, layout, group)
+
+
+def _create_resource_group(settings: dict[str, str], layout: Layout, group: str) -> None:
     query = urllib.parse.urlencode(
-        {"api-version": "2019-08-01", "resource": "https://management.azure.com"}
+        {
+            "api-version": "2019-08-01",
+            "resource": "https://management.azure.com",
+            "client_id": DEPLOYER_CLIENT_ID,
+        }
     )
     token_request = urllib.request.Request(
         f"{settings['IDENTITY_ENDPOINT']}?{query}",
@@ -142,7 +170,7 @@ def _create_resource_group(settings: dict[str, str], layout: Layout) -> None:
         token = json.load(response)["access_token"]
     url = (
         f"{settings['LABIMAGE_ARM_ENDPOINT']}/subscriptions/{SUBSCRIPTION_ID}"
-        f"/resourcegroups/{RESOURCE_GROUP}?api-version={RESOURCE_GROUP_API}"
+        f"/resourcegroups/{group}?api-version={RESOURCE_GROUP_API}"
     )
     request = urllib.request.Request(
         url,
@@ -218,8 +246,9 @@ def up(
 
     if _module_exists("localcloud.arm.__main__"):
         print("starting the Resource Manager emulator", flush=True)
+        _write_authorization(settings, layout)
         _start_arm(layout, ports, records_only)
-        _create_resource_group(settings, layout)
+        _create_resource_groups(settings, layout)
         started.append("arm")
     else:
         problems.append("the ARM emulator is not available (no localcloud.arm.__main__)")

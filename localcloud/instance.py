@@ -25,6 +25,19 @@ SWEEPER_SCHEDULE = "0 0 * * * *"
 IDLE_SCHEDULE = "0 */10 * * * *"
 WATCHDOG_SCHEDULE = "0 */5 * * * *"
 RESOURCE_GROUP_API = "2021-04-01"
+# The two principals the emulator knows (localcloud/roles.py): the controller's user-assigned
+# identity, which the Functions host selects with AZURE_CLIENT_ID as on Azure, and the
+# deployer, who makes the resource groups as the person running the Bicep deployment does.
+CONTROLLER_CLIENT_ID = "5a1c0c1d-0000-4000-8000-00000000c11e"
+CONTROLLER_PRINCIPAL_ID = "5a1c0c1d-0000-4000-8000-0000000000b1"
+DEPLOYER_CLIENT_ID = "5a1c0c1d-0000-4000-8000-00000000de91"
+DEPLOYER_PRINCIPAL_ID = "5a1c0c1d-0000-4000-8000-0000000000d1"
+# The Key Vault emulator's ARM id (a controller group of its own, as the Bicep deploys it):
+# role assignments name the vault by it.
+VAULT_RESOURCE_ID = (
+    f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/labimage-controller"
+    "/providers/Microsoft.KeyVault/vaults/localcloud-vault"
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,11 @@ class Layout:
         return self.arm_dir / "identity-header"
 
     @property
+    def authorization_file(self) -> Path:
+        # What the ARM emulator enforces, made from infra/roles.json (localcloud/roles.py).
+        return self.arm_dir / "authorization.json"
+
+    @property
     def keys_dir(self) -> Path:
         return self.state_dir / "keys"
 
@@ -103,6 +121,7 @@ def app_settings(
         **keys,
         "IDENTITY_ENDPOINT": f"http://127.0.0.1:{ports.identity}/msi/token",
         "IDENTITY_HEADER": identity_header,
+        "AZURE_CLIENT_ID": CONTROLLER_CLIENT_ID,
         "AUTOSTOP_SCHEDULE": AUTOSTOP_SCHEDULE,
         "SWEEPER_SCHEDULE": SWEEPER_SCHEDULE,
         "WATCHDOG_SCHEDULE": WATCHDOG_SCHEDULE,

@@ -1,15 +1,15 @@
-// Roles of the controller's identity in its own resource group.
-// Role definition ids are Azure's built-in ones (Azure built-in roles reference).
+// Roles of the controller's identity in its own resource group (infra/roles.json,
+// assignments.controllerStorage and .keyVault; built-in role ids from Azure's reference).
 param principalId string
 param storageAccountName string
 param keyVaultName string
 @description('Optional: a person who may read the builds table and queues while debugging.')
 param userPrincipalId string = ''
 
-var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // host state, deployment package
-var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // stage queues
-var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // builds table
-var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // per-build SSH keys
+var roles = loadJsonContent('../roles.json')
+var storageRoleIds = [for name in roles.assignments.controllerStorage.builtIn: roles.builtInRoles[name].id]
+var vaultRoleIds = [for name in roles.assignments.keyVault.builtIn: roles.builtInRoles[name].id]
+var userRoleIds = [for name in roles.assignments.debugUserStorage.builtIn: roles.builtInRoles[name].id]
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -19,7 +19,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
 }
 
-resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in [storageBlobDataOwner, storageQueueDataContributor, storageTableDataContributor]: {
+resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in storageRoleIds: {
   name: guid(account.id, principalId, role)
   scope: account
   properties: {
@@ -29,17 +29,17 @@ resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [fo
   }
 }]
 
-resource secretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, principalId, keyVaultSecretsOfficer)
+resource vaultRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in vaultRoleIds: {
+  name: guid(vault.id, principalId, role)
   scope: vault
   properties: {
     principalId: principalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsOfficer)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
   }
-}
+}]
 
-resource userRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in (empty(userPrincipalId) ? [] : [storageQueueDataContributor, storageTableDataContributor]): {
+resource userRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in (empty(userPrincipalId) ? [] : userRoleIds): {
   name: guid(account.id, userPrincipalId, role)
   scope: account
   properties: {

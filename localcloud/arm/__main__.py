@@ -1,5 +1,5 @@
 """`python -m localcloud.arm --state-dir DIR --port 8443 --identity-port 8444 --vault-port 8446
-[--records-only] [--subnet 10.213.0.0/16]`"""
+[--records-only] [--subnet 10.213.0.0/16] [--authorization-file roles.json]`"""
 
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ def main() -> None:
     parser.add_argument(
         "--subnet", default="10.213.0.0/16", help="the sandboxes' address range (SandboxHost)"
     )
+    parser.add_argument(
+        "--authorization-file",
+        type=Path,
+        help="role definitions, principals and assignments to enforce (default: allow all)",
+    )
+    parser.add_argument(
+        "--vault-resource-id", help="the vault's ARM id, for role checks on its secrets"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     state_dir = args.state_dir.resolve()
@@ -60,6 +68,8 @@ def main() -> None:
         page_size=args.page_size,
         retry_after=args.retry_after,
         records_only=args.records_only,
+        authorization_file=args.authorization_file,
+        vault_resource_id=args.vault_resource_id,
     )
 
     async def run() -> None:

@@ -11,26 +11,33 @@ from typing import Any
 from aiohttp import web
 
 from localcloud.arm import errors
+from localcloud.arm.authz import Authorization, enforce
 from localcloud.arm.emulator import RESOURCE_GROUP_TYPE, Emulator, json_response
 from localcloud.arm.identity import TokenIssuer
 from localcloud.arm.ids import ResourceRef, group_id, parse_id
 from localcloud.arm.kinds.registry import GROUP_DELETE_ORDER, KINDS
 from localcloud.arm.kinds.vms import VM, record_vm_body, record_vm_internal
 from localcloud.arm.naming import RESOURCE_GROUP
+from localcloud.arm.rbac_actions import tags_api_index
 from localcloud.arm.store import Resource
+from localcloud.arm.tags import tags_at_scope
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EMULATOR_KEY = web.AppKey("emulator", Emulator)
 ISSUER_KEY = web.AppKey("issuer", TokenIssuer)
+AUTHZ_KEY = web.AppKey("authorization", Authorization)
 
 
 def build_app(emulator: Emulator, issuer: TokenIssuer) -> web.Application:
-    """The ARM application (serve it over TLS); `/localcloud/...` holds the admin routes."""
+    """The ARM application (serve it over TLS); `/localcloud/...` holds the admin routes.
+    With `issuer.authorization` every ARM call is checked against its role assignments."""
     app = web.Application(middlewares=[_arm_middleware], client_max_size=64 * 1024**2)
     app[EMULATOR_KEY] = emulator
     app[ISSUER_KEY] = issuer
+    if issuer.authorization is not None:
+        app[AUTHZ_KEY] = issuer.authorization
     app.router.add_get("/localcloud/health", _health)
     app.router.add_post("/localcloud/records", _add_records)
     app.router.add_post("/localcloud/throttle", _throttle)
@@ -45,7 +52,7 @@ async def _arm_middleware(request: web.Request, handler: Handler) -> web.StreamR
     try:
         if request.path == "/localcloud/health":
             return await handler(request)
-        request.app[ISSUER_KEY].verify(request.headers.get("Authorization"))
+        claims = request.app[ISSUER_KEY].verify(request.headers.get("Authorization"))
         if request.path.startswith("/localcloud/"):
             return await handler(request)
         if emu.throttle_remaining > 0:
@@ -61,6 +68,8 @@ async def _arm_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
+        if AUTHZ_KEY in request.app:
+            await enforce(request.app[AUTHZ_KEY], request, claims)
         return await handler(request)
     except errors.ArmError as error:
         headers = {"Retry-After": emu.throttle_retry_after} if error.status == 429 else None
@@ -119,6 +128,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if len(parts) < 2 or low[0] != "subscriptions":
         raise _no_route(request)
     sub = parts[1]
+    tags_at = tags_api_index(low)
+    if tags_at is not None:
+        return await tags_at_scope(request, emu, parts[:tags_at])
     if len(parts) == 3 and low[2] == "resourcegroups" and method == "GET":
         return _paged(
             request,

@@ -30,6 +30,10 @@ class EmulatorSettings:
     # 0 leaves the header out, so the client's own polling_interval applies (fast tests).
     retry_after: int = 1
     records_only: bool = False  # every VM is a record; the runner is never asked to boot
+    # Role definitions, principals and assignments (authz.py); None: every call is allowed.
+    authorization_file: Path | None = None
+    # The Key Vault emulator's ARM id, where role assignments name it (None: no role checks).
+    vault_resource_id: str | None = None
 
 
 class Emulator:

@@ -13,6 +13,13 @@ again. The SDK accepts a resource only when the vault's host ends with "." + the
 `https://127.0.0.1:<port>/`, so its resource is `https://0.0.1:<port>`: the same rule, applied to
 a dotted address. Nothing ever connects to that resource URL; it is only the token audience.
 
+Authorization (when the emulator has a role file and the vault a resource id): the vault uses
+the Azure RBAC permission model, each call needs its data action at
+`<vault id>/secrets/<name>` (learn.microsoft.com/azure/role-based-access-control/permissions/
+security#microsoftkeyvault; reading a deleted secret's bundle is mapped to readMetadata, an
+inference), and a refusal is Key Vault's 403 `Forbidden` with inner code `ForbiddenByRbac`
+(message as in piyushsachdeva/Terraform_AKS#2).
+
 Secrets persist in `<state>/arm/keyvault.json`, mode 0600, rewritten atomically on every change.
 Secret values never appear in logs or error messages.
 """
@@ -106,11 +113,14 @@ class VaultState:
 class Vault:
     """One vault: its state, its address (known once the port is bound) and token checks."""
 
-    def __init__(self, state_path: Path, issuer: TokenIssuer) -> None:
+    def __init__(
+        self, state_path: Path, issuer: TokenIssuer, resource_id: str | None = None
+    ) -> None:
         self.state = VaultState(state_path)
         self.state.load()
         self.issuer = issuer
         self.url = ""  # https://127.0.0.1:<port>, set by the server after binding
+        self.resource_id = resource_id  # its ARM id: where role assignments name it
 
     @property
     def resource(self) -> str:
@@ -122,18 +132,42 @@ class Vault:
         )
         return f'Bearer authorization="{authority}", resource="{self.resource}"'
 
-    def authorize(self, authorization: str | None) -> None:
+    def authorize(self, authorization: str | None) -> dict[str, Any]:
+        """The token's claims; Key Vault's 401 errors unless it is valid for this vault."""
         if not authorization:
             raise VaultError(
                 401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token."
             )
-        audience = self.issuer.audience_of(authorization)
-        if audience is None:
+        claims = self.issuer.claims_of(authorization)
+        if claims is None:
             raise VaultError(401, "Unauthorized", "AKV10032: Invalid or expired token.")
-        if audience.rstrip("/") != self.resource:
+        if str(claims["aud"]).rstrip("/") != self.resource:
             raise VaultError(
                 401, "Unauthorized", f"AKV10022: Invalid audience. Expected {self.resource}."
             )
+        return claims
+
+    def check_role(self, claims: dict[str, Any], action: str, name: str) -> None:
+        """Key Vault's 403 unless the caller's roles grant the data action on the secret."""
+        authz = self.issuer.authorization
+        if authz is None or self.resource_id is None:
+            return
+        resource = f"{self.resource_id}/secrets/{name}"
+        object_id = str(claims.get("oid") or "")
+        if authz.allows(object_id, action, resource, data=True):
+            return
+        vault_name = self.resource_id.rstrip("/").rsplit("/", 1)[-1]
+        raise VaultError(
+            403,
+            "Forbidden",
+            "Caller is not authorized to perform action on resource.\r\nIf role assignments, "
+            "deny assignments or role definitions were changed recently, please observe "
+            f"propagation time.\r\nCaller: appid={claims.get('appid', '')};oid={object_id}"
+            f"\r\nAction: '{action}'\r\nResource: '{resource.lower()}'\r\nAssignment: "
+            "(not found)\r\nDenyAssignmentId: null\r\nDecisionReason: 'DeniedWithNoValidRBAC' "
+            f"\r\nVault: {vault_name}\r\n",
+            inner="ForbiddenByRbac",
+        )
 
     # --- bundles ------------------------------------------------------------------------------
     def _bundle(self, version: dict[str, Any]) -> dict[str, Any]:
@@ -266,7 +300,7 @@ async def _vault_middleware(request: web.Request, handler: Handler) -> web.Strea
     vault = request.app[VAULT_KEY]
     try:
         try:
-            vault.authorize(request.headers.get("Authorization"))
+            claims = vault.authorize(request.headers.get("Authorization"))
         except VaultError as error:
             return error.response({"WWW-Authenticate": vault.challenge()})
         if not request.query.get("api-version"):
@@ -281,6 +315,7 @@ async def _vault_middleware(request: web.Request, handler: Handler) -> web.Strea
                 "The request URI contains an invalid name: names are 1-127 letters, digits and "
                 "dashes.",
             )
+        vault.check_role(claims, _data_action(request), name)
         return await handler(request)
     except VaultError as error:
         return error.response()
@@ -288,6 +323,25 @@ async def _vault_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     except json.JSONDecodeError:
         return VaultError(400, "BadParameter", "The request body is not valid JSON.").response()
+
+
+_SECRETS = "Microsoft.KeyVault/vaults/secrets"
+
+
+def _data_action(request: web.Request) -> str:
+    """The data action of a call (routes above: live secrets, deleted secrets, recover)."""
+    deleted = request.path.startswith("/deletedsecrets/")
+    if request.method == "POST":
+        return f"{_SECRETS}/recover/action"
+    if deleted and request.method == "DELETE":
+        return f"{_SECRETS}/purge/action"
+    if deleted:
+        return f"{_SECRETS}/readMetadata/action"
+    if request.method == "PUT":
+        return f"{_SECRETS}/setSecret/action"
+    if request.method == "DELETE":
+        return f"{_SECRETS}/delete"
+    return f"{_SECRETS}/getSecret/action"
 
 
 async def _set(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from localcloud.arm.app import build_app
+from localcloud.arm.authz import Authorization
 from localcloud.arm.certs import ensure_certificates, server_ssl_context
 from localcloud.arm.emulator import Emulator, EmulatorSettings
 from localcloud.arm.identity import TokenIssuer, build_identity_app
@@ -89,6 +90,8 @@ async def start_emulator(
     arm_dir = settings.state_dir / "arm"
     certs = ensure_certificates(arm_dir)
     issuer = TokenIssuer.in_folder(arm_dir)
+    if settings.authorization_file is not None:
+        issuer.authorization = Authorization.from_file(settings.authorization_file)
     emulator = Emulator(settings, runner)
     await asyncio.to_thread(runner.prepare)
     recover_after_restart(emulator)
@@ -102,7 +105,7 @@ async def start_emulator(
     id_site = web.TCPSite(id_runner, LOOPBACK, identity_port)
     await id_site.start()
 
-    vault = Vault(arm_dir / "keyvault.json", issuer)
+    vault = Vault(arm_dir / "keyvault.json", issuer, settings.vault_resource_id)
     vault_runner = web.AppRunner(build_vault_app(vault), access_log=None)
     await vault_runner.setup()
     vault_site = web.TCPSite(

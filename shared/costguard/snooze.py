@@ -3,7 +3,9 @@
 The stop instant moves to N hours after the later of now and today's stop time: when that
 crosses the VM's local midnight, the skip tag is set for today (the stop comes back tomorrow);
 otherwise the snooze tag holds the new instant. The VM's own stop time is left as it was, so
-a snooze never changes tomorrow. Tags are changed with a PATCH (VirtualMachineUpdate).
+a snooze never changes tomorrow. Tags are changed through the Tags API (shared/azure/tags.py):
+in an extra auto-stop group the controller holds only the VM stopper role, which may tag VMs
+(`Microsoft.Resources/tags/write`) but not write them, so a VM PATCH would be refused there.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from azure.mgmt.compute.models import VirtualMachineUpdate
-
 from shared.azure.boundary import arm_call
 from shared.azure.clients import AzureClients
+from shared.azure.tags import change_tags
 from shared.costguard.schedule import SKIP_TAG, SNOOZE_TAG, BadTag, schedule_from_tags
 
 
@@ -84,9 +85,7 @@ def snooze(azure: AzureClients, group: str, name: str, hours: int, now: datetime
             vm = azure.compute.virtual_machines.get(group, name)
         except ResourceNotFoundError:
             raise NoSuchVm(f"{group}/{name}") from None
-    tags, stop_at = snoozed_tags(dict(vm.tags or {}), hours, now)
-    with arm_call(f"update tags of VM {group}/{name}"):
-        azure.compute.virtual_machines.begin_update(
-            group, name, VirtualMachineUpdate(tags=tags)
-        ).result()
+    before = dict(vm.tags or {})
+    tags, stop_at = snoozed_tags(before, hours, now)
+    change_tags(azure, str(vm.id), before, tags)
     return Snoozed(str(vm.id), stop_at, tags)
