@@ -1,5 +1,5 @@
 """`python -m localcloud.arm --state-dir DIR --port 8443 --identity-port 8444 --vault-port 8446
-[--records-only] [--subnet 10.213.0.0/16]`"""
+[--records-only] [--subnet 10.213.0.0/16] [--default-security-type Standard|TrustedLaunch]`"""
 
 from __future__ import annotations
 
@@ -50,6 +50,12 @@ def main() -> None:
     parser.add_argument(
         "--subnet", default="10.213.0.0/16", help="the sandboxes' address range (SandboxHost)"
     )
+    parser.add_argument(
+        "--default-security-type",
+        choices=("Standard", "TrustedLaunch"),
+        default="Standard",
+        help="what a VM without securityProfile gets where image and size support it",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     state_dir = args.state_dir.resolve()
@@ -60,6 +66,7 @@ def main() -> None:
         page_size=args.page_size,
         retry_after=args.retry_after,
         records_only=args.records_only,
+        default_security_type=args.default_security_type,
     )
 
     async def run() -> None:

@@ -30,6 +30,10 @@ class EmulatorSettings:
     # 0 leaves the header out, so the client's own polling_interval applies (fast tests).
     retry_after: int = 1
     records_only: bool = False  # every VM is a record; the runner is never asked to boot
+    # What a VM without securityProfile gets where image and size allow Trusted Launch:
+    # "Standard" (Azure without the Trusted-Launch-by-default rollout) or "TrustedLaunch"
+    # (with it; ACD trusted-launch.md, RULES.md section 4).
+    default_security_type: str = "Standard"
 
 
 class Emulator:
