@@ -626,7 +626,8 @@ async def _boot(emu: Emulator, vm: Resource, guest: GuestConfig | None) -> str:
             data.append(DataDisk(int(entry["lun"]), path))
     path = disk_path(os_disk)
     assert path is not None
-    spec = BootSpec(vm.internal["vm_key"], path, data, guest)
+    controller = vm.props.get("storageProfile", {}).get("diskControllerType", "SCSI")
+    spec = BootSpec(vm.internal["vm_key"], path, data, guest, controller)
     return await emu.blocking(emu.runner.boot, spec)
 
 
