@@ -309,3 +309,13 @@ def test_a_vm_from_a_captured_image_gets_the_source_generation_and_controllers(
         )
     )
     assert error.error.code == "BadRequest"  # managed images do not make Trusted Launch VMs
+
+
+def test_localcloud_up_takes_the_platform_default_security_type() -> None:
+    from localcloud.cli import parse_args
+
+    assert parse_args(["up"]).default_security_type == "Standard"
+    chosen = parse_args(["up", "--default-security-type", "TrustedLaunch"])
+    assert chosen.default_security_type == "TrustedLaunch"
+    with pytest.raises(SystemExit):
+        parse_args(["up", "--default-security-type", "ConfidentialVM"])
