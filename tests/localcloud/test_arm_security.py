@@ -154,6 +154,17 @@ def test_an_explicit_security_type_is_answered_as_sent(azure: Azure) -> None:
     )
     assert error.status_code == 400 and error.error.code == "BadRequest"
     assert "Use of TrustedLaunch setting is not supported" in error.message
+    error = refused(
+        lambda: create_vm(
+            azure,
+            "s4",
+            make_network_nic_only(azure, "s4"),
+            size="Standard_D2s_v3",
+            security_profile=TL,
+        )
+    )
+    assert error.status_code == 400 and error.error.code == "BadRequest"
+    assert "'Standard_D2s_v3' is not supported for creation of VMs" in error.message
 
 
 def test_a_size_must_boot_the_image_generation(azure: Azure) -> None:

@@ -146,7 +146,7 @@ def decide(
             f"'{image.generation[1:]}' VM Size. For more information, see "
             "https://aka.ms/azuregen2vm",
         )
-    security, profile = _security(props, image, traits, default_security, api_version)
+    security, profile = _security(props, image, size, default_security, api_version)
     controller = _controller(props, image, traits, size)
     return VmPlatform(image.generation, security, controller, image.controllers, profile)
 
@@ -154,10 +154,11 @@ def decide(
 def _security(
     props: dict[str, Any],
     image: ImageTraits,
-    size: SizeTraits,
+    size_name: str,
     default_security: str,
     api_version: str,
 ) -> tuple[str, dict[str, Any] | None]:
+    size = size_traits(size_name)
     profile = dict(props.get("securityProfile") or {})
     asked = profile.get("securityType")
     image_allows_tl = image.generation == "V2" and image.security in (
@@ -194,6 +195,14 @@ def _security(
             "Use of TrustedLaunch setting is not supported for the provided image. Please select "
             "Trusted Launch Supported Gen2 OS Image. For more information, see "
             "https://aka.ms/TrustedLaunch-FAQ.",
+        )
+    if chosen == TRUSTED_LAUNCH and not size.trusted_launch:
+        raise errors.ArmError(  # Azure/azure-cli#28005 (the API's message from November 2023)
+            400,
+            "BadRequest",
+            f"The VM size '{size_name}' is not supported for creation of VMs and Virtual Machine "
+            "Scale Set with 'TrustedLaunch' security type. For more information, see "
+            "https://aka.ms/TrustedLaunch-FAQ",
         )
     if chosen == TRUSTED_LAUNCH:
         uefi = dict(profile.get("uefiSettings") or {})
