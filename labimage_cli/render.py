@@ -158,6 +158,9 @@ def result_report(status: dict[str, Any]) -> list[RenderableType]:
         parts.append(plain(f"image: {status['image_id']}"))
     if status.get("gallery_image_version_id"):
         parts.append(plain(f"gallery image version: {status['gallery_image_version_id']}"))
+    security = status.get("security")
+    if security:
+        parts.append(plain(f"security type: {security.get('type')} ({security.get('reason')})"))
     parts.append(stage_times_table(status))
     for report in status.get("verification", []):
         parts.append(verification_table(report))

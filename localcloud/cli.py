@@ -98,7 +98,9 @@ def _start_python(
     return processes.start_detached(layout.state_dir, name, argv, _python_env(env), REPO_ROOT)
 
 
-def _start_arm(layout: Layout, ports: Ports, records_only: bool) -> None:
+def _start_arm(
+    layout: Layout, ports: Ports, records_only: bool, default_security_type: str = "Standard"
+) -> None:
     # Made here (idempotent; the emulator reuses them) so guests can be told to trust the CA.
     ensure_certificates(layout.arm_dir)
     args = ["--state-dir", str(layout.state_dir), "--port", str(ports.arm)]
@@ -113,6 +115,7 @@ def _start_arm(layout: Layout, ports: Ports, records_only: bool) -> None:
     args += ["--subnet", str(subnet)]
     if records_only:
         args.append("--records-only")
+    args += ["--default-security-type", default_security_type]
     proc = _start_python(layout, "arm", "localcloud.arm", args, {})
     log = processes.log_path(layout.state_dir, "arm")
 
@@ -210,6 +213,7 @@ def up(
     records_only: bool = False,
     extra_settings: dict[str, str] | None = None,
     key_vault: bool = False,
+    default_security_type: str = "Standard",
 ) -> int:
     """Start every component (or do nothing when all answer) and write env.json.
 
@@ -247,7 +251,7 @@ def up(
     if _module_exists("localcloud.arm.__main__"):
         print("starting the Resource Manager emulator", flush=True)
         _write_authorization(settings, layout)
-        _start_arm(layout, ports, records_only)
+        _start_arm(layout, ports, records_only, default_security_type)
         _create_resource_groups(settings, layout)
         started.append("arm")
     else:
@@ -375,6 +379,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="up: keep per-build SSH keys in the Key Vault emulator, not in <state>/keys",
     )
+    parser.add_argument(
+        "--default-security-type",
+        choices=("Standard", "TrustedLaunch"),
+        default="Standard",
+        help="up: the security type emulated VMs without securityProfile get (Azure's default)",
+    )
     args = parser.parse_args(argv)
     for item in args.setting:
         if "=" not in item or not item.split("=", 1)[0].strip():
@@ -398,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.records_only,
                 _extra_settings(args),
                 args.key_vault,
+                args.default_security_type,
             )
         except (UpError, RuntimeError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)

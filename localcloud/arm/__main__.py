@@ -1,5 +1,6 @@
 """`python -m localcloud.arm --state-dir DIR --port 8443 --identity-port 8444 --vault-port 8446
-[--records-only] [--subnet 10.213.0.0/16] [--authorization-file roles.json]`"""
+[--records-only] [--subnet 10.213.0.0/16] [--authorization-file roles.json]
+[--default-security-type Standard|TrustedLaunch]`"""
 
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ def main() -> None:
     parser.add_argument(
         "--vault-resource-id", help="the vault's ARM id, for role checks on its secrets"
     )
+    parser.add_argument(
+        "--default-security-type",
+        choices=("Standard", "TrustedLaunch"),
+        default="Standard",
+        help="what a VM without securityProfile gets where image and size support it",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     state_dir = args.state_dir.resolve()
@@ -70,6 +77,7 @@ def main() -> None:
         records_only=args.records_only,
         authorization_file=args.authorization_file,
         vault_resource_id=args.vault_resource_id,
+        default_security_type=args.default_security_type,
     )
 
     async def run() -> None:

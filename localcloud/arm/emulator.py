@@ -34,6 +34,10 @@ class EmulatorSettings:
     authorization_file: Path | None = None
     # The Key Vault emulator's ARM id, where role assignments name it (None: no role checks).
     vault_resource_id: str | None = None
+    # What a VM without securityProfile gets where image and size allow Trusted Launch:
+    # "Standard" (Azure without the Trusted-Launch-by-default rollout) or "TrustedLaunch"
+    # (with it; ACD trusted-launch.md, RULES.md section 4).
+    default_security_type: str = "Standard"
 
 
 class Emulator:

@@ -33,6 +33,8 @@ class BootSpec:
     os_disk: Path  # a directory: the OS layer (overlay upper) of this VM
     data_disks: list[DataDisk] = field(default_factory=list)
     guest: GuestConfig | None = None
+    # storageProfile.diskControllerType: where the guest finds its data disks by LUN.
+    disk_controller: str = "SCSI"
 
 
 class VmRunner(Protocol):

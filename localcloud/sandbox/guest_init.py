@@ -26,6 +26,7 @@ SUDOERS_FILE = "/etc/sudoers.d/90-cloud-init-users"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 CA_LOCAL_COPY = "/usr/local/share/ca-certificates/localcloud-ca.crt"
 AZURE_LUN_DIR = "/dev/disk/azure/scsi1"
+AZURE_NVME_LUN_DIR = "/dev/disk/azure/data/by-lun"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -130,14 +131,24 @@ def make_node(path: str, major: int, minor: int, mode: int, block: bool = False)
 # --- a minimal udev for the data disks ------------------------------------------------------
 
 
+def lun_links(disk: dict) -> tuple[str, str]:
+    """(folder, name prefix) of a data disk's LUN links as Azure's udev rules make them: SCSI
+    `scsi1/lun<N>` (WALinuxAgent), NVMe `data/by-lun/<N>` (azure-vm-utils, ACD
+    azure-virtual-machine-utilities.md); partitions add `-part<P>`."""
+    if str(disk.get("controller", "SCSI")).lower() == "nvme":
+        return AZURE_NVME_LUN_DIR, str(disk["lun"])
+    return AZURE_LUN_DIR, f"lun{disk['lun']}"
+
+
 def sync_disk_nodes(disks: list[dict]) -> None:
     """Create /dev nodes and Azure's LUN links for each loop disk and its partitions."""
-    os.makedirs(AZURE_LUN_DIR, exist_ok=True)
     for disk in disks:
-        loop, lun = disk["loop"], disk["lun"]
-        wanted = {loop: f"lun{lun}"}
+        loop = disk["loop"]
+        link_dir, base = lun_links(disk)
+        os.makedirs(link_dir, exist_ok=True)
+        wanted = {loop: base}
         for entry in _partitions(loop):
-            wanted[entry] = f"lun{lun}-part{entry[len(loop) + 1 :]}"
+            wanted[entry] = f"{base}-part{entry[len(loop) + 1 :]}"
         for name, link in wanted.items():
             sysdir = f"/sys/block/{loop}" if name == loop else f"/sys/block/{loop}/{name}"
             try:
@@ -154,17 +165,18 @@ def sync_disk_nodes(disks: list[dict]) -> None:
             except FileNotFoundError:
                 make_node(node, major, minor, 0o660, block=True)
                 os.chown(node, 0, 6)  # group disk
-            link_path = f"{AZURE_LUN_DIR}/{link}"
-            if os.path.islink(link_path) and os.readlink(link_path) == f"../../../{name}":
+            link_path = f"{link_dir}/{link}"
+            target = os.path.relpath(node, link_dir)
+            if os.path.islink(link_path) and os.readlink(link_path) == target:
                 continue
             if os.path.lexists(link_path):
                 os.unlink(link_path)
-            os.symlink(f"../../../{name}", link_path)
+            os.symlink(target, link_path)
         # partitions that vanished (the guest repartitioned)
-        for link in os.listdir(AZURE_LUN_DIR):
-            if link.startswith(f"lun{lun}-part") and link not in wanted.values():
-                target = os.readlink(f"{AZURE_LUN_DIR}/{link}").rsplit("/", 1)[-1]
-                os.unlink(f"{AZURE_LUN_DIR}/{link}")
+        for link in os.listdir(link_dir):
+            if link.startswith(f"{base}-part") and link not in wanted.values():
+                target = os.readlink(f"{link_dir}/{link}").rsplit("/", 1)[-1]
+                os.unlink(f"{link_dir}/{link}")
                 if os.path.exists(f"/dev/{target}"):
                     os.unlink(f"/dev/{target}")
 

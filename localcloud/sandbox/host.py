@@ -212,7 +212,7 @@ class SandboxHost:
             "media": str(vm_dir / "media"),
             "hide": [str(self.layout.state_dir)],
             "disks": [
-                {"lun": d.lun, "loop": Path(dev).name}
+                {"lun": d.lun, "loop": Path(dev).name, "controller": spec.disk_controller}
                 for d, dev in zip(spec.data_disks, record.loops, strict=True)
             ],
         }

@@ -63,6 +63,7 @@ def build_status(build: Build, now: datetime | None = None) -> BuildStatus:
             "resources": [ResourceRef(type=r.type, id=r.id) for r in build.resources],
             "image_id": outputs.get("image_id"),
             "gallery_image_version_id": outputs.get("gallery_image_version_id"),
+            "security": outputs.get("security"),
             "verification": reports,
             "connection": Connection.model_validate(
                 {k: connection[k] for k in Connection.model_fields if k in connection}

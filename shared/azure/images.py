@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from azure.mgmt.compute.models import Gallery, GalleryImage, GalleryImageVersion, Image
@@ -9,18 +10,27 @@ from azure.mgmt.compute.models import Gallery, GalleryImage, GalleryImageVersion
 from shared.azure.boundary import arm_call, get_or_none
 from shared.azure.clients import AzureClients
 from shared.azure.naming import BUILD_TAG
+from shared.errors import PermanentError
 
 LRO_WAIT_S = 50
 
 
 def begin_create_image(
-    azure: AzureClients, image_name: str, source_vm_id: str, tags: dict[str, str]
+    azure: AzureClients,
+    image_name: str,
+    source_vm_id: str,
+    tags: dict[str, str],
+    generation: str,
 ) -> None:
+    """Start capturing a managed image; `generation` is the source VM's (Azure refuses another)."""
     s = azure.settings
     body: dict[str, Any] = {
         "location": s.location,
         "tags": tags,
-        "properties": {"sourceVirtualMachine": {"id": source_vm_id}, "hyperVGeneration": "V2"},
+        "properties": {
+            "sourceVirtualMachine": {"id": source_vm_id},
+            "hyperVGeneration": generation,
+        },
     }
     with arm_call(f"create image {image_name}"):
         azure.compute.images.begin_create_or_update(s.resource_group, image_name, Image(body))
@@ -43,15 +53,19 @@ def begin_create_gallery_version(
     gallery: str,
     definition: str,
     version: str,
-    image_id: str,
+    source_id: str,
     tags: dict[str, str],
+    from_vm: bool = False,
 ) -> None:
+    """Start a gallery image version from a managed image, or (`from_vm`) straight from a
+    generalized VM, as a Trusted Launch VM must be captured."""
     s = azure.settings
+    source = {"virtualMachineId": source_id} if from_vm else {"id": source_id}
     body: dict[str, Any] = {
         "location": s.location,
         "tags": tags,
         "properties": {
-            "storageProfile": {"source": {"id": image_id}},
+            "storageProfile": {"source": source},
             "publishingProfile": {
                 "targetRegions": [{"name": s.location, "regionalReplicaCount": 1}]
             },
@@ -114,15 +128,56 @@ def gallery_version_build_tag(
     return True, (found.tags or {}).get(BUILD_TAG)
 
 
+@dataclass(frozen=True)
+class DefinitionNeeds:
+    """What the image definition must say for this build's version and the VMs made from it."""
+
+    generation: str  # the source VM's hyperVGeneration
+    security_type: str  # TrustedLaunch or Standard
+    nvme: bool  # the VM ran on NVMe, so VMs from the image must be allowed to
+
+    def features(self) -> list[dict[str, str]]:
+        # ACD trusted-launch-portal.md: a Trusted Launch VM capture needs SecurityType
+        # TrustedLaunch; without DiskControllerTypes an image is SCSI only (nvme-overview.md).
+        features = []
+        if self.security_type == "TrustedLaunch":
+            features.append({"name": "SecurityType", "value": "TrustedLaunch"})
+        if self.nvme:
+            features.append({"name": "DiskControllerTypes", "value": "SCSI, NVMe"})
+        return features
+
+    def problems(self, existing: GalleryImage) -> list[str]:
+        """Why an existing definition cannot take this build's version."""
+        found = []
+        generation = getattr(existing.hyper_v_generation, "value", existing.hyper_v_generation)
+        generation = str(generation or "V1")
+        if generation.upper() != self.generation.upper():
+            found.append(f"its hyperVGeneration is {generation}, the build VM's {self.generation}")
+        features = {
+            str(f.name).lower(): str(f.value or "") for f in existing.features or [] if f.name
+        }
+        security = features.get("securitytype", "Standard")
+        if self.security_type == "TrustedLaunch" and security.lower() != "trustedlaunch":
+            found.append(f"its SecurityType is {security}; a Trusted Launch VM needs TrustedLaunch")
+        if self.security_type != "TrustedLaunch" and security.lower() == "trustedlaunch":
+            found.append("its SecurityType TrustedLaunch makes Trusted Launch VMs only")
+        controllers = features.get("diskcontrollertypes", "SCSI").lower()
+        if self.nvme and "nvme" not in controllers:
+            found.append("it does not list NVMe in DiskControllerTypes, which this VM size needs")
+        return found
+
+
 def ensure_gallery_definition(
     azure: AzureClients,
     gallery: str,
     definition: str,
     identifier: dict[str, str],
     tags: dict[str, str],
+    needs: DefinitionNeeds,
 ) -> None:
     """Create the gallery and the image definition when missing; existing ones are left as they
-    are. They outlive builds, so they do not carry a build tag and cleanup never removes them."""
+    are, but must fit `needs` (PermanentError naming what does not). They outlive builds, so
+    they do not carry a build tag and cleanup never removes them."""
     s = azure.settings
     if (
         get_or_none(
@@ -136,21 +191,27 @@ def ensure_gallery_definition(
             azure.compute.galleries.begin_create_or_update(
                 s.resource_group, gallery, Gallery(body)
             ).result(timeout=LRO_WAIT_S)
-    if (
-        get_or_none(
-            f"read gallery image definition {gallery}/{definition}",
-            lambda: azure.compute.gallery_images.get(s.resource_group, gallery, definition),
-        )
-        is None
-    ):
+    existing = get_or_none(
+        f"read gallery image definition {gallery}/{definition}",
+        lambda: azure.compute.gallery_images.get(s.resource_group, gallery, definition),
+    )
+    if existing is not None:
+        problems = needs.problems(existing)
+        if problems:
+            raise PermanentError(
+                f"the existing image definition {gallery}/{definition} cannot take this build's "
+                f"image: {'; '.join(problems)}. Choose another image.gallery.definition"
+            )
+    else:
         body = {
             "location": s.location,
             "tags": tags,
             "properties": {
                 "osType": "Linux",
                 "osState": "Generalized",
-                "hyperVGeneration": "V2",
+                "hyperVGeneration": needs.generation,
                 "identifier": identifier,
+                "features": needs.features(),
             },
         }
         with arm_call(f"create gallery image definition {gallery}/{definition}"):

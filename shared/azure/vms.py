@@ -27,7 +27,8 @@ class VmSpec:
     data_disk_lun: int
     data_disk_size_gb: int
     platform_image: dict[str, str] | None = None  # publisher/offer/sku/version
-    image_id: str | None = None  # a managed image (relaunch)
+    image_id: str | None = None  # a managed image or gallery image version (relaunch)
+    security_type: str = "Standard"  # always sent: Azure's default is moving to TrustedLaunch
     spot: bool = False
     spot_max_price: float | None = None
     os_disk_size_gb: int | None = None
@@ -86,11 +87,22 @@ def vm_body(spec: VmSpec, location: str) -> dict[str, Any]:
             ]
         },
     }
+    properties["securityProfile"] = security_profile(spec.security_type)
     if spec.spot:
         properties["priority"] = "Spot"
         properties["evictionPolicy"] = "Deallocate"
         properties["billingProfile"] = {"maxPrice": spec.spot_max_price or -1}
     return {"location": location, "tags": spec.tags, "properties": properties}
+
+
+def security_profile(security_type: str) -> dict[str, Any]:
+    """securityProfile for Trusted Launch (secure boot and vTPM on) or Standard."""
+    if security_type == "TrustedLaunch":
+        return {
+            "securityType": "TrustedLaunch",
+            "uefiSettings": {"secureBootEnabled": True, "vTpmEnabled": True},
+        }
+    return {"securityType": "Standard"}
 
 
 def begin_create_vm(azure: AzureClients, spec: VmSpec) -> None:
@@ -110,6 +122,7 @@ class VmState:
     provisioning: str | None = None  # Succeeded, Creating, Failed...
     power: str | None = None  # running, stopped, deallocated, starting...
     generalized: bool = False
+    hyper_v_generation: str | None = None  # V1 or V2, from the instance view
 
     @property
     def running(self) -> bool:
@@ -135,7 +148,19 @@ def vm_state(azure: AzureClients, name: str, group: str | None = None) -> VmStat
             power = code.split("/", 1)[1]
         elif code == "OSState/generalized":
             generalized = True
-    return VmState(True, provisioning, power, generalized)
+    generation = view.hyper_v_generation
+    generation = getattr(generation, "value", generation)  # the SDK answers an enum member
+    return VmState(True, provisioning, power, generalized, str(generation) if generation else None)
+
+
+def disk_controller(azure: AzureClients, name: str) -> str | None:
+    """storageProfile.diskControllerType of a VM (SCSI or NVMe), None when it is gone."""
+    group = azure.settings.resource_group
+    vm = get_or_none(f"read VM {name}", lambda: azure.compute.virtual_machines.get(group, name))
+    if vm is None or vm.storage_profile is None:
+        return None
+    controller = vm.storage_profile.disk_controller_type
+    return str(getattr(controller, "value", controller)) if controller else None
 
 
 def begin_deallocate(azure: AzureClients, name: str, group: str | None = None) -> None:

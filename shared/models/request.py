@@ -54,6 +54,9 @@ PROJECT_TAG = "project"
 CONDA_INSTALLERS = ("miniforge", "anaconda")
 
 Installer = Literal["uv", "miniforge", "anaconda"]
+SecurityType = Literal["TrustedLaunch", "Standard"]
+TRUSTED_LAUNCH: SecurityType = "TrustedLaunch"
+STANDARD: SecurityType = "Standard"
 
 
 class _Model(BaseModel):
@@ -109,6 +112,13 @@ class VmSpec(_Model):
         ge=30,
         le=4095,
         description="OS disk size in GB (30-4095). Leave out to keep the image's size.",
+    )
+    security_type: SecurityType | None = Field(
+        None,
+        description="'TrustedLaunch' (secure boot and vTPM) or 'Standard', for the build VM and "
+        "the relaunched one. Leave out for TrustedLaunch when image.gallery is set and Standard "
+        "otherwise: Azure cannot capture a managed image from a Trusted Launch VM, so "
+        "TrustedLaunch needs image.gallery (and then no managed image is made).",
     )
 
     @model_validator(mode="after")
@@ -312,7 +322,9 @@ class ImageTarget(_Model):
 
     name: ImageName = Field(
         description="Managed image name: 1-80 letters, digits, '.', '_' or '-', starting with a "
-        "letter or digit and ending with a letter, digit or '_'.",
+        "letter or digit and ending with a letter, digit or '_'. A Trusted Launch build (see "
+        "vm.security_type) makes no managed image, as Azure cannot; the gallery version is the "
+        "image then.",
         examples=["jupyter-ooi-ubuntu2404"],
     )
     gallery: GalleryTarget | None = Field(
@@ -421,9 +433,31 @@ class BuildRequest(_Model):
             raise ValueError("; ".join(problems))
         return tags
 
+    def security_choice(self) -> tuple[SecurityType, str]:
+        """The security type the build's VMs are created with, and why."""
+        if self.vm.security_type is not None:
+            return self.vm.security_type, "asked for in vm.security_type"
+        if self.image.gallery is not None:
+            return TRUSTED_LAUNCH, (
+                "the default for a build that publishes to a Compute Gallery (Azure's default "
+                "for Gen2 VMs; the gallery version is made from the VM directly)"
+            )
+        return STANDARD, (
+            "the default for a build that makes a managed image only: Azure cannot capture a "
+            "managed image from a Trusted Launch VM"
+        )
+
     @model_validator(mode="after")
     def _paths_fit_together(self) -> BuildRequest:
         problems = _destination_problems(self) + _notebook_problems(self)
+        if self.vm.security_type == TRUSTED_LAUNCH and self.image.gallery is None:
+            problems.append(
+                (
+                    "vm.security_type",
+                    "Azure cannot capture a managed image from a Trusted Launch VM: add "
+                    "image.gallery, or use 'Standard'",
+                )
+            )
         if problems:
             raise cross_field_error(problems)
         return self

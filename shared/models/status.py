@@ -81,6 +81,13 @@ class Connection(_Model):
     jupyter_url: str = Field(description="Jupyter's address once the tunnel runs.")
 
 
+class SecurityChoice(_Model):
+    """The security type the build's VMs were created with."""
+
+    type: Literal["TrustedLaunch", "Standard"] = Field(description="Azure's securityType.")
+    reason: str = Field(description="Why this one: asked for, or the default and its reason.")
+
+
 class CostEstimate(_Model):
     """An estimate from the shipped price table (approximate list prices, dated)."""
 
@@ -112,9 +119,16 @@ class BuildStatus(_Model):
     resources: list[ResourceRef] = Field(
         default_factory=list, description="Azure resources created for this build."
     )
-    image_id: str | None = Field(None, description="Resource id of the captured managed image.")
+    image_id: str | None = Field(
+        None,
+        description="Resource id of the captured managed image (none for a Trusted Launch "
+        "build: Azure makes no managed image from a Trusted Launch VM).",
+    )
     gallery_image_version_id: str | None = Field(
         None, description="Resource id of the gallery image version, if one was requested."
+    )
+    security: SecurityChoice | None = Field(
+        None, description="The security type of the build's VMs and why it was chosen."
     )
     verification: list[VerificationReport] = Field(
         default_factory=list, description="Check results, build VM first."

@@ -7,6 +7,7 @@ from shared.azure import images, vms
 from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
 from shared.remote import render
+from shared.state.record import Build
 from shared.steps.base import Done, Outcome, Poll, StepContext
 from shared.steps.targets import check_image_targets_free
 from shared.steps.vm_access import open_guest
@@ -28,6 +29,7 @@ async def capture_image(ctx: StepContext) -> Outcome:
         return Poll(build, DEPROVISION_SETTLE_S, "deprovisioning the guest (waagent)")
 
     state = vms.vm_state(ctx.azure, vm.vm)
+    trusted_launch = request.security_choice()[0] == "TrustedLaunch"
     if not build.marker(stage, "image_done"):
         if not state.exists:
             raise PermanentError(f"build VM {vm.vm} disappeared before it was captured")
@@ -38,21 +40,15 @@ async def capture_image(ctx: StepContext) -> Outcome:
             return Poll(build, POLL_S, f"deallocating (VM is {state.power})")
         if not state.generalized:
             vms.generalize(ctx.azure, vm.vm)
-        tags = {**_tags(ctx), "labimage-role": "image"}
-        image_state, image_id = images.image_state(ctx.azure, request.image.name)
-        if image_state is not None:
-            check_image_targets_free(ctx)  # never record someone else's image as ours
-        if image_state is None:
-            images.begin_create_image(
-                ctx.azure, request.image.name, vms.vm_id(ctx.azure, vm.vm), tags
-            )
-            return Poll(build, POLL_S, f"creating image {request.image.name}")
-        if image_state == "Failed":
-            raise PermanentError(f"Azure could not create image {request.image.name}")
-        if image_state != "Succeeded" or not image_id:
-            return Poll(build, POLL_S, f"image {request.image.name} is {image_state}")
-        build = build.with_resource("Microsoft.Compute/images", image_id)
-        build = build.with_outputs(image_id=image_id).with_progress(stage, image_done=True)
+        if trusted_launch:
+            # Azure makes no managed image from a Trusted Launch VM: the gallery version is
+            # captured from the VM itself below.
+            build = build.with_progress(stage, image_done=True)
+        else:
+            made = _capture_managed_image(ctx, build, state, vm.vm)
+            if isinstance(made, Poll):
+                return made
+            build = made
 
     gallery = request.image.gallery
     if gallery is not None and not build.outputs.get("gallery_image_version_id"):
@@ -65,20 +61,27 @@ async def capture_image(ctx: StepContext) -> Outcome:
                 "offer": request.project,
                 "sku": gallery.definition,
             }
+            needs = images.DefinitionNeeds(
+                _generation(state, vm.vm),
+                request.security_choice()[0],
+                vms.disk_controller(ctx.azure, vm.vm) == "NVMe",
+            )
             images.ensure_gallery_definition(
                 ctx.azure,
                 gallery.gallery_name,
                 gallery.definition,
                 identifier,
                 {"labimage-created-by": build.id},
+                needs,
             )
             images.begin_create_gallery_version(
                 ctx.azure,
                 gallery.gallery_name,
                 gallery.definition,
                 gallery.version,
-                build.outputs["image_id"],
+                vms.vm_id(ctx.azure, vm.vm) if trusted_launch else build.outputs["image_id"],
                 _tags(ctx),
+                from_vm=trusted_launch,
             )
             return Poll(build, POLL_S, f"creating gallery version {gallery.version}")
         if g_state == "Failed":
@@ -93,7 +96,35 @@ async def capture_image(ctx: StepContext) -> Outcome:
             vms.begin_delete_vm(ctx.azure, vm.vm)
             build = build.with_progress(stage, vm_delete_started=True)
         return Poll(build, POLL_S, f"deleting build VM {vm.vm}")
-    return Done(build, f"image {build.outputs['image_id']} captured; build VM deleted")
+    captured = build.outputs.get("image_id") or build.outputs.get("gallery_image_version_id")
+    return Done(build, f"image {captured} captured; build VM deleted")
+
+
+def _capture_managed_image(
+    ctx: StepContext, build: Build, state: vms.VmState, vm_name: str
+) -> Poll | Build:
+    name = ctx.request.image.name
+    image_state, image_id = images.image_state(ctx.azure, name)
+    if image_state is not None:
+        check_image_targets_free(ctx)  # never record someone else's image as ours
+    if image_state is None:
+        tags = {**_tags(ctx), "labimage-role": "image"}
+        vm_id = vms.vm_id(ctx.azure, vm_name)
+        images.begin_create_image(ctx.azure, name, vm_id, tags, _generation(state, vm_name))
+        return Poll(build, POLL_S, f"creating image {name}")
+    if image_state == "Failed":
+        raise PermanentError(f"Azure could not create image {name}")
+    if image_state != "Succeeded" or not image_id:
+        return Poll(build, POLL_S, f"image {name} is {image_state}")
+    build = build.with_resource("Microsoft.Compute/images", image_id)
+    return build.with_outputs(image_id=image_id).with_progress(build.stage, image_done=True)
+
+
+def _generation(state: vms.VmState, vm_name: str) -> str:
+    """The build VM's hyperVGeneration, which the image (or definition) must repeat."""
+    if not state.exists or not state.hyper_v_generation:
+        raise PermanentError(f"build VM {vm_name} is gone or shows no hyperVGeneration")
+    return state.hyper_v_generation
 
 
 def _tags(ctx: StepContext) -> dict[str, str]:

@@ -24,7 +24,11 @@ async def relaunch_vm(ctx: StepContext) -> Outcome:
     stage = ctx.build.stage
     names = BuildNames(ctx.build.id)
     vm = names.vm("relaunch")
-    image_id = ctx.build.outputs.get("image_id")
+    # What users will start their VMs from: the gallery version when there is one.
+    if request.image.gallery is not None:
+        image_id = ctx.build.outputs.get("gallery_image_version_id")
+    else:
+        image_id = ctx.build.outputs.get("image_id")
     if not image_id:
         raise PermanentError("no image to relaunch from")
 

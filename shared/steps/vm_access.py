@@ -161,6 +161,7 @@ def _vm_spec(
             "version": image.version,
         },
         image_id=image_id,
+        security_type=request.security_choice()[0],
         spot=request.vm.spot,
         spot_max_price=getattr(request.vm, "max_price", None),
         os_disk_size_gb=getattr(request.vm, "os_disk_size_gb", None),

@@ -80,8 +80,13 @@ def gallery_keep_request(cloud: Cloud) -> dict[str, Any]:
     for repo in request["repositories"]:
         repo["url"] = repo["url"].replace(":8445/", f":{PORTS['git']}/")
     request["image"]["name"] = "jupyter-ooi-kept"
+    # An NVMe-only size (v6): the data disk shows up at data/by-lun/<N> only.
+    request["vm"]["size"] = NVME_SIZE
     request["autostop"] = {"time": "23:59", "time_zone": NOT_DUE_ZONE}
     return request
+
+
+NVME_SIZE = "Standard_D2ads_v6"
 
 
 def not_due_zone() -> str:
@@ -141,6 +146,8 @@ def test_the_seed_request_succeeds_end_to_end(cloud: Cloud, builds: dict[str, st
     # The data disk: xfs, mounted at /datadrive by its UUID.
     disk = outputs["data_disk"]
     assert disk["fs"] == "xfs" and disk["mount_point"] == "/datadrive" and disk["uuid"]
+    assert disk["lun_link"] == "/dev/disk/azure/scsi1/lun0"  # a v5 size: SCSI
+    assert status["security"]["type"] == "Standard"  # a managed image only
     # The packages import inside the VM; the data arrived with matching checksums.
     python = outputs["install"]["python"]
     assert not python.get("failed"), python
@@ -210,11 +217,21 @@ def test_a_kept_vm_runs_from_the_gallery_image_and_its_ssh_command_works(
     group = cloud.settings.resource_group
     kept = azure.compute.virtual_machines.get(group, f"labimage-{build_id}-relaunch")
     assert (kept.tags or {})["labimage-autostop"] == f"23:59 {NOT_DUE_ZONE}"
-    # What is left of the build is exactly the image, the gallery version and the kept VM with
-    # what it needs; the build VM is gone.
+    # A gallery build is Trusted Launch: captured from the VM into the gallery, no managed image
+    # (Azure makes none from a Trusted Launch VM); the kept VM runs from the gallery version, on
+    # the NVMe size, where the mount step found the disk by data/by-lun.
+    assert status["security"]["type"] == "TrustedLaunch" and status["image_id"] is None
+    assert kept.storage_profile.image_reference.id == status["gallery_image_version_id"]
+    assert kept.security_profile.security_type == "TrustedLaunch"
+    assert kept.hardware_profile.vm_size == NVME_SIZE
+    assert kept.storage_profile.disk_controller_type == "NVMe"
+    outputs = cloud.store().get(build_id).build.outputs
+    assert outputs["data_disk"]["lun_link"] == "/dev/disk/azure/data/by-lun/0"
+    # What is left of the build is exactly the gallery version and the kept VM with what it
+    # needs; the build VM is gone.
     left = {r.rsplit("/", 1)[-1] for r in leftovers(cloud, build_id)}
     assert f"labimage-{build_id}-build" not in left
-    assert {f"labimage-{build_id}-relaunch", "jupyter-ooi-kept"} <= left
+    assert f"labimage-{build_id}-relaunch" in left and "jupyter-ooi-kept" not in left
 
     # The ssh command the build reports works, with OpenSSH and the host key pinned.
     connection = status["connection"]
@@ -237,18 +254,14 @@ def test_a_kept_vm_runs_from_the_gallery_image_and_its_ssh_command_works(
             "-o",
             "BatchMode=yes",
             *command[1:],
-            "findmnt",
-            "-n",
-            "-o",
-            "SOURCE,FSTYPE",
-            "/datadrive",
+            "findmnt -n -o SOURCE,FSTYPE /datadrive && ls /dev/disk/azure/data/by-lun",
         ],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert ran.returncode == 0, ran.stderr
-    assert "xfs" in ran.stdout
+    assert "xfs" in ran.stdout and "0-part1" in ran.stdout.split()
     azure.compute.virtual_machines.begin_delete(group, str(kept.name)).result()
 
 

@@ -390,3 +390,30 @@ def test_teardown_from_the_state_folder_alone_after_a_crash(
     if not [t for t in network.our_tables() if t != sandbox.layout.nft_table]:
         assert not sandbox.layout.ip_forward_record.exists()
     sandbox.prepare()  # the module's sandbox host goes on working for its finalizer
+
+
+async def test_nvme_data_disks_appear_by_lun_and_the_mount_script_finds_them(
+    sandbox: SandboxHost,
+) -> None:
+    """An NVMe VM (storageProfile.diskControllerType NVMe, v6 sizes) shows its data disks at
+    /dev/disk/azure/data/by-lun/<N> only, as azure-vm-utils makes them; the controller's mount
+    script finds the disk there."""
+    guest = GuestIdentity.new("vm-nvme", "azureuser")
+    disk = Disks(sandbox, "nvme")
+    sandbox.new_os_disk(disk.os)
+    sandbox.new_data_disk(disk.data, 16)
+    spec = BootSpec("nvme", disk.os, [DataDisk(1, disk.data)], guest.guest_config(), "NVMe")
+    address = sandbox.boot(spec)
+    script = (Path(__file__).parents[2] / "shared/remote/scripts/mount_disk.sh").read_text()
+    async with await guest.connect(address) as conn:
+        assert (await run(conn, "readlink /dev/disk/azure/data/by-lun/1")).startswith(
+            "../../../../loop"
+        )
+        assert (await conn.run("test -e /dev/disk/azure/scsi1/lun1")).exit_status != 0
+        mounted = await conn.run("sudo bash -s 1 /data xfs", input=script)
+        assert mounted.exit_status == 0, mounted.stderr
+        result = json.loads(str(mounted.stdout).strip().splitlines()[-1])
+        assert result["lun_link"] == "/dev/disk/azure/data/by-lun/1"
+        assert (await run(conn, "findmnt -n -o FSTYPE /data")).strip() == "xfs"
+        assert "1-part1" in await run(conn, "ls /dev/disk/azure/data/by-lun/")
+    sandbox.shutdown("nvme")

@@ -191,3 +191,13 @@ def test_ids_and_commands_stay_on_one_line_in_a_narrow_terminal() -> None:
     narrow.print(stage_table(running_build()))
     rows = [line for line in narrow.export_text().splitlines() if line.startswith("│")]
     assert len(rows) == 7  # one line per stage: long notes are cut, events show them whole
+
+
+def test_the_result_says_which_security_type_was_used_and_why() -> None:
+    build = running_build() | {
+        "state": "succeeded",
+        "security": {"type": "TrustedLaunch", "reason": "the default for a gallery build"},
+    }
+    console = Console(record=True, width=120, force_terminal=False)
+    print_result(console, build)
+    assert "security type: TrustedLaunch (the default for a gallery build)" in console.export_text()

@@ -71,6 +71,8 @@ BAD_INPUTS = [
     ([("name", "")], "name", "must not be empty"),
     ([("vm.size", "D2s_v5")], "vm.size", "Standard_D2s_v5"),
     ([("vm.size", "Standard_D2s v5")], "vm.size", "not an Azure VM size"),
+    ([("vm.security_type", "trustedlaunch")], "vm.security_type", "must be one of 'TrustedLaunch', 'Standard'"),
+    ([("vm.security_type", "TrustedLaunch")], "vm.security_type", "cannot capture a managed image from a Trusted Launch VM"),
     ([("vm.admin_username", "root")], "vm.admin_username", "reserved"),
     ([("vm.admin_username", "administrator")], "vm.admin_username", "reserved"),
     ([("vm.admin_username", "Alice")], "vm.admin_username", "lowercase"),
@@ -333,6 +335,17 @@ def test_a_minimal_request_gets_the_recipe_defaults() -> None:
     assert request.relaunch.verify and not request.relaunch.keep_running
     assert request.autostop.enabled
     assert request.notebooks.timeout_minutes == 20
+
+
+def test_the_security_type_defaults_to_trusted_launch_only_with_a_gallery() -> None:
+    plain = parse_build_request(json.dumps(seed()).encode())
+    assert plain.security_choice()[0] == "Standard"
+    assert "managed image" in plain.security_choice()[1]
+    gallery = parse_build_request(json.dumps(mutate(seed(), "image.gallery", GALLERY)).encode())
+    assert gallery.security_choice()[0] == "TrustedLaunch"
+    asked = mutate(mutate(seed(), "image.gallery", GALLERY), "vm.security_type", "Standard")
+    chosen = parse_build_request(json.dumps(asked).encode()).security_choice()
+    assert chosen == ("Standard", "asked for in vm.security_type")
 
 
 def test_paths_are_normalised() -> None:

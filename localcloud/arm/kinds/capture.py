@@ -22,6 +22,16 @@ from localcloud.arm.kinds.images import (
     ImageDisk,
     image_internal,
     source_of,
+    traits_of,
+)
+from localcloud.arm.kinds.platform import (
+    IMAGE_SECURITY_TYPES,
+    STANDARD,
+    TRUSTED_LAUNCH,
+    TRUSTED_LAUNCH_SUPPORTED,
+    ImageTraits,
+    features_of,
+    parse_controllers,
 )
 from localcloud.arm.kinds.vms import VM, current_power
 from localcloud.arm.operations import now_iso
@@ -64,7 +74,7 @@ def _vm_disks(emu: Emulator, vm: Resource) -> tuple[Resource, list[tuple[int, Re
 
 
 def _plan_copies(
-    emu: Emulator, vm: Resource | None, image: Resource | None, folder: Path
+    emu: Emulator, vm: Resource | None, image: Resource | None, folder: Path, traits: ImageTraits
 ) -> tuple[dict[str, Any], list[tuple[str, Path, Path]]]:
     """The internal record of the frozen disks and the copies (kind, source, dest) to make."""
     copies: list[tuple[str, Path, Path]] = []
@@ -93,7 +103,7 @@ def _plan_copies(
                 copies.append(("data", frozen.path, dest))
     if os_source is not None and not records_only:
         copies.insert(0, ("os", os_source, folder / "os"))
-    internal = image_internal(folder / "os", os_size, data)
+    internal = image_internal(folder / "os", os_size, data, traits)
     if records_only:
         internal["os_path"] = None
         for entry in internal["data"]:
@@ -160,8 +170,21 @@ class ImageKind(Kind):
                 "sourceVirtualMachine",
             )
         vm = _source_vm(emu, vm_id, need_generalized=True)
+        if vm.internal.get("security_type") == TRUSTED_LAUNCH:
+            # ACD trusted-launch.md: Managed Image is unsupported with Trusted Launch;
+            # message from hashicorp/packer#13189 (RULES.md 1.1).
+            raise errors.operation_not_allowed(
+                "Creation of managed images are not supported for virtual machine with "
+                "TrustedLaunch security type."
+            )
+        generation = _generation_of(vm)
+        asked = props.get("hyperVGeneration")
+        if asked and str(asked).upper() != generation:
+            raise _generation_conflict(vm.id, generation, str(asked), "image")
+        props["hyperVGeneration"] = generation
+        traits = ImageTraits(generation, STANDARD, tuple(vm.internal.get("controllers") or ()))
         folder = emu.state_dir / "images" / f"image-{uuid.uuid4().hex[:12]}"
-        internal, copies = _plan_copies(emu, vm, None, folder)
+        internal, copies = _plan_copies(emu, vm, None, folder, traits)
         internal["folder"] = str(folder)
         os_disk, disks = _vm_disks(emu, vm)
         props["sourceVirtualMachine"] = {"id": vm.id}
@@ -186,7 +209,6 @@ class ImageKind(Kind):
             ],
             "zoneResilient": False,
         }
-        props.setdefault("hyperVGeneration", "V2")
         props["provisioningState"] = "Creating"
         result["properties"] = props
         image = Resource(ref.id, IMAGE, result, internal)
@@ -264,6 +286,7 @@ class GalleryImageKind(_ParentCheckingKind):
                     f"Required parameter '{required}' is missing (null).", required
                 )
         props.setdefault("hyperVGeneration", "V1")
+        _check_features(props)
         props["provisioningState"] = "Succeeded"
         result["properties"] = props
         return _store_done(emu, request, ref, Resource(ref.id, GALLERY_IMAGE, result), existing)
@@ -302,7 +325,8 @@ class GalleryVersionKind(_ParentCheckingKind):
         else:
             generalized = str(definition.props.get("osState", "")).lower() == "generalized"
             vm = _source_vm(emu, source_id, need_generalized=generalized)
-        internal, copies = _plan_copies(emu, vm, image, folder)
+        traits = _version_traits(definition, vm, image, source_id)
+        internal, copies = _plan_copies(emu, vm, image, folder, traits)
         internal["folder"] = str(folder)
         os_size, data = _storage_profile_disks(internal)
         publishing = dict(props.get("publishingProfile") or {})
@@ -374,6 +398,87 @@ class GalleryVersionKind(_ParentCheckingKind):
     async def remove(self, emu: Emulator, resource: Resource) -> None:
         await _delete_frozen(emu, resource)
         emu.store.delete(resource.id)
+
+
+def _generation_of(vm: Resource) -> str:
+    return str(vm.internal.get("generation", "V2"))
+
+
+def _generation_conflict(source_id: str, source: str, parent: str, kind: str) -> errors.ArmError:
+    """MicrosoftDocs/azure-docs#118774 (RULES.md 1.7), for gallery versions; the managed image
+    wording is inferred from it."""
+    parent_name = "parent gallery image" if kind == "gallery" else "requested image"
+    return errors.ArmError(
+        409,
+        "Conflict",
+        f"The resource with id '{source_id}' has a different Hypervisor generation ['{source}'] "
+        f"than the {parent_name} Hypervisor generation ['{parent}'].",
+    )
+
+
+def _definition_security(props: dict[str, Any]) -> str:
+    value = features_of(props).get("securitytype")
+    if not value:
+        return STANDARD
+    return next((t for t in IMAGE_SECURITY_TYPES if t.lower() == value.lower()), value)
+
+
+def _check_features(props: dict[str, Any]) -> None:
+    features = features_of(props)
+    security = features.get("securitytype")
+    if security and security.lower() not in (t.lower() for t in IMAGE_SECURITY_TYPES):
+        raise errors.invalid_parameter(
+            f"The value '{security}' of feature 'SecurityType' is invalid.", "features"
+        )
+    controllers = features.get("diskcontrollertypes")
+    if controllers is not None and not all(
+        p.strip().lower() in ("scsi", "nvme") for p in controllers.split(",")
+    ):
+        raise errors.invalid_parameter(
+            f"The value '{controllers}' of feature 'DiskControllerTypes' is invalid.", "features"
+        )
+
+
+def _version_traits(
+    definition: Resource, vm: Resource | None, image: Resource | None, source_id: str
+) -> ImageTraits:
+    """What VMs made from the new version may be: the definition's generation, security type
+    and disk controllers, after checking that the source fits them.
+
+    ACD trusted-launch-portal.md (2024-05-21): `TrustedLaunchSupported` definitions take
+    sources without VM guest state (a VHD, a managed image, a gallery version); `TrustedLaunch`
+    definitions take a Trusted Launch VM capture and make Trusted Launch VMs only."""
+    props = definition.props
+    generation = str(props.get("hyperVGeneration") or "V1").upper()
+    security = _definition_security(props)
+    if vm is not None:
+        source_generation = _generation_of(vm)
+    else:
+        assert image is not None
+        source_generation = traits_of(image.internal).generation
+    if source_generation != generation:
+        raise _generation_conflict(source_id, source_generation, generation, "gallery")
+    if vm is not None:
+        vm_security = str(vm.internal.get("security_type", STANDARD))
+        if vm_security == TRUSTED_LAUNCH and security not in (TRUSTED_LAUNCH, "ConfidentialVM"):
+            # As users report it (a public Trusted Launch re-capture runbook, 2026).
+            raise errors.ArmError(
+                409,
+                "Conflict",
+                f"The source '{vm.id}' contains TrustedLaunch or ConfidentialVM security data "
+                f"that cannot be used in image with '{security}' security type. Please use "
+                "either TrustedLaunch or ConfidentialVM security type.",
+            )
+        if vm_security != TRUSTED_LAUNCH and security == TRUSTED_LAUNCH_SUPPORTED:
+            raise errors.invalid_parameter(  # hashicorp/packer-plugin-azure#304 (RULES.md 1.7)
+                f"The security type '{TRUSTED_LAUNCH_SUPPORTED}' is not supported for the source "
+                f"id '{vm.id}'. Currently only Vhd Blob, User Image and Gallery Image Version "
+                f"sources are supported for '{TRUSTED_LAUNCH_SUPPORTED}' images.",
+                "source",
+            )
+    # Without the DiskControllerTypes feature an image is SCSI only (ACD nvme-overview.md).
+    controllers = parse_controllers(features_of(props).get("diskcontrollertypes"))
+    return ImageTraits(generation, security, controllers)
 
 
 def _store_done(

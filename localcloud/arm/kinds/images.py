@@ -8,6 +8,7 @@ from typing import Any
 
 from localcloud.arm import errors
 from localcloud.arm.emulator import Emulator
+from localcloud.arm.kinds.platform import ImageTraits, marketplace_traits
 from localcloud.arm.store import Resource
 
 IMAGE = "Microsoft.Compute/images"
@@ -30,15 +31,31 @@ class ImageSource:
     os_path: Path | None = None
     os_size_gb: int = 30
     data_disks: list[ImageDisk] = field(default_factory=list)
+    traits: ImageTraits = field(default_factory=ImageTraits)
 
 
-def image_internal(os_path: Path, os_size: int, data: list[ImageDisk]) -> dict[str, Any]:
-    """How managed images and gallery versions record their frozen disks."""
+def image_internal(
+    os_path: Path, os_size: int, data: list[ImageDisk], traits: ImageTraits
+) -> dict[str, Any]:
+    """How managed images and gallery versions record their frozen disks and what VMs made
+    from them may be (generation, security type, disk controllers)."""
     return {
         "os_path": str(os_path),
         "os_size_gb": os_size,
         "data": [{"lun": d.lun, "path": str(d.path), "size_gb": d.size_gb} for d in data],
+        "generation": traits.generation,
+        "security": traits.security,
+        "controllers": list(traits.controllers),
     }
+
+
+def traits_of(internal: dict[str, Any]) -> ImageTraits:
+    # State written before images recorded these was made from the Gen2 Ubuntu image.
+    return ImageTraits(
+        str(internal.get("generation", "V2")),
+        str(internal.get("security", "Standard")),
+        tuple(internal.get("controllers") or ("SCSI",)),
+    )
 
 
 def source_of(resource: Resource) -> ImageSource:
@@ -50,6 +67,7 @@ def source_of(resource: Resource) -> ImageSource:
             ImageDisk(int(d["lun"]), Path(d["path"]) if d.get("path") else None, int(d["size_gb"]))
             for d in internal.get("data", [])
         ],
+        traits_of(internal),
     )
 
 
@@ -80,7 +98,7 @@ def resolve_image(emu: Emulator, image_ref: dict[str, Any], location: str) -> Im
             )
         return source_of(resource)
     if image_ref.get("publisher") and image_ref.get("offer") and image_ref.get("sku"):
-        return ImageSource()
+        return ImageSource(traits=marketplace_traits(image_ref))
     raise errors.invalid_parameter(
         "The value of parameter imageReference is invalid.", "imageReference"
     )

@@ -19,6 +19,7 @@ from localcloud.arm.kinds.base import Kind, copy_json, ref_id
 from localcloud.arm.kinds.disks import DISK, disk_path, new_disk
 from localcloud.arm.kinds.images import ImageSource, resolve_image
 from localcloud.arm.kinds.network import NIC, nic_public_ips, remove_nic
+from localcloud.arm.kinds.platform import decide
 from localcloud.arm.operations import now_iso
 from localcloud.arm.store import Resource
 from localcloud.sandbox.api import BootSpec, DataDisk, GuestConfig
@@ -88,6 +89,12 @@ class VirtualMachineKind(Kind):
         storage = props.get("storageProfile") or {}
         os_req = storage.get("osDisk") or {}
         source = resolve_image(emu, storage.get("imageReference") or {}, location)
+        platform = decide(
+            props,
+            source.traits,
+            emu.settings.default_security_type,
+            request.query.get("api-version", ""),
+        )
         guest = _guest_config(ref, props)
         nics = _check_nics(emu, ref, props)
         tags = result["tags"]
@@ -169,8 +176,11 @@ class VirtualMachineKind(Kind):
             "imageReference": image_ref,
             "osDisk": os_entry,
             "dataDisks": data_entries,
-            "diskControllerType": "SCSI",
+            "diskControllerType": platform.controller,
         }
+        props.pop("securityProfile", None)
+        if platform.security_profile is not None:
+            props["securityProfile"] = platform.security_profile
         props["osProfile"] = os_profile
         props.setdefault("hardwareProfile", {"vmSize": "Standard_D2s_v3"})
         props["vmId"] = str(uuid.uuid4())
@@ -185,6 +195,9 @@ class VirtualMachineKind(Kind):
             "os_disk": os_disk.id,
             "os_source": str(source.os_path) if source.os_path else None,
             "data_disks": data_internal,
+            "generation": platform.generation,
+            "security_type": platform.security_type,
+            "controllers": list(platform.controllers),
             "guest": _guest_record(guest),
         }
         vm = Resource(ref.id, VM, result, internal)
@@ -394,7 +407,7 @@ def instance_view(emu: Emulator, vm: Resource) -> dict[str, Any]:
         "computerName": vm.props.get("osProfile", {}).get("computerName"),
         "osName": "ubuntu",
         "osVersion": "24.04",
-        "hyperVGeneration": "V2",
+        "hyperVGeneration": vm.internal.get("generation", "V2"),
         "disks": [
             {
                 "name": d.get("name"),
@@ -613,7 +626,8 @@ async def _boot(emu: Emulator, vm: Resource, guest: GuestConfig | None) -> str:
             data.append(DataDisk(int(entry["lun"]), path))
     path = disk_path(os_disk)
     assert path is not None
-    spec = BootSpec(vm.internal["vm_key"], path, data, guest)
+    controller = vm.props.get("storageProfile", {}).get("diskControllerType", "SCSI")
+    spec = BootSpec(vm.internal["vm_key"], path, data, guest, controller)
     return await emu.blocking(emu.runner.boot, spec)
 
 

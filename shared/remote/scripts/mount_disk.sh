@@ -2,7 +2,7 @@
 # mount_disk.sh <lun> <mount_point> <fs>
 # Find the data disk by LUN, give it GPT + one partition + a file system if (and only if) it is
 # blank, mount it, and record it in fstab by UUID with nofail. Safe to run again.
-# Prints one JSON line: {"device", "uuid", "fs", "mount_point"}.
+# Prints one JSON line: {"device", "uuid", "fs", "mount_point", "lun_link"}.
 set -euo pipefail
 
 die() { echo "mount_disk: $*" >&2; exit 1; }
@@ -15,23 +15,29 @@ lun=$1 mount_point=$2 fs=$3
 case $fs in xfs|ext4) ;; *) die "file system must be xfs or ext4, got '$fs'" ;; esac
 command -v "mkfs.$fs" >/dev/null || die "mkfs.$fs is not installed"
 
-# Azure's udev rules name data disks by LUN; older images lack them: look for SCSI HCTL *:*:*:<lun>
-# on a host other than the OS disk's.
+# Azure's udev rules name data disks by LUN: SCSI sizes (v5 and older) at scsi1/lun<N>
+# (WALinuxAgent's rules), NVMe sizes (v6) at data/by-lun/<N> (azure-vm-utils). Older images lack
+# them: look for SCSI HCTL *:*:*:<lun> on a host other than the OS disk's.
+# Sets disk, and lun_link to the link it was found by (empty when found another way).
+SCSI_LINK=/dev/disk/azure/scsi1/lun$lun
+NVME_LINK=/dev/disk/azure/data/by-lun/$lun
+disk="" lun_link=""
 find_disk() {
-    local link=/dev/disk/azure/scsi1/lun$lun
-    if [ -e "$link" ]; then readlink -f "$link"; return; fi
-    local name hctl
+    local link name hctl
+    for link in "$SCSI_LINK" "$NVME_LINK"; do
+        if [ -e "$link" ]; then lun_link=$link; disk=$(readlink -f "$link"); return; fi
+    done
     while read -r name hctl; do
-        if [[ $hctl == *:*:*:"$lun" && ${hctl%%:*} != 0 ]]; then echo "/dev/$name"; return; fi
+        if [[ $hctl == *:*:*:"$lun" && ${hctl%%:*} != 0 ]]; then disk=/dev/$name; return; fi
     done < <(lsblk -dn -o NAME,HCTL 2>/dev/null)
     # Last resort for hosts whose data disks sit on SCSI host 0 too (localcloud, some VM sizes).
     while read -r name hctl; do
-        if [[ $hctl == *:*:*:"$lun" ]]; then echo "/dev/$name"; return; fi
+        if [[ $hctl == *:*:*:"$lun" ]]; then disk=/dev/$name; return; fi
     done < <(lsblk -dn -o NAME,HCTL 2>/dev/null)
 }
 
-disk=$(find_disk || true)
-[ -n "$disk" ] && [ -b "$disk" ] || die "no data disk found at LUN $lun (/dev/disk/azure/scsi1/lun$lun, lsblk HCTL)"
+find_disk || true
+[ -n "$disk" ] && [ -b "$disk" ] || die "no data disk found at LUN $lun ($SCSI_LINK, $NVME_LINK, lsblk HCTL)"
 
 # Refuse the disk holding / (or any disk with a mounted partition other than ours).
 root_source=$(findmnt -n -o SOURCE / || true)
@@ -45,8 +51,7 @@ fi
     && die "$disk at LUN $lun is the OS disk; refusing to touch it"
 
 partition_of() {
-    local link=/dev/disk/azure/scsi1/lun$lun-part1
-    if [ -e "$link" ]; then readlink -f "$link"; return; fi
+    if [ -n "$lun_link" ] && [ -e "$lun_link-part1" ]; then readlink -f "$lun_link-part1"; return; fi
     lsblk -ln -o NAME,TYPE "$disk" | awk '$2 == "part" { print "/dev/" $1; exit }'
 }
 
@@ -119,5 +124,5 @@ if [ -z "$mounted_uuid" ]; then
 fi
 [ "$mounted_uuid" = "$uuid" ] || die "$mount_point is not mounted from UUID $uuid (found '${mounted_uuid}')"
 
-printf '{"device": "%s", "uuid": "%s", "fs": "%s", "mount_point": "%s"}\n' \
-    "$device" "$uuid" "$fs" "$mount_point"
+printf '{"device": "%s", "uuid": "%s", "fs": "%s", "mount_point": "%s", "lun_link": "%s"}\n' \
+    "$device" "$uuid" "$fs" "$mount_point" "$lun_link"

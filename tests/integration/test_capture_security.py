@@ -1,0 +1,199 @@
+"""The provision, capture and relaunch steps' Azure side against the ARM emulator, through the real
+azure-mgmt clients: the security type is always sent (so a platform defaulting to Trusted Launch
+does not break a managed-image build), a gallery build is Trusted Launch and captured from the VM
+into a definition that says so, and relaunch starts from the gallery version.
+
+The guest side (SSH, deprovisioning) is the e2e tests' part: the capture starts here with the
+guest already deprovisioned."""
+
+# mypy: disable-error-code="union-attr"
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.mgmt.compute import models as cm
+
+from localcloud.arm.memory_runner import MemoryRunner
+from localcloud.arm.testing import emulator_in_thread
+from shared.azure import vms
+from shared.azure.clients import AzureClients
+from shared.azure.naming import BuildNames
+from shared.errors import PermanentError
+from shared.models import parse_build_request
+from shared.settings import Settings
+from shared.ssh.keys import DirectoryKeyStore
+from shared.state.machine import Stage
+from shared.state.record import Build
+from shared.steps.base import Done, Poll, StepContext
+from shared.steps.capture import capture_image
+from shared.steps.provision import provision_vm
+from shared.steps.relaunch import relaunch_vm
+
+SUB = "00000000-0000-0000-0000-000000000000"
+RG = "labimage-test"
+LOC = "westeurope"
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed-request.json"
+GALLERY = {"gallery_name": "lab_gallery", "definition": "jupyter", "version": "1.0.0"}
+
+
+@contextmanager
+def controller_on_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_security_type: str
+) -> Iterator[tuple[Settings, AzureClients]]:
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    with emulator_in_thread(
+        tmp_path / "arm",
+        MemoryRunner(),
+        retry_after=0,
+        default_security_type=default_security_type,
+    ) as (running, _):
+        for name, value in running.identity_env().items():
+            monkeypatch.setenv(name, value)
+        settings = Settings(
+            storage_connection="UseDevelopmentStorage=true",
+            data_storage_connection="UseDevelopmentStorage=true",
+            subscription_id=SUB,
+            resource_group=RG,
+            location=LOC,
+            ssh_key_dir=str(tmp_path / "keys"),
+            arm_endpoint=running.arm_url,
+            arm_ca_bundle=str(running.ca_pem),
+        )
+        azure = AzureClients(settings)
+        azure.resources.resource_groups.create_or_update(RG, {"location": LOC})
+        yield settings, azure
+
+
+def request(**vm: Any) -> dict[str, Any]:
+    doc = json.loads(SEED.read_text())
+    if vm.pop("gallery", False):
+        doc["image"]["gallery"] = GALLERY
+    doc["vm"].update(vm)
+    parsed = parse_build_request(json.dumps(doc).encode())
+    result: dict[str, Any] = parsed.model_dump(mode="json")
+    return result
+
+
+class Steps:
+    def __init__(self, settings: Settings, azure: AzureClients, req: dict[str, Any]) -> None:
+        self.settings = settings
+        self.azure = azure
+        self.keys = DirectoryKeyStore(str(settings.ssh_key_dir))
+        self.build = Build(id="bsec000001", request=req, owner="alice")
+        self.names = BuildNames(self.build.id)
+
+    def context(self) -> StepContext:
+        return StepContext(
+            settings=self.settings, build=self.build, azure=self.azure, keys=self.keys
+        )
+
+    async def provision_until_the_vm_runs(self) -> cm.VirtualMachine:
+        outcome = await provision_vm(self.context())
+        assert isinstance(outcome, Poll), outcome  # VM creation started
+        self.build = outcome.build
+        name = self.names.vm("build").vm
+        for _ in range(100):
+            if vms.vm_state(self.azure, name).running:
+                return self.azure.compute.virtual_machines.get(RG, name)
+            time.sleep(0.05)
+        raise AssertionError("the build VM never ran")
+
+    async def capture(self) -> Done:
+        """Capture as the stage would, polling until done; the guest counts as deprovisioned."""
+        self.build = self.build.model_copy(update={"stage": Stage.CAPTURE}).with_progress(
+            Stage.CAPTURE, deprovision_started=True
+        )
+        for _ in range(200):
+            outcome = await capture_image(self.context())
+            self.build = outcome.build
+            if isinstance(outcome, Done):
+                return outcome
+            time.sleep(0.05)
+        raise AssertionError(f"capture never finished: {outcome.note}")
+
+    async def start_relaunch(self) -> cm.VirtualMachine:
+        self.build = self.build.model_copy(update={"stage": Stage.RELAUNCH})
+        outcome = await relaunch_vm(self.context())
+        assert isinstance(outcome, Poll), outcome
+        return self.azure.compute.virtual_machines.get(RG, self.names.vm("relaunch").vm)
+
+
+async def test_a_managed_image_build_still_captures_where_azure_defaults_to_trusted_launch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with controller_on_emulator(tmp_path, monkeypatch, "TrustedLaunch") as (settings, azure):
+        steps = Steps(settings, azure, request())
+        vm = await steps.provision_until_the_vm_runs()
+        assert vm.security_profile.security_type == "Standard"
+        assert steps.build.outputs["security"]["type"] == "Standard"
+        assert "managed image" in steps.build.outputs["security"]["reason"]
+
+        await steps.capture()
+        image = azure.compute.images.get(RG, "jupyter-ooi-ubuntu2404")
+        assert image.id == steps.build.outputs["image_id"]
+        assert image.hyper_v_generation == "V2"  # read from the VM, not assumed
+        relaunched = await steps.start_relaunch()
+        assert relaunched.storage_profile.image_reference.id == image.id
+        assert relaunched.security_profile.security_type == "Standard"
+
+
+async def test_a_gallery_build_is_trusted_launch_and_relaunches_from_the_gallery_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with controller_on_emulator(tmp_path, monkeypatch, "Standard") as (settings, azure):
+        steps = Steps(settings, azure, request(size="Standard_D2ads_v6", gallery=True))
+        vm = await steps.provision_until_the_vm_runs()
+        assert vm.security_profile.security_type == "TrustedLaunch"
+        assert vm.storage_profile.disk_controller_type == "NVMe"
+        assert steps.build.outputs["security"]["type"] == "TrustedLaunch"
+
+        await steps.capture()
+        assert "image_id" not in steps.build.outputs  # Azure makes none from a TL VM
+        assert [i.name for i in azure.compute.images.list_by_resource_group(RG)] == []
+        definition = azure.compute.gallery_images.get(RG, "lab_gallery", "jupyter")
+        assert definition.hyper_v_generation == "V2"
+        features = {f.name: f.value for f in definition.features}
+        assert features == {"SecurityType": "TrustedLaunch", "DiskControllerTypes": "SCSI, NVMe"}
+        version_id = steps.build.outputs["gallery_image_version_id"]
+        assert version_id.endswith("/galleries/lab_gallery/images/jupyter/versions/1.0.0")
+
+        relaunched = await steps.start_relaunch()
+        assert relaunched.storage_profile.image_reference.id == version_id
+        assert relaunched.security_profile.security_type == "TrustedLaunch"
+        assert relaunched.storage_profile.disk_controller_type == "NVMe"
+
+
+async def test_an_existing_definition_that_cannot_take_the_image_fails_the_build_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with controller_on_emulator(tmp_path, monkeypatch, "Standard") as (settings, azure):
+        azure.compute.galleries.begin_create_or_update(
+            RG, "lab_gallery", cm.Gallery(location=LOC)
+        ).result()
+        azure.compute.gallery_images.begin_create_or_update(
+            RG,
+            "lab_gallery",
+            "jupyter",
+            cm.GalleryImage(
+                location=LOC,
+                os_type="Linux",
+                os_state="Generalized",
+                hyper_v_generation="V1",
+                identifier=cm.GalleryImageIdentifier(publisher="p", offer="o", sku="s"),
+            ),
+        ).result()
+        steps = Steps(settings, azure, request(gallery=True))
+        await steps.provision_until_the_vm_runs()
+        with pytest.raises(PermanentError) as caught:
+            await steps.capture()
+        message = str(caught.value)
+        assert "lab_gallery/jupyter cannot take this build's image" in message
+        assert "hyperVGeneration is V1" in message and "needs TrustedLaunch" in message
