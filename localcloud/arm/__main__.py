@@ -1,5 +1,5 @@
 """`python -m localcloud.arm --state-dir DIR --port 8443 --identity-port 8444 --vault-port 8446
-[--records-only] [--subnet 10.213.0.0/16]`"""
+[--records-only] [--subnet 10.213.0.0/16] [--first-boot-lock-seconds 45]`"""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def _runner(args: argparse.Namespace) -> VmRunner:
         subnet=args.subnet,
         relay_ports=args.relay_port or (),
         extra_ca_pem=args.extra_ca_pem.read_bytes() if args.extra_ca_pem else None,
+        first_boot_lock_s=args.first_boot_lock_seconds,
     )
 
 
@@ -49,6 +50,12 @@ def main() -> None:
     parser.add_argument("--extra-ca-pem", type=Path, help="passed to SandboxHost")
     parser.add_argument(
         "--subnet", default="10.213.0.0/16", help="the sandboxes' address range (SandboxHost)"
+    )
+    parser.add_argument(
+        "--first-boot-lock-seconds",
+        type=float,
+        default=45.0,
+        help="how long a fresh VM's first-boot package job holds the dpkg lock (SandboxHost)",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

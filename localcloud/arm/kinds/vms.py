@@ -21,7 +21,7 @@ from localcloud.arm.kinds.images import ImageSource, resolve_image
 from localcloud.arm.kinds.network import NIC, nic_public_ips, remove_nic
 from localcloud.arm.operations import now_iso
 from localcloud.arm.store import Resource
-from localcloud.sandbox.api import BootSpec, DataDisk, GuestConfig
+from localcloud.sandbox.api import DEFAULT_BASE_IMAGE, BootSpec, DataDisk, GuestConfig
 
 VM = "Microsoft.Compute/virtualMachines"
 RECORDS_ONLY_TAG = "localcloud-records-only"
@@ -184,6 +184,7 @@ class VirtualMachineKind(Kind):
             "records_only": records_only,
             "os_disk": os_disk.id,
             "os_source": str(source.os_path) if source.os_path else None,
+            "os_base": source.base,
             "data_disks": data_internal,
             "guest": _guest_record(guest),
         }
@@ -586,6 +587,7 @@ async def _first_boot(emu: Emulator, vm: Resource) -> None:
         record.get("admin_username", "azureuser"),
         list(record.get("authorized_keys", [])),
         base64.b64decode(record["custom_data"]) if record.get("custom_data") else None,
+        instance_id=str(vm.props.get("vmId") or uuid.uuid4()),  # Azure's instance id is vmId
     )
     address = await _boot(emu, vm, guest)
     vm.internal.pop("guest", None)
@@ -613,7 +615,8 @@ async def _boot(emu: Emulator, vm: Resource, guest: GuestConfig | None) -> str:
             data.append(DataDisk(int(entry["lun"]), path))
     path = disk_path(os_disk)
     assert path is not None
-    spec = BootSpec(vm.internal["vm_key"], path, data, guest)
+    base = str(vm.internal.get("os_base") or DEFAULT_BASE_IMAGE)
+    spec = BootSpec(vm.internal["vm_key"], path, data, guest, base)
     return await emu.blocking(emu.runner.boot, spec)
 
 
