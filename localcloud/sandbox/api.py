@@ -39,6 +39,7 @@ class BootSpec:
     data_disks: list[DataDisk] = field(default_factory=list)
     guest: GuestConfig | None = None  # only at a VM's first boot
     base_image: str = DEFAULT_BASE_IMAGE  # publisher:offer:sku of the image below the OS disk
+    first_boot_lock_s: float | None = None  # None: the runner's default
 
 
 class VmRunner(Protocol):

@@ -219,9 +219,13 @@ class SandboxHost:
             for d, dev in zip(spec.data_disks, record.loops, strict=True)
         ]
         guest_config = {
+            "vm_key": spec.vm_key,
+            "hostname": spec.guest.hostname if spec.guest else None,
             "disks": disk_nodes,
             "resolv_conf": resolv_conf(),
-            "first_boot_lock_s": self.first_boot_lock_s,
+            "first_boot_lock_s": (
+                self.first_boot_lock_s if spec.first_boot_lock_s is None else spec.first_boot_lock_s
+            ),
         }
         write_media(vm_dir / "media", spec.guest, guest_config, self.extra_ca_pem)
         boot_config = {

@@ -280,6 +280,27 @@ async def test_the_guest_root_is_the_marketplace_image_not_the_host(
 
 
 @pytest.mark.root
+async def test_first_boot_holds_the_dpkg_lock_as_apt_daily_does(sandbox: SandboxHost) -> None:
+    guest = GuestIdentity.new("vm-lock", "azureuser")
+    disk = Disks(sandbox, "lock")
+    sandbox.new_os_disk(disk.os)
+    spec = BootSpec("lock", disk.os, [], guest.guest_config(), first_boot_lock_s=6)
+    address = sandbox.boot(spec)
+    async with await guest.connect(address) as conn:
+        apt = "sudo apt-get -q -o DPkg::Lock::Timeout={} install -y --no-download sudo"
+        busy = await conn.run(apt.format(0))
+        assert busy.exit_status != 0 and "Could not get lock" in str(busy.stderr)
+        started = time.monotonic()
+        await run(conn, apt.format(60))  # what the controller's scripts do: wait for it
+        assert time.monotonic() - started > 1
+    sandbox.shutdown("lock")
+    # a later boot is not a first boot: no package job
+    async with await guest.connect(sandbox.boot(replace(spec, guest=None))) as conn:
+        await run(conn, apt.format(0))
+    sandbox.shutdown("lock")
+
+
+@pytest.mark.root
 async def test_detached_job_survives_its_session_and_serves_through_a_port_forward(
     sandbox: SandboxHost,
 ) -> None:
