@@ -35,6 +35,16 @@ SUBSTITUTIONS = {
     "{existing-custom-image-name}": "myImage",
     "{your-username}": "azureuser",
     "{your-password}": "not-used-by-localcloud",
+    # The examples' marketplace images become the one localcloud offers (any other is
+    # PlatformImageNotFound there, as an image missing from a region is on Azure).
+    "{image_publisher}": "Canonical",
+    "{image_offer}": "ubuntu-24_04-lts",
+    "{image_sku}": "server",
+    '"publisher": "MicrosoftWindowsServer"': '"publisher": "Canonical"',
+    '"offer": "WindowsServer"': '"offer": "ubuntu-24_04-lts"',
+    '"sku": "2016-Datacenter"': '"sku": "server"',
+    '"offer": "UbuntuServer"': '"offer": "ubuntu-24_04-lts"',
+    '"sku": "16.04-LTS"': '"sku": "server"',
 }
 IMPORTANT = {
     "id", "name", "type", "location", "properties", "provisioningState", "value", "statuses",
