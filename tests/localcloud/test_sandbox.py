@@ -430,6 +430,21 @@ async def test_a_sandbox_killed_from_outside_is_not_running(sandbox: SandboxHost
 
 
 @pytest.mark.root
+async def test_poweroff_in_the_guest_stops_the_vm(sandbox: SandboxHost) -> None:
+    guest = GuestIdentity.new("vm-off", "azureuser")
+    disk = Disks(sandbox, "off")
+    sandbox.new_os_disk(disk.os)
+    address = sandbox.boot(BootSpec("off", disk.os, [], guest.guest_config()))
+    async with await guest.connect(address) as conn:
+        await conn.run("sudo poweroff", timeout=30)
+    deadline = time.monotonic() + 10
+    while sandbox.is_running("off") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not sandbox.is_running("off")
+    sandbox.shutdown("off")
+
+
+@pytest.mark.root
 def test_teardown_from_the_state_folder_alone_after_a_crash(
     sandbox: SandboxHost, host_service: HostService
 ) -> None:
