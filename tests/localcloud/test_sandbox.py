@@ -380,6 +380,12 @@ async def test_deprovisioned_copy_boots_as_a_new_vm_with_new_user_and_keys(
 
     image = Disks(sandbox, "image")
     sandbox.copy_os_disk(build.os, image.os)
+    # what the real agent removed: the user and home, host keys, its provisioning record
+    frozen = image.os / "upper"
+    assert not (frozen / "home" / "builder").exists()
+    assert not list((frozen / "etc" / "ssh").glob("ssh_host_*"))
+    assert not (frozen / "var" / "lib" / "waagent" / "ovf-env.xml").exists()
+    assert "builder:" not in (frozen / "etc" / "passwd").read_text()
     sandbox.copy_data_disk(build.data, image.data)
     sandbox.delete_disk(build.os)
     sandbox.delete_disk(build.data)
@@ -388,8 +394,12 @@ async def test_deprovisioned_copy_boots_as_a_new_vm_with_new_user_and_keys(
     relaunch = Disks(sandbox, "relaunch")
     sandbox.new_os_disk(relaunch.os, source=image.os)
     sandbox.new_data_disk(relaunch.data, 256, source=image.data)
-    address = sandbox.boot(boot_spec("relaunch", relaunch, user))
+    relaunch_spec = boot_spec("relaunch", relaunch, user)
+    address = sandbox.boot(relaunch_spec)
     async with await user.connect(address) as conn:
+        # a new instance id (Azure's: the new VM's vmId) made cloud-init provision again
+        instance = (await run(conn, "sudo cat /var/lib/cloud/data/instance-id")).strip()
+        assert relaunch_spec.guest is not None and instance == relaunch_spec.guest.instance_id
         assert (await run(conn, "hostname")).strip() == "vm-relaunch"
         assert (await run(conn, "sudo -n whoami")).strip() == "root"
         assert (await conn.run("id builder")).exit_status != 0
