@@ -3,8 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := openssh-server sudo xfsprogs parted nftables python3-venv git curl ca-certificates iproute2 util-linux
-SYSTEM_COMMANDS := /usr/sbin/sshd /usr/bin/sudo /sbin/mkfs.xfs /sbin/parted /usr/sbin/nft /usr/bin/git /usr/bin/curl
+SYSTEM_PACKAGES := openssh-server sudo xfsprogs parted nftables python3-venv git curl ca-certificates iproute2 util-linux mmdebstrap
+SYSTEM_COMMANDS := /usr/sbin/sshd /usr/bin/sudo /sbin/mkfs.xfs /sbin/parted /usr/sbin/nft /usr/bin/git /usr/bin/curl /usr/bin/mmdebstrap
 
 .PHONY: setup system-packages demo test test-fast lint up down status clean
 

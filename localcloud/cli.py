@@ -3,13 +3,18 @@
     python -m localcloud up     [--state-dir DIR] [--app-dir DIR] [--<component>-port N ...]
                                 [--setting NAME=VALUE ...] [--key-vault]
     python -m localcloud status [--state-dir DIR]
-    python -m localcloud down   [--state-dir DIR] [--all]
+    python -m localcloud down   [--state-dir DIR] [--all] [--purge]
 
 Ports also come from LOCALCLOUD_<COMPONENT>_PORT (for example LOCALCLOUD_FUNCTIONS_PORT); the
 Key Vault port defaults to the ARM port + 3.
 
 `--key-vault` keeps per-build SSH keys in the Key Vault emulator (LABIMAGE_KEY_VAULT_URL) instead
 of the key folder (LABIMAGE_SSH_KEY_DIR) that the demo and tests read.
+
+VMs boot a base image made once per marketplace image and kept in a cache shared by every
+instance (LOCALCLOUD_IMAGE_CACHE, default /var/cache/localcloud/images): `up` makes it first if
+it is missing, `down` keeps it, `down --purge` removes it. `--first-boot-lock-seconds` (or
+LOCALCLOUD_FIRST_BOOT_LOCK_S, default 45) is how long a fresh VM's package job holds dpkg's lock.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from localcloud.instance import (
     write_env_file,
 )
 from localcloud.roles import write_authorization_file
+from localcloud.sandbox import base_images
 from localcloud.sandbox.subnets import allocate_subnet
 
 COMPONENTS = ("azurite", "arm", "git", "functions")
@@ -99,7 +105,11 @@ def _start_python(
 
 
 def _start_arm(
-    layout: Layout, ports: Ports, records_only: bool, default_security_type: str = "Standard"
+    layout: Layout,
+    ports: Ports,
+    records_only: bool,
+    default_security_type: str = "Standard",
+    first_boot_lock_s: float = 45.0,
 ) -> None:
     # Made here (idempotent; the emulator reuses them) so guests can be told to trust the CA.
     ensure_certificates(layout.arm_dir)
@@ -113,9 +123,14 @@ def _start_arm(
     # Each instance's sandboxes get their own range, so two instances never share addresses.
     subnet = allocate_subnet(layout.state_dir, DEFAULT_STATE_DIR, registry.registered())
     args += ["--subnet", str(subnet)]
+    args += ["--first-boot-lock-seconds", str(first_boot_lock_s)]
+    args += ["--default-security-type", default_security_type]
     if records_only:
         args.append("--records-only")
-    args += ["--default-security-type", default_security_type]
+    else:
+        # The emulator would make it at the first VM; made here, `up` shows its progress.
+        for image in base_images.OFFERED:
+            base_images.ensure(image)
     proc = _start_python(layout, "arm", "localcloud.arm", args, {})
     log = processes.log_path(layout.state_dir, "arm")
 
@@ -214,6 +229,7 @@ def up(
     extra_settings: dict[str, str] | None = None,
     key_vault: bool = False,
     default_security_type: str = "Standard",
+    first_boot_lock_s: float = 45.0,
 ) -> int:
     """Start every component (or do nothing when all answer) and write env.json.
 
@@ -251,7 +267,7 @@ def up(
     if _module_exists("localcloud.arm.__main__"):
         print("starting the Resource Manager emulator", flush=True)
         _write_authorization(settings, layout)
-        _start_arm(layout, ports, records_only, default_security_type)
+        _start_arm(layout, ports, records_only, default_security_type, first_boot_lock_s)
         _create_resource_groups(settings, layout)
         started.append("arm")
     else:
@@ -362,6 +378,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--app-dir", type=Path, default=REPO_ROOT, help="holds function_app.py")
     parser.add_argument("--all", action="store_true", help="down: every registered instance")
     parser.add_argument(
+        "--purge", action="store_true", help="down: also remove the cached base images"
+    )
+    parser.add_argument(
+        "--first-boot-lock-seconds",
+        type=float,
+        default=float(os.environ.get("LOCALCLOUD_FIRST_BOOT_LOCK_S") or 45),
+        help="up: how long a fresh VM holds the dpkg lock at first boot (default 45)",
+    )
+    parser.add_argument(
         "--records-only", action="store_true", help="up: emulated VMs are records, not sandboxes"
     )
     for f in fields(Ports):
@@ -409,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                 _extra_settings(args),
                 args.key_vault,
                 args.default_security_type,
+                args.first_boot_lock_seconds,
             )
         except (UpError, RuntimeError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
@@ -419,13 +445,20 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.command == "status":
         return status(layout)
-    if not args.all:
-        return down(layout)
     rc = 0
-    folders = dict.fromkeys([*registry.registered(), layout.state_dir])
-    for folder in folders:
-        if folder.exists():
-            rc |= down(Layout(folder))
-        else:
-            registry.unregister(folder)
+    if not args.all:
+        rc = down(layout)
+    else:
+        folders = dict.fromkeys([*registry.registered(), layout.state_dir])
+        for folder in folders:
+            if folder.exists():
+                rc |= down(Layout(folder))
+            else:
+                registry.unregister(folder)
+    if args.purge:
+        others = [str(f) for f in registry.registered() if f.exists()]
+        if others:  # their VMs' roots lie on the cached trees
+            print(f"keeping the base images: still in use by {', '.join(others)}", file=sys.stderr)
+            return rc | 1
+        print(f"removing the cached base images in {base_images.purge()}")
     return rc

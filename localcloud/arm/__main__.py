@@ -1,6 +1,6 @@
 """`python -m localcloud.arm --state-dir DIR --port 8443 --identity-port 8444 --vault-port 8446
 [--records-only] [--subnet 10.213.0.0/16] [--authorization-file roles.json]
-[--default-security-type Standard|TrustedLaunch]`"""
+[--default-security-type Standard|TrustedLaunch] [--first-boot-lock-seconds 45]`"""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def _runner(args: argparse.Namespace) -> VmRunner:
         subnet=args.subnet,
         relay_ports=args.relay_port or (),
         extra_ca_pem=args.extra_ca_pem.read_bytes() if args.extra_ca_pem else None,
+        first_boot_lock_s=args.first_boot_lock_seconds,
     )
 
 
@@ -64,6 +65,12 @@ def main() -> None:
         choices=("Standard", "TrustedLaunch"),
         default="Standard",
         help="what a VM without securityProfile gets where image and size support it",
+    )
+    parser.add_argument(
+        "--first-boot-lock-seconds",
+        type=float,
+        default=45.0,
+        help="how long a fresh VM's first-boot package job holds the dpkg lock (SandboxHost)",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

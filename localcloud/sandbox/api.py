@@ -6,9 +6,12 @@ The emulator calls these methods; `localcloud.sandbox.host.SandboxHost` runs rea
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+DEFAULT_BASE_IMAGE = "canonical:ubuntu-24_04-lts:server"
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,8 @@ class GuestConfig:
     admin_username: str  # osProfile.adminUsername
     authorized_keys: list[str]  # osProfile.linuxConfiguration.ssh.publicKeys[].keyData
     custom_data: bytes | None = None  # base64-decoded osProfile.customData (cloud-config)
+    # cloud-init's instance id (Azure's is the vmId): a new one makes it provision again
+    instance_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 @dataclass(frozen=True)
@@ -32,9 +37,11 @@ class BootSpec:
     vm_key: str  # unique, stable per VM resource (the emulator derives it from the resource id)
     os_disk: Path  # a directory: the OS layer (overlay upper) of this VM
     data_disks: list[DataDisk] = field(default_factory=list)
-    guest: GuestConfig | None = None
+    guest: GuestConfig | None = None  # only at a VM's first boot
     # storageProfile.diskControllerType: where the guest finds its data disks by LUN.
     disk_controller: str = "SCSI"
+    base_image: str = DEFAULT_BASE_IMAGE  # publisher:offer:sku of the image below the OS disk
+    first_boot_lock_s: float | None = None  # None: the runner's default
 
 
 class VmRunner(Protocol):

@@ -18,7 +18,7 @@ SPARSE_COPY = ["cp", "-a", "--sparse=always", "--reflink=auto"]
 
 
 def new_os_disk(path: Path, source: Path | None = None) -> None:
-    """An empty OS layer (the platform image is the host root) or a copy of `source`."""
+    """An empty OS layer (over a platform image's base tree) or a copy of `source`."""
     if source is not None:
         copy_os_disk(source, path)
         return

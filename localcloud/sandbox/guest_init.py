@@ -1,28 +1,31 @@
-"""PID 1 of a sandbox VM: builds the root file system, provisions, starts sshd, reaps, acts as udev.
+"""PID 1 of a sandbox VM: builds the root file system, boots the image's own cloud-init, starts
+sshd, reaps, acts as udev.
 
 Started by the host as
 `nsenter --net=<netns> unshare --mount --uts --ipc --pid --fork --propagation private
- /usr/bin/python3 guest_init.py <boot.json>`, so it runs with the base layer's python3 and the
-standard library only. Its stdout/stderr is the VM's console log on the host.
+ /usr/bin/python3 guest_init.py --boot <boot.json>`. That first part runs on the host's python:
+it mounts the overlay (the base image below, the VM's OS disk above), /proc, /sys, /dev, /run,
+the provisioning media, and pivots into it. Then it executes itself again with the *image's*
+python3 (`--guest`), standard library only, so nothing of the host runs inside the VM.
+Its stdout/stderr is the VM's console log on the host.
 """
 
 from __future__ import annotations
 
 import ctypes
-import glob
 import json
 import os
-import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 
 MEDIA = "/run/localcloud/provisioning"
-PROVISIONED_MARKER = "/var/lib/waagent/provisioned"
-PROVISIONED_USER = "/var/lib/waagent/provisioned-user"
-SUDOERS_FILE = "/etc/sudoers.d/90-cloud-init-users"
+SEED_DIR = "/var/lib/cloud/seed/nocloud"
+OVF_ENV = "/var/lib/waagent/ovf-env.xml"
+DPKG_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")
+GUEST_PYTHON = "/usr/bin/python3"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 CA_LOCAL_COPY = "/usr/local/share/ca-certificates/localcloud-ca.crt"
 AZURE_LUN_DIR = "/dev/disk/azure/scsi1"
@@ -77,17 +80,13 @@ def build_root(cfg: dict) -> None:
         root,
         "overlay",
         0,
-        f"lowerdir=/,upperdir={cfg['upper']},workdir={cfg['work']},index=off,xino=off",
+        f"lowerdir={cfg['base']},upperdir={cfg['upper']},workdir={cfg['work']},index=off,xino=off",
     )
     mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     mount("sysfs", f"{root}/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     build_dev(f"{root}/dev")
     mount("tmpfs", f"{root}/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
     mount("tmpfs", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-    # The state folder (other VMs' disks and keys) must not be visible to this VM.
-    for hidden in cfg.get("hide", []):
-        if os.path.isdir(f"{root}{hidden}"):
-            mount("tmpfs", f"{root}{hidden}", "tmpfs", MS_RDONLY, "mode=700,size=4k")
     media_target = f"{root}{MEDIA}"
     os.makedirs(media_target, exist_ok=True)
     mount(cfg["media"], media_target, None, MS_BIND)
@@ -235,71 +234,34 @@ def _partitions(loop: str) -> list[str]:
     return [e for e in entries if e.startswith(f"{loop}p") and e[len(loop) + 1 :].isdigit()]
 
 
-# --- provisioning (first boot only) ---------------------------------------------------------
+# --- first boot: hand cloud-init and waagent what Azure's provisioning would ----------------
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), check=check, stdin=subprocess.DEVNULL)
 
 
-def provision(media_cfg: dict) -> None:
-    user = media_cfg.get("admin_username")
-    # SSH host keys: never keep the base layer's (the host's) keys.
-    for path in glob.glob("/etc/ssh/ssh_host_*"):
-        os.unlink(path)
-    key_files = media_cfg.get("host_key_files") or []
-    for name in key_files:
-        shutil.copyfile(f"{MEDIA}/ssh_host_keys/{name}", f"/etc/ssh/{name}")
-        os.chmod(f"/etc/ssh/{name}", 0o644 if name.endswith(".pub") else 0o600)
-    if not any(not n.endswith(".pub") for n in key_files):
-        sh("ssh-keygen", "-A")
-    if user:
-        create_admin_user(user)
-    write_cloud_instance()
-    install_extra_ca()
-    shutil.copyfile(f"{MEDIA}/waagent", "/usr/sbin/waagent")
-    os.chmod("/usr/sbin/waagent", 0o755)
-    os.makedirs("/var/lib/waagent", exist_ok=True)
-    with open(PROVISIONED_USER, "w") as f:
-        f.write(f"{user or ''}\n")
-    with open(PROVISIONED_MARKER, "w") as f:
-        f.write(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
-    log(f"provisioned admin user {user!r}")
+def write_private(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
-def create_admin_user(user: str) -> None:
-    exists = sh("id", "-u", user, check=False).returncode == 0
-    if not exists:
-        sh("useradd", "-m", "-U", "-s", "/bin/bash", user)
-    home = os.path.expanduser(f"~{user}")
-    ssh_dir = f"{home}/.ssh"
-    os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
-    shutil.copyfile(f"{MEDIA}/authorized_keys", f"{ssh_dir}/authorized_keys")
-    os.chmod(f"{ssh_dir}/authorized_keys", 0o600)
-    sh("chown", "-R", f"{user}:{user}", ssh_dir)
-    with open(SUDOERS_FILE, "w") as f:
-        f.write(f"# Created by localcloud provisioning\n{user} ALL=(ALL) NOPASSWD:ALL\n")
-    os.chmod(SUDOERS_FILE, 0o440)
+def write_seed() -> None:
+    """The NoCloud seed (meta-data with this VM's instance id, user-data) and ovf-env.xml.
 
-
-def write_cloud_instance() -> None:
-    instance_id = str(uuid.uuid4())
-    instance_dir = f"/var/lib/cloud/instances/{instance_id}"
-    os.makedirs(instance_dir, exist_ok=True)
-    if os.path.exists(f"{MEDIA}/user-data"):
-        shutil.copyfile(f"{MEDIA}/user-data", f"{instance_dir}/user-data.txt")
-        os.chmod(f"{instance_dir}/user-data.txt", 0o600)
-    with open(f"{instance_dir}/boot-finished", "w") as f:
-        f.write(f"{time.time()} localcloud\n")
-    os.makedirs("/var/lib/cloud/data", exist_ok=True)
-    with open("/var/lib/cloud/data/instance-id", "w") as f:
-        f.write(instance_id + "\n")
-    if os.path.lexists("/var/lib/cloud/instance"):
-        os.unlink("/var/lib/cloud/instance")
-    os.symlink(instance_dir, "/var/lib/cloud/instance")
+    A new instance id makes cloud-init provision again, also on a disk copied from an image."""
+    for name in ("meta-data", "user-data"):
+        with open(f"{MEDIA}/{name}", "rb") as f:
+            write_private(f"{SEED_DIR}/{name}", f.read())
+    with open(f"{MEDIA}/ovf-env.xml", "rb") as f:
+        write_private(OVF_ENV, f.read())
+    log("NoCloud seed and ovf-env.xml written")
 
 
 def install_extra_ca() -> None:
+    """The CAs the VM's network needs (localcloud's own, the host network's TLS inspection)."""
     ca_path = f"{MEDIA}/extra-ca.pem"
     if not os.path.exists(ca_path):
         return
@@ -318,15 +280,23 @@ def install_extra_ca() -> None:
 # --- every boot -----------------------------------------------------------------------------
 
 
-def set_hostname(hostname: str) -> None:
-    socket.sethostname(hostname)
-    with open("/etc/hostname", "w") as f:
-        f.write(hostname + "\n")
-    with open("/etc/hosts") as f:
-        lines = [ln for ln in f.read().splitlines() if not ln.startswith("127.0.1.1")]
-    lines.insert(1 if lines else 0, f"127.0.1.1 {hostname}")
-    with open("/etc/hosts", "w") as f:
-        f.write("\n".join(lines) + "\n")
+def restore_hostname() -> None:
+    """As an init system does first: the UTS name from /etc/hostname (cloud-init may change it)."""
+    try:
+        with open("/etc/hostname") as f:
+            name = f.read().strip()
+    except FileNotFoundError:
+        return
+    if name:
+        socket.sethostname(name)
+
+
+def write_resolv_conf(text: str) -> None:
+    """What DHCP hands a VM: the name servers it can reach (waagent's deprovision removes it)."""
+    if os.path.islink("/etc/resolv.conf"):
+        os.unlink("/etc/resolv.conf")
+    with open("/etc/resolv.conf", "w") as f:
+        f.write(text)
 
 
 def mount_fstab() -> None:
@@ -344,9 +314,50 @@ def mount_fstab() -> None:
             sh("mount", "-o", "nouuid", fields[1], check=False)
 
 
+def cloud_init_early() -> None:
+    """cloud-init's first two stages (users, host keys, hostname), before sshd as on Ubuntu."""
+    for stage in (("init", "--local"), ("init",)):
+        code = sh("cloud-init", *stage, check=False).returncode
+        log(f"cloud-init {' '.join(stage)} exited {code}")
+
+
+def cloud_init_late() -> subprocess.Popen:
+    """The config and final stages run on while sshd already answers (`cloud-init status --wait`
+    is how a client knows they are done)."""
+    return subprocess.Popen(
+        ["/bin/sh", "-c", "cloud-init modules --mode=config; cloud-init modules --mode=final"],
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def hold_dpkg_lock(seconds: float) -> subprocess.Popen:
+    """The first-boot package job (Ubuntu's apt-daily / unattended-upgrades): the dpkg locks are
+    taken as apt takes them (fcntl) and held for `seconds`."""
+    holder = (
+        "import fcntl, os, sys, time\n"
+        "held = []\n"
+        "for path in sys.argv[2:]:\n"
+        "    f = open(path, 'a'); fcntl.lockf(f, fcntl.LOCK_EX); held.append(f)\n"
+        "time.sleep(float(sys.argv[1]))\n"
+    )
+    os.makedirs("/var/lib/dpkg", exist_ok=True)
+    log(f"first-boot package job holds the dpkg lock for {seconds:g} s")
+    return subprocess.Popen(
+        [GUEST_PYTHON, "-c", holder, str(seconds), *DPKG_LOCKS], stdin=subprocess.DEVNULL
+    )
+
+
 def start_sshd() -> subprocess.Popen:
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     return subprocess.Popen(["/usr/sbin/sshd", "-D", "-e"], stdin=subprocess.DEVNULL)
+
+
+def power_off(signum: int, frame: object) -> None:
+    """`poweroff` in the guest: stop every process, flush, and end the VM (PID 1 exits)."""
+    log("power off requested")
+    os.kill(-1, signal.SIGKILL)
+    os.sync()
+    os._exit(0)
 
 
 def serve(disks: list[dict]) -> None:
@@ -372,24 +383,45 @@ def serve(disks: list[dict]) -> None:
         time.sleep(0.1)
 
 
-def main() -> None:
-    with open(sys.argv[1]) as f:
+def boot_guest() -> None:
+    """Runs on the image's python3 inside the VM's root."""
+    with open(f"{MEDIA}/config.json") as f:
         cfg = json.load(f)
-    os.environ.clear()
-    os.environ.update({"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "linux"})
-    build_root(cfg)
+    signal.signal(signal.SIGTERM, power_off)
+    restore_hostname()
     disks = cfg.get("disks", [])
     sync_disk_nodes(disks)
     PartitionScanner().scan_now(disks)
     sync_disk_nodes(disks)
-    with open(f"{MEDIA}/config.json") as f:
-        media_cfg = json.load(f)
-    if not os.path.exists(PROVISIONED_MARKER):
-        provision(media_cfg)
-    if media_cfg.get("hostname"):
-        set_hostname(media_cfg["hostname"])
+    first_boot = bool(cfg.get("first_boot"))
+    if first_boot:
+        write_seed()
+        install_extra_ca()
+    write_resolv_conf(cfg.get("resolv_conf") or "")
     mount_fstab()
+    cloud_init_early()
+    lock_s = float(cfg.get("first_boot_lock_s") or 0)
+    if first_boot and lock_s > 0:
+        hold_dpkg_lock(lock_s)
+    cloud_init_late()
     serve(disks)
+
+
+def boot_host_side(boot_file: str) -> None:
+    """Runs on the host's python in the new namespaces: make the root, then become the guest."""
+    with open(boot_file) as f:
+        cfg = json.load(f)
+    build_root(cfg)
+    os.execv(GUEST_PYTHON, [GUEST_PYTHON, f"{MEDIA}/guest_init.py", "--guest", boot_file])
+
+
+def main() -> None:
+    os.environ.clear()
+    os.environ.update({"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "linux"})
+    if sys.argv[1] == "--boot":
+        boot_host_side(sys.argv[2])
+    else:
+        boot_guest()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """VM runners: `SandboxHost` runs each VM as a real Linux sandbox, `RecordsOnly` runs nothing.
 
 A running VM of `SandboxHost` is a network namespace with a veth pair and NAT, a mount/UTS/IPC/PID
-namespace whose root is an overlay (host root below, the VM's OS layer above), loop devices for
+namespace whose root is an overlay (the marketplace image's base tree below, the VM's OS layer
+above; see `base_images`), loop devices for
 its data disks, a real sshd, and optionally a relay process for host loopback ports. Every such
 object is named after the state folder and recorded in it, so `teardown_all` works after a crash.
 """
@@ -21,19 +22,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from localcloud.sandbox import disks, network
+from localcloud.sandbox import base_images, disks, network
 from localcloud.sandbox.api import BootSpec
 from localcloud.sandbox.commands import SandboxError
 from localcloud.sandbox.layout import Layout
 from localcloud.sandbox.processes import ProcessRef, children, wait_gone
-from localcloud.sandbox.provisioning import write_media
+from localcloud.sandbox.provisioning import resolv_conf, write_media
 from localcloud.sandbox.teardown import teardown_state_dir
 
 GUEST_INIT = Path(__file__).with_name("guest_init.py")
 RELAY = Path(__file__).with_name("relay.py")
-BASE_PYTHON = "/usr/bin/python3"  # the base layer's python: the guest init runs on it
+HOST_PYTHON = "/usr/bin/python3"  # mounts the guest's root, then hands over to the image's
 SSH_PORT = 22
 BOOT_TIMEOUT_S = 60.0
+FIRST_BOOT_LOCK_S = 45.0  # how long a fresh VM's package job holds the dpkg lock (apt-daily)
 
 
 @dataclass
@@ -63,10 +65,12 @@ class SandboxHost:
         subnet: str = "10.213.0.0/16",
         relay_ports: Sequence[int] = (),
         extra_ca_pem: bytes | None = None,
+        first_boot_lock_s: float = FIRST_BOOT_LOCK_S,
     ) -> None:
         self.layout = Layout.of(Path(state_dir), subnet)
         self.relay_ports = list(relay_ports)
         self.extra_ca_pem = extra_ca_pem
+        self.first_boot_lock_s = first_boot_lock_s
         self._thread_lock = threading.Lock()
         self._launchers: dict[str, subprocess.Popen[bytes]] = {}
         self.layout.vms_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +79,11 @@ class SandboxHost:
     def prepare(self) -> None:
         network.enable_forwarding(self.layout)
         network.install_nat(self.layout)
+
+    @staticmethod
+    def base_root(urn: str) -> Path:
+        """The base image's tree (made and cached on first use)."""
+        return base_images.ensure(base_images.by_urn(urn))
 
     # --- disks ------------------------------------------------------------------------------
     def new_os_disk(self, path: Path, source: Path | None = None) -> None:
@@ -99,6 +108,7 @@ class SandboxHost:
         if current is not None and self._alive(current):
             return current.address
         self.shutdown(spec.vm_key)  # a crashed earlier run leaves its pieces behind
+        base = self.base_root(spec.base_image)
         vm_dir = self.layout.vm_dir(spec.vm_key)
         vm_dir.mkdir(parents=True, exist_ok=True)
         (vm_dir / "vm_key").write_text(spec.vm_key)
@@ -108,7 +118,7 @@ class SandboxHost:
             for disk in spec.data_disks:
                 record.loops.append(disks.attach(disk.path))
                 self._save(record)
-            self._launch(spec, record, vm_dir)
+            self._launch(spec, record, vm_dir, base)
             self._wait_for_ssh(record, vm_dir)
         except BaseException:
             self.shutdown(spec.vm_key)
@@ -201,20 +211,29 @@ class SandboxHost:
                 records.append(record)
         return records
 
-    def _launch(self, spec: BootSpec, record: RunRecord, vm_dir: Path) -> None:
+    def _launch(self, spec: BootSpec, record: RunRecord, vm_dir: Path, base: Path) -> None:
         os_disk = spec.os_disk.resolve()
         (vm_dir / "root").mkdir(exist_ok=True)
-        write_media(vm_dir / "media", spec.guest, spec.vm_key, self.extra_ca_pem)
+        disk_nodes = [
+            {"lun": d.lun, "loop": Path(dev).name, "controller": spec.disk_controller}
+            for d, dev in zip(spec.data_disks, record.loops, strict=True)
+        ]
+        guest_config = {
+            "vm_key": spec.vm_key,
+            "hostname": spec.guest.hostname if spec.guest else None,
+            "disks": disk_nodes,
+            "resolv_conf": resolv_conf(),
+            "first_boot_lock_s": (
+                self.first_boot_lock_s if spec.first_boot_lock_s is None else spec.first_boot_lock_s
+            ),
+        }
+        write_media(vm_dir / "media", spec.guest, guest_config, self.extra_ca_pem)
         boot_config = {
             "root": str(vm_dir / "root"),
+            "base": str(base),
             "upper": str(os_disk / "upper"),
             "work": str(os_disk / "work"),
             "media": str(vm_dir / "media"),
-            "hide": [str(self.layout.state_dir)],
-            "disks": [
-                {"lun": d.lun, "loop": Path(dev).name, "controller": spec.disk_controller}
-                for d, dev in zip(spec.data_disks, record.loops, strict=True)
-            ],
         }
         (vm_dir / "boot.json").write_text(json.dumps(boot_config, indent=2))
         netns_path = f"/run/netns/{record.netns}"
@@ -232,8 +251,9 @@ class SandboxHost:
                     "--kill-child",
                     "--propagation",
                     "private",
-                    BASE_PYTHON,
+                    HOST_PYTHON,
                     str(GUEST_INIT),
+                    "--boot",
                     str(vm_dir / "boot.json"),
                 ],
                 stdin=subprocess.DEVNULL,
@@ -266,7 +286,7 @@ class SandboxHost:
     def _start_relay(self, netns_path: str, init_pid: int, vm_dir: Path) -> tuple[int, int]:
         with open(vm_dir / "relay.log", "ab") as log:
             relay = subprocess.Popen(
-                [BASE_PYTHON, str(RELAY), netns_path, str(init_pid), *map(str, self.relay_ports)],
+                [HOST_PYTHON, str(RELAY), netns_path, str(init_pid), *map(str, self.relay_ports)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,

@@ -9,11 +9,13 @@ from shared.errors import PermanentError
 from shared.remote import render
 from shared.state.record import Build
 from shared.steps.base import Done, Outcome, Poll, StepContext
+from shared.steps.guest_jobs import last_json, last_lines
 from shared.steps.targets import check_image_targets_free
 from shared.steps.vm_access import open_guest
 
 POLL_S = 3.0
-DEPROVISION_SETTLE_S = 8.0  # the agent needs a moment; its user is gone, so it cannot be polled
+# Seconds, not minutes: cloud-init's clean and the agent's deprovisioning take about one each.
+DEPROVISION_TIMEOUT_S = 240
 
 
 async def capture_image(ctx: StepContext) -> Outcome:
@@ -22,11 +24,17 @@ async def capture_image(ctx: StepContext) -> Outcome:
     vm = BuildNames(build.id).vm("build")
     request = ctx.request
 
-    if not build.marker(stage, "deprovision_started"):
+    if not build.marker(stage, "deprovision_done"):
+        # Run in the session and wait for its report: the agent deletes the admin user, so no
+        # later connection could poll a detached job. The session outlives the user.
         async with open_guest(ctx) as runner:
-            await render.start(runner, "deprovision", render.deprovision(), 300)
-        build = build.with_progress(stage, deprovision_started=True)
-        return Poll(build, DEPROVISION_SETTLE_S, "deprovisioning the guest (waagent)")
+            result = await render.run_now(runner, render.deprovision(), DEPROVISION_TIMEOUT_S)
+        report = last_json(result.stdout) or {}
+        if report.get("deprovisioned") is not True:
+            raise PermanentError(
+                f"deprovisioning did not report done: {last_lines(result.stdout + result.stderr)}"
+            )
+        build = build.with_progress(stage, deprovision_done=True)
 
     state = vms.vm_state(ctx.azure, vm.vm)
     trusted_launch = request.security_choice()[0] == "TrustedLaunch"

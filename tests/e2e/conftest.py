@@ -111,12 +111,16 @@ class Cloud:
 # and would call an idle VM busy at random. At 100 the CPU rule never fires here, so in
 # localcloud idleness is decided by Jupyter's own record alone. Azure VMs keep the default (10).
 UP_SETTINGS = {"LABIMAGE_IDLE_CPU_PERCENT": "100"}
+# A fresh VM holds dpkg's lock at first boot (Ubuntu's apt-daily); 45 s by default. Short here to
+# keep the suite fast; test_first_boot_lock.py runs one build with the realistic time.
+FIRST_BOOT_LOCK_S = 8
 
 
 def _localcloud(command: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
     flags = [f"--{name}-port={port}" for name, port in PORTS.items()]
     if command == "up":
         flags += [f"--setting={name}={value}" for name, value in UP_SETTINGS.items()]
+        flags.append(f"--first-boot-lock-seconds={FIRST_BOOT_LOCK_S}")
     return subprocess.run(
         [sys.executable, "-m", "localcloud", command, "--state-dir", str(state_dir), *flags],
         cwd=ROOT,

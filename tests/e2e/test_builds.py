@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from localcloud.arm.kinds.vms import FIRST_BOOT_LOCK_TAG, vm_key
+from localcloud.sandbox.layout import Layout
 from localcloud.seed_content import raising_repository
 from shared.artifacts import get_json
 from shared.azure.naming import BUILD_TAG
@@ -38,12 +41,14 @@ def builds(cloud: Cloud) -> Iterator[dict[str, str]]:
     broken["repositories"][0]["url"] = f"https://127.0.0.1:{PORTS['git']}/broken-notebooks.git"
     broken["image"] = {"name": "never-made"}
     ids = {
-        "seed": cloud.submit(cloud.seed_request()),
+        "seed": cloud.submit(cloud.seed_request(tags=REALISTIC_FIRST_BOOT)),
         "broken": cloud.submit(broken),
         "cancel": cloud.submit(cloud.seed_request(name="cancel-me", image={"name": "cancel-me"})),
         "kill": cloud.submit(cloud.seed_request(name="kill-me", image={"name": "kill-me"})),
         "keep": cloud.submit(gallery_keep_request(cloud)),
     }
+    # The seed build's guest host key, read now: cleanup deletes the build's keys at the end.
+    SECRETS["seed_host_key"] = (cloud.state_dir / "keys" / f"{ids['seed']}.host").read_text()
     actions = {"cancel": cancel_in_install, "kill": kill_in_install}
     with ThreadPoolExecutor(max_workers=2) as pool:
         ACTIONS.update({name: pool.submit(act, cloud, ids[name]) for name, act in actions.items()})
@@ -51,6 +56,10 @@ def builds(cloud: Cloud) -> Iterator[dict[str, str]]:
 
 
 ACTIONS: dict[str, Future[Any]] = {}
+# The seed build's VMs hold dpkg's lock at first boot for as long as Ubuntu's apt-daily may (the
+# instance's other VMs for a few seconds): localcloud's per-VM tag, the request's tags carry it.
+REALISTIC_FIRST_BOOT = {"cost-center": "oceanography", FIRST_BOOT_LOCK_TAG: "45"}
+SECRETS: dict[str, str] = {}
 
 
 def in_install(status: dict[str, Any]) -> bool:
@@ -128,6 +137,16 @@ def sandbox_of(cloud: Cloud, computer_name: str) -> dict[str, Any] | None:
     return None
 
 
+def console_of(cloud: Cloud, vm_name: str) -> str:
+    """The console log the sandbox of VM `vm_name` left on the host."""
+    vm_id = (
+        f"/subscriptions/{cloud.settings.subscription_id}/resourceGroups/"
+        f"{cloud.settings.resource_group}/providers/Microsoft.Compute/virtualMachines/{vm_name}"
+    )
+    vm_dir = Layout.of(cloud.state_dir, "10.0.0.0/16").vm_dir(vm_key(vm_id))
+    return (vm_dir / "console.log").read_text(errors="replace")
+
+
 def test_the_seed_request_succeeds_end_to_end(cloud: Cloud, builds: dict[str, str]) -> None:
     build_id = builds["seed"]
     status = cloud.wait(build_id)
@@ -160,6 +179,9 @@ def test_the_seed_request_succeeds_end_to_end(cloud: Cloud, builds: dict[str, st
     for vm in ("build", "relaunch"):
         assert reports[vm]["jupyter_ok"]
         assert [n["status"] for n in reports[vm]["notebooks"]] == ["passed"]
+    # The install waited for the first-boot package job's dpkg lock (45 s) instead of failing.
+    console = console_of(cloud, f"labimage-{build_id}-build")
+    assert "holds the dpkg lock for 45 s" in console, console[-2000:]
     # The relaunched VM had the disk mounted by fstab alone (no mount step ran there).
     mount = outputs["relaunch_mount"]
     assert mount["mounted"] and mount["in_fstab_by_uuid"] and mount["uuid"] == disk["uuid"]
@@ -171,6 +193,43 @@ def test_the_seed_request_succeeds_end_to_end(cloud: Cloud, builds: dict[str, st
     assert leftovers(cloud, build_id) == [status["image_id"]]
     assert sandbox_of(cloud, f"{build_id}-build") is None
     assert sandbox_of(cloud, f"{build_id}-relaunch") is None
+
+
+SAS_SIGNATURE = re.compile(rb"[?&]sig=[A-Za-z0-9%+/=]{20,}")
+
+
+def test_the_captured_images_hold_no_sas_no_private_key_and_no_job_folder(
+    cloud: Cloud, builds: dict[str, str]
+) -> None:
+    """What a captured image's OS layer (the files the build changed over the base image) must
+    not carry: the data SAS, the host private key handed in through custom data, job folders,
+    cloud-init's record of the build VM, the admin user."""
+    for name in ("seed", "keep"):
+        assert cloud.wait(builds[name])["state"] == "succeeded"
+    key_lines = SECRETS["seed_host_key"].strip().splitlines()[1:-1]
+    key_marks = [line.encode() for line in key_lines if len(line) > 40]
+    assert key_marks
+    layers = sorted((cloud.state_dir / "images").glob("*/os/upper"))
+    assert len(layers) >= 3  # the seed's image, the kept build's image and gallery version
+    for layer in layers:
+        assert (layer / "opt" / "labimage" / "env" / "bin" / "python").exists()
+        for gone in (
+            "var/lib/labimage/jobs",
+            "var/lib/cloud/instance",
+            "var/lib/cloud/seed",
+            "home/azureuser",
+            "var/lib/waagent/ovf-env.xml",
+        ):
+            assert not (layer / gone).exists(), f"{layer}: {gone} is in the image"
+        assert not list((layer / "etc" / "ssh").glob("ssh_host_*")), f"{layer}: host keys"
+        for path in layer.rglob("*"):
+            if not path.is_file() or path.is_symlink() or path.stat().st_size > 8 * 1024**2:
+                continue
+            if path.is_relative_to(layer / "opt" / "labimage"):
+                continue  # the installed Python and packages (a gigabyte to read for nothing)
+            data = path.read_bytes()
+            assert not SAS_SIGNATURE.search(data), f"a SAS in {path}"
+            assert not any(mark in data for mark in key_marks), f"the host key in {path}"
 
 
 def test_a_raising_notebook_fails_the_build_at_verify_and_leaves_nothing(

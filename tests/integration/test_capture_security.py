@@ -109,7 +109,7 @@ class Steps:
     async def capture(self) -> Done:
         """Capture as the stage would, polling until done; the guest counts as deprovisioned."""
         self.build = self.build.model_copy(update={"stage": Stage.CAPTURE}).with_progress(
-            Stage.CAPTURE, deprovision_started=True
+            Stage.CAPTURE, deprovision_done=True
         )
         for _ in range(200):
             outcome = await capture_image(self.context())

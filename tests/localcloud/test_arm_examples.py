@@ -35,6 +35,17 @@ SUBSTITUTIONS = {
     "{existing-custom-image-name}": "myImage",
     "{your-username}": "azureuser",
     "{your-password}": "not-used-by-localcloud",
+    # The examples' marketplace images become one localcloud offers (any other is
+    # PlatformImageNotFound there, as an image missing from a region is on Azure): its Gen1
+    # SKU, as the examples' images and gallery definitions (hyperVGeneration V1) are Gen1.
+    "{image_publisher}": "Canonical",
+    "{image_offer}": "ubuntu-24_04-lts",
+    "{image_sku}": "server-gen1",
+    '"publisher": "MicrosoftWindowsServer"': '"publisher": "Canonical"',
+    '"offer": "WindowsServer"': '"offer": "ubuntu-24_04-lts"',
+    '"sku": "2016-Datacenter"': '"sku": "server-gen1"',
+    '"offer": "UbuntuServer"': '"offer": "ubuntu-24_04-lts"',
+    '"sku": "16.04-LTS"': '"sku": "server-gen1"',
 }
 IMPORTANT = {
     "id", "name", "type", "location", "properties", "provisioningState", "value", "statuses",

@@ -479,3 +479,27 @@ def test_state_survives_an_emulator_restart(
                 vm = azure.compute.virtual_machines.get(RG, "b1-vm")
                 assert vm.tags == {"labimage-build": "b1"}
                 assert power_state(azure, "b1-vm") == "stopped"  # sandboxes do not survive
+
+
+def test_a_marketplace_image_localcloud_does_not_offer_is_platform_image_not_found(
+    cloud: Any,
+) -> None:
+    _, _, runner, azure = cloud
+    nic_id = make_network(azure)
+    params = vm_parameters(nic_id)
+    params.storage_profile.image_reference = cm.ImageReference(
+        publisher="Canonical",
+        offer="0001-com-ubuntu-server-jammy",
+        sku="22_04-lts",
+        version="latest",
+    )
+    with pytest.raises(HttpResponseError) as info:
+        azure.compute.virtual_machines.begin_create_or_update(RG, "b1-vm", params).result()
+    assert info.value.status_code == 404 and error_code(info) == "PlatformImageNotFound"
+    assert "Canonical:0001-com-ubuntu-server-jammy:22_04-lts:latest" in str(info.value.message)
+    assert not [c for c in runner.calls if c[0] == "boot"]
+    # the offered one, in any case, is found
+    params.storage_profile.image_reference = cm.ImageReference(
+        publisher="canonical", offer="Ubuntu-24_04-LTS", sku="Server", version="latest"
+    )
+    azure.compute.virtual_machines.begin_create_or_update(RG, "b1-vm", params).result()

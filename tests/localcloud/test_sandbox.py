@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email
 import http.server
 import json
 import os
@@ -12,17 +13,19 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import asyncssh
 import pytest
+import yaml
 from sandbox_guest import GuestIdentity, run, self_signed_ca_pem
 
 from localcloud.sandbox import disks, network
 from localcloud.sandbox.api import BootSpec, DataDisk
 from localcloud.sandbox.host import RecordsOnly, SandboxHost
 from localcloud.sandbox.processes import processes_mentioning
-from localcloud.sandbox.provisioning import host_keys_from_custom_data
+from localcloud.sandbox.provisioning import user_data
 
 SUBNET = "10.219.0.0/16"
 IS_ROOT = os.geteuid() == 0
@@ -145,12 +148,19 @@ echo "$uuid"
 # --- tests without root ---------------------------------------------------------------------
 
 
-def test_host_keys_come_from_cloud_config_ssh_keys() -> None:
+def test_user_data_is_the_platform_part_then_custom_data_unchanged() -> None:
     guest = GuestIdentity.new("vm", "azureuser")
-    files = host_keys_from_custom_data(guest.guest_config().custom_data)
-    assert set(files) == {"ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"}
-    assert files["ssh_host_ed25519_key.pub"].startswith("ssh-ed25519 ")
-    assert host_keys_from_custom_data(b"#!/bin/sh\necho not cloud-config\n") == {}
+    config = guest.guest_config()
+    message = email.message_from_bytes(user_data(config))
+    parts = [p for p in message.walk() if not p.is_multipart()]
+    assert [p.get_content_type() for p in parts] == ["text/cloud-config", "text/cloud-config"]
+    platform = yaml.safe_load(parts[0].get_payload(decode=True))
+    assert platform["users"][0]["name"] == "azureuser"
+    assert platform["users"][0]["ssh_authorized_keys"] == config.authorized_keys
+    assert parts[1].get_payload(decode=True) == config.custom_data
+    script = user_data(replace(config, custom_data=b"#!/bin/sh\necho hi\n"))
+    kinds = [p.get_content_type() for p in email.message_from_bytes(script).walk()]
+    assert kinds[-1] == "text/x-shellscript"
 
 
 def test_a_256_gb_data_disk_costs_no_space_until_written(tmp_path: Path) -> None:
@@ -203,7 +213,7 @@ async def test_first_boot_provisions_user_hostname_host_key_ca_and_relay(
     sandbox.new_data_disk(disk.data, 256)
     address, seconds = timed_boot(sandbox, boot_spec("first", disk, guest))
     print(f"boot to SSH: {seconds:.2f} s")
-    assert seconds < 5
+    assert seconds < 20  # two cloud-init stages run before sshd, as on Ubuntu
     assert sandbox.is_running("first")
     async with await guest.connect(address) as conn:
         assert (await run(conn, "hostname")).strip() == "vm-first"
@@ -220,14 +230,74 @@ async def test_first_boot_provisions_user_hostname_host_key_ca_and_relay(
         assert (await run(conn, "cat /proc/1/cmdline | tr '\\0' ' '")).find("guest_init") >= 0
         # the host's own SSH host keys are not the guest's
         host_pub = Path("/etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[1]
-        assert host_pub not in await run(conn, "cat /etc/ssh/ssh_host_*.pub")
-        # the state folder (other VMs' disks and keys) is hidden from the guest
+        assert host_pub not in await run(conn, "sudo cat /etc/ssh/ssh_host_*.pub")
+        # the state folder (other VMs' disks and keys) is not in the guest at all
         assert (await run(conn, f"ls -A {sandbox.layout.state_dir} 2>/dev/null || true")) == ""
+        # the real cloud-init did the first boot and says so
+        status = await run(conn, "cloud-init status --wait --long")
+        assert "status: done" in status, status
     # nothing the VM wrote reaches the host
     assert not Path("/etc/sudoers.d/90-cloud-init-users").exists()
     assert (disk.os / "upper" / "etc" / "sudoers.d" / "90-cloud-init-users").exists()
     sandbox.shutdown("first")
     assert not sandbox.is_running("first")
+
+
+@pytest.mark.root
+async def test_the_guest_root_is_the_marketplace_image_not_the_host(
+    sandbox: SandboxHost, tmp_path: Path
+) -> None:
+    host_file = Path("/var/tmp") / f"localcloud-host-only-{os.getpid()}"
+    host_file.write_text("host secret\n")
+    try:
+        guest = GuestIdentity.new("vm-image", "azureuser")
+        disk = Disks(sandbox, "image-root")
+        sandbox.new_os_disk(disk.os)
+        address = sandbox.boot(BootSpec("image-root", disk.os, [], guest.guest_config()))
+        base = sandbox.base_root(BootSpec("x", disk.os).base_image)
+        async with await guest.connect(address) as conn:
+            seen = await conn.run(f"cat {host_file}")
+            assert seen.exit_status != 0, "a host file is visible in the guest"
+            os_release = await run(conn, "cat /etc/os-release")
+            assert os_release == (base / "etc/os-release").read_text()
+            for host_path in (str(Path.cwd()), "/work", str(sandbox.layout.state_dir), "/opt"):
+                assert (await conn.run(f"test -e {host_path}")).exit_status != 0 or (
+                    base / host_path.lstrip("/")
+                ).exists(), f"host path {host_path} is visible in the guest"
+            # as on Ubuntu's cloud image: python3 without venv/ensurepip, and no pip
+            venv = await conn.run("python3 -m venv /tmp/env")
+            assert venv.exit_status != 0 and "ensurepip" in str(venv.stdout) + str(venv.stderr)
+            assert (await conn.run("python3 -m pip --version")).exit_status != 0
+            # the image's own cloud-init and Azure agent, not stand-ins
+            agent = await run(
+                conn, "dpkg-query -W -f '${Package} ${Version}\\n' waagent cloud-init"
+            )
+            assert "waagent 2." in agent and "cloud-init 2" in agent
+        sandbox.shutdown("image-root")
+        assert not (disk.os / "upper" / "usr" / "bin" / "python3").exists(), "image copied up"
+    finally:
+        host_file.unlink()
+
+
+@pytest.mark.root
+async def test_first_boot_holds_the_dpkg_lock_as_apt_daily_does(sandbox: SandboxHost) -> None:
+    guest = GuestIdentity.new("vm-lock", "azureuser")
+    disk = Disks(sandbox, "lock")
+    sandbox.new_os_disk(disk.os)
+    spec = BootSpec("lock", disk.os, [], guest.guest_config(), first_boot_lock_s=6)
+    address = sandbox.boot(spec)
+    async with await guest.connect(address) as conn:
+        apt = "sudo apt-get -q -o DPkg::Lock::Timeout={} install -y --no-download sudo"
+        busy = await conn.run(apt.format(0))
+        assert busy.exit_status != 0 and "Could not get lock" in str(busy.stderr)
+        started = time.monotonic()
+        await run(conn, apt.format(60))  # what the controller's scripts do: wait for it
+        assert time.monotonic() - started > 1
+    sandbox.shutdown("lock")
+    # a later boot is not a first boot: no package job
+    async with await guest.connect(sandbox.boot(replace(spec, guest=None))) as conn:
+        await run(conn, apt.format(0))
+    sandbox.shutdown("lock")
 
 
 @pytest.mark.root
@@ -310,6 +380,12 @@ async def test_deprovisioned_copy_boots_as_a_new_vm_with_new_user_and_keys(
 
     image = Disks(sandbox, "image")
     sandbox.copy_os_disk(build.os, image.os)
+    # what the real agent removed: the user and home, host keys, its provisioning record
+    frozen = image.os / "upper"
+    assert not (frozen / "home" / "builder").exists()
+    assert not list((frozen / "etc" / "ssh").glob("ssh_host_*"))
+    assert not (frozen / "var" / "lib" / "waagent" / "ovf-env.xml").exists()
+    assert "builder:" not in (frozen / "etc" / "passwd").read_text()
     sandbox.copy_data_disk(build.data, image.data)
     sandbox.delete_disk(build.os)
     sandbox.delete_disk(build.data)
@@ -318,8 +394,12 @@ async def test_deprovisioned_copy_boots_as_a_new_vm_with_new_user_and_keys(
     relaunch = Disks(sandbox, "relaunch")
     sandbox.new_os_disk(relaunch.os, source=image.os)
     sandbox.new_data_disk(relaunch.data, 256, source=image.data)
-    address = sandbox.boot(boot_spec("relaunch", relaunch, user))
+    relaunch_spec = boot_spec("relaunch", relaunch, user)
+    address = sandbox.boot(relaunch_spec)
     async with await user.connect(address) as conn:
+        # a new instance id (Azure's: the new VM's vmId) made cloud-init provision again
+        instance = (await run(conn, "sudo cat /var/lib/cloud/data/instance-id")).strip()
+        assert relaunch_spec.guest is not None and instance == relaunch_spec.guest.instance_id
         assert (await run(conn, "hostname")).strip() == "vm-relaunch"
         assert (await run(conn, "sudo -n whoami")).strip() == "root"
         assert (await conn.run("id builder")).exit_status != 0
@@ -357,6 +437,21 @@ async def test_a_sandbox_killed_from_outside_is_not_running(sandbox: SandboxHost
     assert not sandbox.is_running("kill")
     sandbox.shutdown("kill")  # cleans what the dead VM left
     assert not disks.loops_under(disk.root)
+
+
+@pytest.mark.root
+async def test_poweroff_in_the_guest_stops_the_vm(sandbox: SandboxHost) -> None:
+    guest = GuestIdentity.new("vm-off", "azureuser")
+    disk = Disks(sandbox, "off")
+    sandbox.new_os_disk(disk.os)
+    address = sandbox.boot(BootSpec("off", disk.os, [], guest.guest_config()))
+    async with await guest.connect(address) as conn:
+        await conn.run("sudo poweroff", timeout=30)
+    deadline = time.monotonic() + 10
+    while sandbox.is_running("off") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not sandbox.is_running("off")
+    sandbox.shutdown("off")
 
 
 @pytest.mark.root
@@ -415,5 +510,11 @@ async def test_nvme_data_disks_appear_by_lun_and_the_mount_script_finds_them(
         result = json.loads(str(mounted.stdout).strip().splitlines()[-1])
         assert result["lun_link"] == "/dev/disk/azure/data/by-lun/1"
         assert (await run(conn, "findmnt -n -o FSTYPE /data")).strip() == "xfs"
-        assert "1-part1" in await run(conn, "ls /dev/disk/azure/data/by-lun/")
+        # The partition's link comes as udev would make it: shortly after the partition.
+        listed = await run(
+            conn,
+            "for i in $(seq 50); do ls /dev/disk/azure/data/by-lun/ | grep -q 1-part1 "
+            "&& break; sleep 0.1; done; ls /dev/disk/azure/data/by-lun/",
+        )
+        assert "1-part1" in listed
     sandbox.shutdown("nvme")

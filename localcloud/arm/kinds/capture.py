@@ -36,6 +36,7 @@ from localcloud.arm.kinds.platform import (
 from localcloud.arm.kinds.vms import VM, current_power
 from localcloud.arm.operations import now_iso
 from localcloud.arm.store import Resource
+from localcloud.sandbox.api import DEFAULT_BASE_IMAGE
 
 
 def _source_vm(emu: Emulator, vm_id: str, need_generalized: bool) -> Resource:
@@ -80,7 +81,9 @@ def _plan_copies(
     copies: list[tuple[str, Path, Path]] = []
     data: list[ImageDisk] = []
     records_only = False
+    base = DEFAULT_BASE_IMAGE
     if vm is not None:
+        base = str(vm.internal.get("os_base") or DEFAULT_BASE_IMAGE)
         records_only = bool(vm.internal.get("records_only"))
         os_disk, disks = _vm_disks(emu, vm)
         os_size = int(os_disk.props["diskSizeGB"])
@@ -93,6 +96,7 @@ def _plan_copies(
     else:
         assert image is not None
         source = source_of(image)
+        base = source.base
         records_only = source.os_path is None
         os_size = source.os_size_gb
         os_source = source.os_path
@@ -103,7 +107,7 @@ def _plan_copies(
                 copies.append(("data", frozen.path, dest))
     if os_source is not None and not records_only:
         copies.insert(0, ("os", os_source, folder / "os"))
-    internal = image_internal(folder / "os", os_size, data, traits)
+    internal = image_internal(folder / "os", os_size, data, traits, base)
     if records_only:
         internal["os_path"] = None
         for entry in internal["data"]:

@@ -10,6 +10,8 @@ from localcloud.arm import errors
 from localcloud.arm.emulator import Emulator
 from localcloud.arm.kinds.platform import ImageTraits, marketplace_traits
 from localcloud.arm.store import Resource
+from localcloud.sandbox.api import DEFAULT_BASE_IMAGE
+from localcloud.sandbox.base_images import offered
 
 IMAGE = "Microsoft.Compute/images"
 GALLERY = "Microsoft.Compute/galleries"
@@ -26,20 +28,27 @@ class ImageDisk:
 
 @dataclass
 class ImageSource:
-    """The disks a new VM starts from; `os_path` None is an empty (platform) OS layer."""
+    """The disks a new VM starts from; `os_path` None is an empty (platform) OS layer.
+    `base` names the marketplace image whose tree lies below every OS layer made from it."""
 
     os_path: Path | None = None
     os_size_gb: int = 30
     data_disks: list[ImageDisk] = field(default_factory=list)
     traits: ImageTraits = field(default_factory=ImageTraits)
+    base: str = DEFAULT_BASE_IMAGE
 
 
 def image_internal(
-    os_path: Path, os_size: int, data: list[ImageDisk], traits: ImageTraits
+    os_path: Path,
+    os_size: int,
+    data: list[ImageDisk],
+    traits: ImageTraits,
+    base: str = DEFAULT_BASE_IMAGE,
 ) -> dict[str, Any]:
-    """How managed images and gallery versions record their frozen disks and what VMs made
-    from them may be (generation, security type, disk controllers)."""
+    """How managed images and gallery versions record their frozen disks, the base image below
+    them, and what VMs made from them may be (generation, security type, disk controllers)."""
     return {
+        "base": base,
         "os_path": str(os_path),
         "os_size_gb": os_size,
         "data": [{"lun": d.lun, "path": str(d.path), "size_gb": d.size_gb} for d in data],
@@ -68,6 +77,7 @@ def source_of(resource: Resource) -> ImageSource:
             for d in internal.get("data", [])
         ],
         traits_of(internal),
+        str(internal.get("base") or DEFAULT_BASE_IMAGE),
     )
 
 
@@ -97,8 +107,23 @@ def resolve_image(emu: Emulator, image_ref: dict[str, Any], location: str) -> Im
                 404, "NotFound", f"The Image '{image_id}' cannot be found in '{location}' region."
             )
         return source_of(resource)
-    if image_ref.get("publisher") and image_ref.get("offer") and image_ref.get("sku"):
-        return ImageSource(traits=marketplace_traits(image_ref))
+    publisher, offer, sku = (str(image_ref.get(k) or "") for k in ("publisher", "offer", "sku"))
+    if publisher and offer and sku:
+        base = offered(publisher, offer, sku)
+        if base is None:
+            # Azure's answer for a marketplace image it does not have (seen in the wild:
+            # clong/DetectionLab#729, hashicorp/packer-plugin-azure#53).
+            version = image_ref.get("version") or "latest"
+            raise errors.ArmError(
+                404,
+                "PlatformImageNotFound",
+                f"The platform image '{publisher}:{offer}:{sku}:{version}' is not available. "
+                "Verify that all fields in the storage profile are correct. For more details "
+                "about storage profile information, please refer to "
+                "https://aka.ms/storageprofile",
+                target="imageReference",
+            )
+        return ImageSource(traits=marketplace_traits(image_ref), base=base.urn)
     raise errors.invalid_parameter(
         "The value of parameter imageReference is invalid.", "imageReference"
     )

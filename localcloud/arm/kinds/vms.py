@@ -22,10 +22,13 @@ from localcloud.arm.kinds.network import NIC, nic_public_ips, remove_nic
 from localcloud.arm.kinds.platform import decide
 from localcloud.arm.operations import now_iso
 from localcloud.arm.store import Resource
-from localcloud.sandbox.api import BootSpec, DataDisk, GuestConfig
+from localcloud.sandbox.api import DEFAULT_BASE_IMAGE, BootSpec, DataDisk, GuestConfig
 
 VM = "Microsoft.Compute/virtualMachines"
 RECORDS_ONLY_TAG = "localcloud-records-only"
+# localcloud's own knob (a tag means nothing to Azure): seconds this VM's first-boot package job
+# holds the dpkg lock, instead of the runner's default. 0 to 600.
+FIRST_BOOT_LOCK_TAG = "localcloud-first-boot-lock-seconds"
 _DISPLAY = {
     "starting": "VM starting",
     "running": "VM running",
@@ -194,11 +197,13 @@ class VirtualMachineKind(Kind):
             "records_only": records_only,
             "os_disk": os_disk.id,
             "os_source": str(source.os_path) if source.os_path else None,
+            "os_base": source.base,
             "data_disks": data_internal,
             "generation": platform.generation,
             "security_type": platform.security_type,
             "controllers": list(platform.controllers),
             "guest": _guest_record(guest),
+            "first_boot_lock_s": _first_boot_lock(tags),
         }
         vm = Resource(ref.id, VM, result, internal)
         emu.store.put(vm)
@@ -468,6 +473,14 @@ def _guest_config(ref: ResourceRef, props: dict[str, Any]) -> GuestConfig:
     return GuestConfig(computer_name, admin, keys, custom)
 
 
+def _first_boot_lock(tags: dict[str, Any]) -> float | None:
+    try:
+        seconds = float(tags.get(FIRST_BOOT_LOCK_TAG, ""))
+    except (TypeError, ValueError):
+        return None
+    return seconds if 0 <= seconds <= 600 else None
+
+
 def _guest_record(guest: GuestConfig) -> dict[str, Any]:
     """Kept only until the first boot (customData may carry a host key)."""
     return {
@@ -599,8 +612,9 @@ async def _first_boot(emu: Emulator, vm: Resource) -> None:
         record.get("admin_username", "azureuser"),
         list(record.get("authorized_keys", [])),
         base64.b64decode(record["custom_data"]) if record.get("custom_data") else None,
+        instance_id=str(vm.props.get("vmId") or uuid.uuid4()),  # Azure's instance id is vmId
     )
-    address = await _boot(emu, vm, guest)
+    address = await _boot(emu, vm, guest, vm.internal.get("first_boot_lock_s"))
     vm.internal.pop("guest", None)
     _set_address(emu, vm, address)
     vm.internal["power"] = "running"
@@ -611,7 +625,9 @@ async def _first_boot(emu: Emulator, vm: Resource) -> None:
 _records_counter = 0
 
 
-async def _boot(emu: Emulator, vm: Resource, guest: GuestConfig | None) -> str:
+async def _boot(
+    emu: Emulator, vm: Resource, guest: GuestConfig | None, lock_s: float | None = None
+) -> str:
     if vm.internal.get("records_only"):
         global _records_counter
         _records_counter += 1
@@ -627,7 +643,16 @@ async def _boot(emu: Emulator, vm: Resource, guest: GuestConfig | None) -> str:
     path = disk_path(os_disk)
     assert path is not None
     controller = vm.props.get("storageProfile", {}).get("diskControllerType", "SCSI")
-    spec = BootSpec(vm.internal["vm_key"], path, data, guest, controller)
+    base = str(vm.internal.get("os_base") or DEFAULT_BASE_IMAGE)
+    spec = BootSpec(
+        vm.internal["vm_key"],
+        path,
+        data,
+        guest,
+        disk_controller=controller,
+        base_image=base,
+        first_boot_lock_s=lock_s,
+    )
     return await emu.blocking(emu.runner.boot, spec)
 
 

@@ -54,13 +54,42 @@ env_dir=$prefix/env
 base=(jupyterlab notebook nbclient nbformat ipykernel)
 mkdir -p "$prefix"
 
+# A fresh VM is still booting when SSH answers: cloud-init's last stages run on, and the
+# first-boot package job (apt-daily, unattended-upgrades) holds dpkg's lock for a while.
+APT_LOCK_TIMEOUT_S=600
+wait_for_first_boot() {
+    command -v cloud-init >/dev/null || return 0
+    local rc=0
+    timeout "$APT_LOCK_TIMEOUT_S" cloud-init status --wait >/dev/null 2>&1 || rc=$?
+    # 2: done with recoverable errors (a module warned); anything else is worth a line
+    [ "$rc" = 0 ] || [ "$rc" = 2 ] || echo "install_python: cloud-init status --wait said $rc; going on" >&2
+}
+
+apt_get() {
+    DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout="$APT_LOCK_TIMEOUT_S" "$@" >&2
+}
+
+# Install Debian packages, waiting for the lock; a failed apt run is retried once (a mirror
+# hiccup, lists that changed under it).
+apt_install() {
+    local try
+    for try in 1 2; do
+        if [ -n "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e '^lock$' -e '^partial$')" ] \
+            && apt_get install -y --no-install-recommends "$@"; then
+            return 0
+        fi
+        apt_get update && apt_get install -y --no-install-recommends "$@" && return 0
+        [ "$try" = 2 ] || { echo "install_python: apt-get failed; retrying once" >&2; sleep 5; }
+    done
+    return 1
+}
+
 ensure_venv_module() {
     if python3 -c 'import ensurepip, venv' 2>/dev/null; then return; fi
     command -v apt-get >/dev/null || die "python3 has no venv/ensurepip and apt-get is missing"
-    echo "install_python: installing python3-venv" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q python3-venv >&2 || { apt-get update -q >&2 && apt-get install -y -q python3-venv >&2; } \
-        || die "apt-get install python3-venv failed"
+    echo "install_python: python3 has no venv module (as on Ubuntu's cloud image): installing python3-venv" >&2
+    wait_for_first_boot
+    apt_install python3-venv || die "apt-get install python3-venv failed (twice)"
 }
 
 install_with_uv() {

@@ -14,6 +14,8 @@ lun=$1 mount_point=$2 fs=$3
     || die "mount point must be an absolute path of letters, digits, '.', '_', '-': '$mount_point'"
 case $fs in xfs|ext4) ;; *) die "file system must be xfs or ext4, got '$fs'" ;; esac
 command -v "mkfs.$fs" >/dev/null || die "mkfs.$fs is not installed"
+# A fresh VM answers SSH before cloud-init's last stages are done (its mounts module edits fstab).
+if command -v cloud-init >/dev/null; then timeout 300 cloud-init status --wait >/dev/null 2>&1 || true; fi
 
 # Azure's udev rules name data disks by LUN: SCSI sizes (v5 and older) at scsi1/lun<N>
 # (WALinuxAgent's rules), NVMe sizes (v6) at data/by-lun/<N> (azure-vm-utils). Older images lack
