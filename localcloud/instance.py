@@ -77,6 +77,11 @@ class Layout:
     def git_dir(self) -> Path:
         return self.state_dir / "git"
 
+    @property
+    def funchost_dir(self) -> Path:
+        """The Functions host's keys (host-keys.json) and sign-in key (signin-key), mode 0600."""
+        return self.state_dir / "funchost"
+
 
 def app_settings(
     layout: Layout, ports: Ports, identity_header: str, key_vault: bool = False
