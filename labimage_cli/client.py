@@ -1,8 +1,13 @@
 """A small HTTP client of the labimage API on the standard library (no extra dependency).
 
 Every call returns the decoded JSON body of a 2xx answer, or raises ApiError (the API answered
-with another status) or ApiUnreachable (no answer at all). The function key travels only in the
-`x-functions-key` header and appears in no message, repr or exception.
+with another status) or ApiUnreachable (no answer at all).
+
+Two ways in: with a function key the client calls the automation routes (`/api/automation/...`,
+the key in the `x-functions-key` header; a key holder acts as an administrator); otherwise it
+calls the user routes with the bearer token of the person signed in (App Service
+authentication on Azure: `az account get-access-token --resource <app id URI>`; localcloud:
+`python -m localcloud token --name ...`). Neither secret appears in a message, repr or exception.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from labimage_cli.safe_text import clean, clean_str
 DEFAULT_API_URL = "http://127.0.0.1:7071"
 API_URL_ENV = "LABIMAGE_API_URL"
 FUNCTION_KEY_ENV = "LABIMAGE_FUNCTION_KEY"
+TOKEN_ENV = "LABIMAGE_TOKEN"
+AUTOMATION_PREFIX = "/api/automation/"
 
 
 class ApiUnreachable(Exception):
@@ -55,11 +62,13 @@ def summary_of(body: Any) -> str:
 
 @dataclass(frozen=True)
 class ApiClient:
-    """The labimage API at `base_url`; `function_key` is sent as x-functions-key when set."""
+    """The labimage API at `base_url`: through the automation routes with `function_key`, else
+    through the user routes with the bearer `token`."""
 
     base_url: str = DEFAULT_API_URL
     function_key: str | None = field(default=None, repr=False)
     timeout_s: float = 30.0
+    token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         parts = urllib.parse.urlsplit(self.base_url)
@@ -104,6 +113,8 @@ class ApiClient:
         query: dict[str, Any] | None = None,
     ) -> Any:
         """One call; the decoded JSON of a 2xx answer, else ApiError or ApiUnreachable."""
+        if self.function_key and path.startswith("/api/"):
+            path = AUTOMATION_PREFIX + path[len("/api/") :]
         url = self.base_url + path
         present = {k: str(v) for k, v in (query or {}).items() if v is not None and v != ""}
         if present:
@@ -113,6 +124,8 @@ class ApiClient:
             headers["content-type"] = "application/json"
         if self.function_key:
             headers["x-functions-key"] = self.function_key
+        elif self.token:
+            headers["authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:

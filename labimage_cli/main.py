@@ -15,6 +15,7 @@ from labimage_cli.client import (
     API_URL_ENV,
     DEFAULT_API_URL,
     FUNCTION_KEY_ENV,
+    TOKEN_ENV,
     ApiClient,
     ApiError,
     ApiUnreachable,
@@ -33,9 +34,12 @@ DESCRIPTION = """\
 Submit image builds to the labimage API and follow them.
 
 The API address comes from --api-url or LABIMAGE_API_URL (default http://127.0.0.1:7071,
-the local Functions host); the function key from --function-key or LABIMAGE_FUNCTION_KEY
-(sent as the x-functions-key header, never printed; prefer the variable, since command lines
-are visible to other users).
+the local Functions host). You act as yourself with a sign-in token from --token or
+LABIMAGE_TOKEN (on Azure: az account get-access-token --resource <the API's app id URI>
+--query accessToken -o tsv; on localcloud: python -m localcloud token --name <you>), or as an
+administrator with a function key from --function-key or LABIMAGE_FUNCTION_KEY (automation;
+the key wins when both are set). Neither is ever printed; prefer the variables, since command
+lines are visible to other users.
 """
 
 
@@ -51,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     connection.add_argument(
         "--function-key",
         default=argparse.SUPPRESS,
-        help=f"the function key (env {FUNCTION_KEY_ENV})",
+        help=f"a function key: act as an administrator (env {FUNCTION_KEY_ENV})",
+    )
+    connection.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help=f"your sign-in (bearer) token: act as yourself (env {TOKEN_ENV})",
     )
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -123,7 +132,8 @@ def client_from(args: argparse.Namespace) -> ApiClient:
     """The client the flags and environment describe (flags win)."""
     url = getattr(args, "api_url", None) or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
     key = getattr(args, "function_key", None) or os.environ.get(FUNCTION_KEY_ENV) or None
-    return ApiClient(url, key)
+    token = getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None
+    return ApiClient(url, key, token=token)
 
 
 def main(argv: Sequence[str] | None = None, consoles: Consoles | None = None) -> int:
@@ -168,10 +178,10 @@ def _report_api_error(error: ApiError, err: Console) -> int:
         if error.problems:
             err.print(problems_table(error.problems))
         return ExitCode.INVALID_INPUT
-    if error.status in (401, 403):
+    if error.status == 401:
         err.print(
-            f"the API refused the function key ({error.status}): check --function-key / "
-            f"{FUNCTION_KEY_ENV}",
+            f"the API refused the call ({error.status}): sign in with --token / {TOKEN_ENV}, "
+            f"or use an administrator's --function-key / {FUNCTION_KEY_ENV}",
             style="bold red",
             highlight=False,
         )

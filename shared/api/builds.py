@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from shared.api.caller import Caller
 from shared.api.views import build_status, build_summary
 from shared.bus import StageMessage
 from shared.data_access import data_problems
@@ -35,8 +36,25 @@ def _error(status: int, error: str, field: str = "", message: str = "") -> ApiRe
     return ApiResponse(status, {"error": error, "problems": problems})
 
 
-def submit(rt: Runtime, body: bytes, base_url: str) -> ApiResponse:
-    """Validate, record, then queue the first stage. Nothing is created for a bad request."""
+def unauthenticated() -> ApiResponse:
+    return _error(401, "unauthenticated", "", "sign in (App Service authentication) first")
+
+
+def _not_found(build_id: str) -> ApiResponse:
+    # The same answer for another owner's build, so ids of others' builds do not leak.
+    return _error(404, "not found", "id", f"there is no build {build_id!r}")
+
+
+def _visible(caller: Caller, build: Build) -> bool:
+    return caller.is_admin or caller.owns(build.owner_id)
+
+
+def submit(rt: Runtime, body: bytes, base_url: str, caller: Caller) -> ApiResponse:
+    """Validate, record, then queue the first stage. Nothing is created for a bad request.
+
+    A signed-in user submits for themself: `owner` must be their user name and the build is
+    theirs. An administrator or key holder may name anyone as owner; such a build is managed
+    by administrators (it records no principal)."""
     try:
         request = parse_build_request(body)
         refused = data_problems(request, rt.settings)
@@ -44,12 +62,21 @@ def submit(rt: Runtime, body: bytes, base_url: str) -> ApiResponse:
             raise RequestInvalid(refused)
     except RequestRejected as exc:
         return ApiResponse(exc.http_status, exc.to_body())
+    is_self = not caller.key_holder and request.owner.lower() == caller.name.lower()
+    if not is_self and not caller.is_admin:
+        return _error(
+            400,
+            "invalid request",
+            "owner",
+            f"owner must be your user name {caller.name!r}: you submit builds for yourself",
+        )
     build_id = new_build_id()
     token = new_token()
     build = Build(
         id=build_id,
         request=request.model_dump(mode="json"),
         owner=request.owner,
+        owner_id=caller.object_id if is_self else "",
         token=token,
         next_hop_due=utcnow() + FIRST_HOP_GRACE,
     ).with_event("build accepted", Stage.PROVISION)
@@ -66,15 +93,21 @@ def submit(rt: Runtime, body: bytes, base_url: str) -> ApiResponse:
     return ApiResponse(202, {"id": build_id, "status_url": url})
 
 
-def get(rt: Runtime, build_id: str) -> ApiResponse:
+def get(rt: Runtime, build_id: str, caller: Caller) -> ApiResponse:
     try:
         stored = rt.store.get(build_id)
     except BuildNotFound:
-        return _error(404, "not found", "id", f"there is no build {build_id!r}")
+        return _not_found(build_id)
+    if not _visible(caller, stored.build):
+        return _not_found(build_id)
     return ApiResponse(200, build_status(stored.build).model_dump(mode="json"))
 
 
-def list_builds(rt: Runtime, query: dict[str, str]) -> ApiResponse:
+def list_builds(rt: Runtime, query: dict[str, str], caller: Caller) -> ApiResponse:
+    """A page of builds: a user's own only; an administrator's all (or one owner's)."""
+    owner = query.get("owner") or None
+    if not caller.is_admin and owner and owner.lower() != caller.name.lower():
+        return _error(403, "forbidden", "owner", "you may list your own builds only")
     state = query.get("state") or None
     if state and state not in {"queued", "running", "succeeded", "failed", "cancelled"}:
         return _error(
@@ -94,7 +127,8 @@ def list_builds(rt: Runtime, query: dict[str, str]) -> ApiResponse:
     try:
         page = rt.store.list(
             state=state,
-            owner=query.get("owner") or None,
+            owner=owner if caller.is_admin else None,
+            owner_id=None if caller.is_admin else caller.object_id,
             page_size=page_size,
             page_token=query.get("page_token") or None,
         )
@@ -110,14 +144,16 @@ def list_builds(rt: Runtime, query: dict[str, str]) -> ApiResponse:
     )
 
 
-def cancel(rt: Runtime, build_id: str, base_url: str) -> ApiResponse:
+def cancel(rt: Runtime, build_id: str, base_url: str, caller: Caller) -> ApiResponse:
     """Ask a build to stop at its next safe point; cleanup then removes what it made."""
     for _ in range(5):
         try:
             stored = rt.store.get(build_id)
         except BuildNotFound:
-            return _error(404, "not found", "id", f"there is no build {build_id!r}")
+            return _not_found(build_id)
         build = stored.build
+        if not _visible(caller, build):
+            return _not_found(build_id)
         if build.state.terminal:
             return _error(
                 409, "conflict", "id", f"build {build_id} has already {build.state.value}"

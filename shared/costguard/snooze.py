@@ -3,14 +3,22 @@
 The stop instant moves to N hours after the later of now and today's stop time: when that
 crosses the VM's local midnight, the skip tag is set for today (the stop comes back tomorrow);
 otherwise the snooze tag holds the new instant. The VM's own stop time is left as it was, so
-a snooze never changes tomorrow. Tags are changed with a PATCH (VirtualMachineUpdate).
+a snooze never changes tomorrow. Tags are changed with a PATCH (VirtualMachineUpdate) written
+with If-Match on the ETag the read returned, so a change made in between is not overwritten
+(the Tags API takes no If-Match); a lost race answers as a conflict to retry.
+
+Who may snooze which VM is asked before anything is written (`may_snooze`): a VM the caller
+may not touch answers exactly as a VM that does not exist.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError
 from azure.mgmt.compute.models import VirtualMachineUpdate
 
 from shared.azure.boundary import arm_call
@@ -28,6 +36,10 @@ class SnoozeRefused(ValueError):
 
 class NoSuchVm(LookupError):
     pass
+
+
+class SnoozeRaced(RuntimeError):
+    """The VM changed between the read and the write (its ETag moved): try again."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +87,16 @@ def snoozed_tags(
     return new, new_stop
 
 
-def snooze(azure: AzureClients, group: str, name: str, hours: int, now: datetime) -> Snoozed:
-    """Apply a snooze to the VM; NoSuchVm, SnoozeRefused, or the ARM error kinds."""
+def snooze(
+    azure: AzureClients,
+    group: str,
+    name: str,
+    hours: int,
+    now: datetime,
+    may_snooze: Callable[[dict[str, str]], bool] = lambda tags: True,
+) -> Snoozed:
+    """Apply a snooze to the VM; NoSuchVm (also for a VM `may_snooze` refuses by its tags),
+    SnoozeRefused, SnoozeRaced, or the ARM error kinds."""
     with arm_call(f"read VM {group}/{name}"):
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -84,9 +104,20 @@ def snooze(azure: AzureClients, group: str, name: str, hours: int, now: datetime
             vm = azure.compute.virtual_machines.get(group, name)
         except ResourceNotFoundError:
             raise NoSuchVm(f"{group}/{name}") from None
+    if not may_snooze(dict(vm.tags or {})):
+        raise NoSuchVm(f"{group}/{name}")
     tags, stop_at = snoozed_tags(dict(vm.tags or {}), hours, now)
+    # A VM read through an older API version may carry no ETag: then the write is plain.
+    condition = MatchConditions.IfNotModified if vm.etag else None
     with arm_call(f"update tags of VM {group}/{name}"):
-        azure.compute.virtual_machines.begin_update(
-            group, name, VirtualMachineUpdate(tags=tags)
-        ).result()
+        try:
+            azure.compute.virtual_machines.begin_update(
+                group,
+                name,
+                VirtualMachineUpdate(tags=tags),
+                etag=vm.etag,
+                match_condition=condition,
+            ).result()
+        except ResourceModifiedError:
+            raise SnoozeRaced(f"VM {group}/{name} changed while it was snoozed") from None
     return Snoozed(str(vm.id), stop_at, tags)

@@ -68,6 +68,7 @@ class Build(BaseModel):
     id: str
     request: dict[str, Any]  # the validated request, as JSON
     owner: str = ""
+    owner_id: str = ""  # object id of the signed-in principal who owns it ("" : admins only)
     state: BuildState = BuildState.QUEUED
     stage: Stage = Stage.PROVISION
     token: str = ""  # the only message token this build accepts next (drops duplicates)

@@ -90,6 +90,7 @@ class BuildStore:
         *,
         state: str | None = None,
         owner: str | None = None,
+        owner_id: str | None = None,
         page_size: int = 50,
         page_token: str | None = None,
     ) -> Page:
@@ -102,6 +103,9 @@ class BuildStore:
         if owner:
             clauses.append("Owner eq @owner")
             params["owner"] = owner
+        if owner_id is not None:
+            clauses.append("OwnerId eq @owner_id")
+            params["owner_id"] = owner_id
         pages = self._table.query_entities(
             " and ".join(clauses), parameters=params, results_per_page=page_size
         ).by_page(continuation_token=_decode_token(page_token))
@@ -128,6 +132,7 @@ def _to_entity(build: Build) -> dict[str, Any]:
         "State": build.state.value,
         "Stage": build.stage.value,
         "Owner": build.owner,
+        "OwnerId": build.owner_id,
         "CreatedAt": build.created_at,
         "Chunks": len(chunks),
     }
