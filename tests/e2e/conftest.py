@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from localcloud.funchost.easyauth import mint_token
+from localcloud.funchost.hostkeys import read_host_keys
 from localcloud.seed_content import seed_ooi
 from shared.azure.clients import AzureClients
 from shared.settings import Settings, read_settings
@@ -39,6 +41,11 @@ PORTS = {
     }.items()
 }
 TERMINAL = {"succeeded", "failed", "cancelled"}
+# App Service authentication as the Bicep deploys it; the tests sign in as the seed request's
+# owner, holding the administrator role (the cost and admin views need it).
+AUTH_SETTINGS = ROOT / "infra" / "authsettings.json"
+TEST_PRINCIPAL = "alice@example.org"
+ADMIN_ROLE = "labimage.admin"
 
 
 @dataclass
@@ -61,13 +68,15 @@ class Cloud:
         return BuildStore.from_connection_string(self.settings.storage_connection, "builds")
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Call the API signed in as the test principal (the host's admin API: master key)."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            f"{self.api}{path}",
-            data=data,
-            method=method,
-            headers={"content-type": "application/json"},
-        )
+        secrets = self.state_dir / "funchost"
+        headers = {"content-type": "application/json"}
+        if path.startswith("/admin/"):
+            headers["x-functions-key"] = read_host_keys(secrets)["master"]
+        token = mint_token(secrets, TEST_PRINCIPAL, roles=(ADMIN_ROLE,))
+        headers["authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(f"{self.api}{path}", data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as response:
                 return response.status, json.loads(response.read() or b"null")
@@ -117,6 +126,7 @@ def _localcloud(command: str, state_dir: Path) -> subprocess.CompletedProcess[st
     flags = [f"--{name}-port={port}" for name, port in PORTS.items()]
     if command == "up":
         flags += [f"--setting={name}={value}" for name, value in UP_SETTINGS.items()]
+        flags.append(f"--auth-settings={AUTH_SETTINGS}")
     return subprocess.run(
         [sys.executable, "-m", "localcloud", command, "--state-dir", str(state_dir), *flags],
         cwd=ROOT,
