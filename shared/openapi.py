@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from shared.api.caller import ADMIN_ROLE
 from shared.models import (
     MAX_REQUEST_BYTES,
     BuildAccepted,
@@ -91,7 +92,7 @@ def _document() -> dict[str, Any]:
                 "parameters": [build_id],
                 "responses": {
                     "200": _json_response("The build's status.", ref(BuildStatus, "serialization")),
-                    "404": _json_response("No build has this id.", error),
+                    "404": _json_response("No build of the caller's has this id.", error),
                 },
             }
         },
@@ -156,7 +157,12 @@ def _document() -> dict[str, Any]:
                     "400": _json_response(
                         "hours is missing or out of range, or the VM has no auto-stop time.", error
                     ),
-                    "404": _json_response("No such VM in the auto-stop scope.", error),
+                    "404": _json_response(
+                        "No such VM, or not one the caller may snooze (a user: VMs of their "
+                        "own builds; an administrator: labimage's VMs and the auto-stop groups).",
+                        error,
+                    ),
+                    "409": _json_response("The VM changed meanwhile; try again.", error),
                 },
             }
         },
@@ -168,16 +174,49 @@ def _document() -> dict[str, Any]:
             }
         },
     }
+    for path, operations in paths.items():
+        if path == "/api/openapi.json":
+            operations["get"]["security"] = []  # public
+            continue
+        for operation in operations.values():
+            operation["responses"]["401"] = _json_response("Nobody is signed in.", error)
+    paths["/api/builds"]["get"]["responses"]["403"] = _json_response(
+        "owner names someone else and the caller is not an administrator.", error
+    )
+    paths["/api/costs"]["get"]["responses"]["403"] = _json_response(
+        f"The caller lacks the {ADMIN_ROLE} app role.", error
+    )
     return {
         "openapi": "3.1.0",
         "info": {
             "title": API_TITLE,
             "version": API_VERSION,
             "description": "Build, verify and capture Jupyter workstation images on Azure "
-            "from one JSON document.",
+            "from one JSON document.\n\nSign in with Microsoft Entra ID (App Service "
+            "authentication): a user sees and acts on their own builds and VMs (others' answer "
+            f"404); the {ADMIN_ROLE} app role sees all. Every path is also served under "
+            "/api/automation/ (for example /api/automation/builds) for callers holding a "
+            "function key (x-functions-key), who act as administrators.",
         },
+        "security": [{"signIn": []}],
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "signIn": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A Microsoft Entra ID access token for the API's app "
+                    "registration (az account get-access-token --resource <app id URI>).",
+                },
+                "functionKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "A function key: the /api/automation/ routes only.",
+                },
+            },
+        },
     }
 
 
