@@ -54,7 +54,7 @@ def _document() -> dict[str, Any]:
         "description": "Build id, as returned by POST /api/builds.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 64},
     }
-    paths = {
+    paths: dict[str, Any] = {
         "/api/builds": {
             "post": {
                 "operationId": "createBuild",
