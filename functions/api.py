@@ -26,7 +26,8 @@ def _base_url(req: func.HttpRequest) -> str:
 
 
 def _submit(req: func.HttpRequest, caller: Caller) -> ApiResponse:
-    return builds.submit(get_runtime(), req.get_body(), _base_url(req), caller)
+    key = req.headers.get(builds.IDEMPOTENCY_HEADER)
+    return builds.submit(get_runtime(), req.get_body(), _base_url(req), caller, key)
 
 
 def _list(req: func.HttpRequest, caller: Caller) -> ApiResponse:

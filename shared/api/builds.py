@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -13,8 +16,10 @@ from shared.bus import StageMessage
 from shared.data_access import data_problems
 from shared.models.parse import parse_build_request
 from shared.models.problems import RequestInvalid, RequestRejected
+from shared.models.request import BuildRequest
 from shared.runtime import Runtime
 from shared.ssh.keys import ensure_build_keys
+from shared.state.idempotency import Claimed, IdempotencyKeys, check_key
 from shared.state.machine import Stage
 from shared.state.record import Build, new_build_id, new_token, utcnow
 from shared.state.store import BuildNotFound, ConcurrentUpdate
@@ -22,6 +27,7 @@ from shared.state.store import BuildNotFound, ConcurrentUpdate
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 FIRST_HOP_GRACE = timedelta(minutes=5)
 
 
@@ -49,12 +55,22 @@ def _visible(caller: Caller, build: Build) -> bool:
     return caller.is_admin or caller.owns(build.owner_id)
 
 
-def submit(rt: Runtime, body: bytes, base_url: str, caller: Caller) -> ApiResponse:
+def submit(
+    rt: Runtime,
+    body: bytes,
+    base_url: str,
+    caller: Caller,
+    idempotency_key: str | None = None,
+) -> ApiResponse:
     """Validate, record, then queue the first stage. Nothing is created for a bad request.
 
     A signed-in user submits for themself: `owner` must be their user name and the build is
     theirs. An administrator or key holder may name anyone as owner; such a build is managed
-    by administrators (it records no principal)."""
+    by administrators (it records no principal).
+
+    With an idempotency key, the same key from the same submitter within 24 hours answers
+    200 with the first build's status instead of making a second build (409 if the body
+    differs)."""
     try:
         request = parse_build_request(body)
         refused = data_problems(request, rt.settings)
@@ -71,6 +87,14 @@ def submit(rt: Runtime, body: bytes, base_url: str, caller: Caller) -> ApiRespon
             f"owner must be your user name {caller.name!r}: you submit builds for yourself",
         )
     build_id = new_build_id()
+    claim: tuple[IdempotencyKeys, str, str] | None = None
+    if idempotency_key is not None:
+        keys = rt.store.idempotency_keys()
+        submitter = caller.object_id or "automation"
+        held = _claim_key(rt, keys, submitter, idempotency_key, request, build_id)
+        if held is not None:
+            return held
+        claim = (keys, submitter, idempotency_key)
     token = new_token()
     build = Build(
         id=build_id,
@@ -85,12 +109,51 @@ def submit(rt: Runtime, body: bytes, base_url: str, caller: Caller) -> ApiRespon
         rt.store.create(build)
     except Exception:
         rt.keys.delete(build_id)  # nothing of a build that was never recorded stays behind
+        if claim is not None:
+            claim[0].release(claim[1], claim[2], build_id)
         raise
     # Should this send fail, the watchdog sends it later: the build is recorded as due.
     rt.bus.send(StageMessage(build_id, Stage.PROVISION, token))
     logger.info("build %s accepted for %s", build_id, request.owner)
     url = f"{base_url.rstrip('/')}/api/builds/{build_id}"
     return ApiResponse(202, {"id": build_id, "status_url": url})
+
+
+def _claim_key(
+    rt: Runtime,
+    keys: IdempotencyKeys,
+    submitter: str,
+    key: str,
+    request: BuildRequest,
+    build_id: str,
+) -> ApiResponse | None:
+    """None when this submission holds the key (go on with `build_id`); else the answer."""
+    why = check_key(key)
+    if why:
+        return _error(400, "invalid request", IDEMPOTENCY_HEADER, f"{IDEMPOTENCY_HEADER} {why}")
+    digest = hashlib.sha256(
+        json.dumps(request.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()
+    outcome = keys.claim(submitter, key, digest, build_id, utcnow(), rt.store.exists)
+    if isinstance(outcome, Claimed):
+        return None
+    if not outcome.same_body:
+        return _error(
+            409,
+            "conflict",
+            IDEMPOTENCY_HEADER,
+            f"this {IDEMPOTENCY_HEADER} was used for a different request (build "
+            f"{outcome.build_id}); use a new key for a new request",
+        )
+    for _ in range(50):  # the first submission may still be recording its build
+        try:
+            stored = rt.store.get(outcome.build_id)
+        except BuildNotFound:
+            time.sleep(0.1)
+            continue
+        logger.info("build %s submitted again with the same idempotency key", stored.build.id)
+        return ApiResponse(200, build_status(stored.build).model_dump(mode="json"))
+    return _error(503, "busy", IDEMPOTENCY_HEADER, "the first submission is still being recorded")
 
 
 def get(rt: Runtime, build_id: str, caller: Caller) -> ApiResponse:

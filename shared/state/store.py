@@ -14,6 +14,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.settings import connection_has_secret, service_endpoint
+from shared.state.idempotency import IdempotencyKeys
 from shared.state.record import Build
 
 PARTITION = "build"
@@ -59,6 +60,17 @@ class BuildStore:
             service = TableServiceClient(endpoint=url, credential=credential)
         service.create_table_if_not_exists(table_name)
         return cls(service.get_table_client(table_name))
+
+    def idempotency_keys(self) -> IdempotencyKeys:
+        """The idempotency keys, kept in their own partition of the same table."""
+        return IdempotencyKeys(self._table)
+
+    def exists(self, build_id: str) -> bool:
+        try:
+            self._table.get_entity(PARTITION, build_id, select=["RowKey"])
+        except ResourceNotFoundError:
+            return False
+        return True
 
     def create(self, build: Build) -> Stored:
         """Insert a new build; raises ResourceExistsError if the id is taken."""
