@@ -13,6 +13,7 @@ authentication on Azure: `az account get-access-token --resource <app id URI>`; 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -76,9 +77,26 @@ class ApiClient:
             raise InvalidApiUrl(f"the API URL {self.base_url!r} is not an http(s) URL")
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
 
-    def submit(self, body: bytes) -> dict[str, Any]:
-        """POST /api/builds: the acceptance {id, status_url}."""
-        return self.request("POST", "/api/builds", body=body)
+    def submit(
+        self, body: bytes, idempotency_key: str | None = None, attempts: int = 3
+    ) -> dict[str, Any]:
+        """POST /api/builds: {id, status_url} (a new build), or the status of the build this
+        idempotency key already made. With a key, a POST that got no answer is sent again
+        (at most `attempts` times): the API makes one build per key."""
+        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
+        for attempt in range(1, attempts + 1):
+            try:
+                answer: dict[str, Any] = self.request(
+                    "POST", "/api/builds", body=body, headers=headers
+                )
+            except ApiUnreachable:
+                if not idempotency_key or attempt == attempts:
+                    raise
+                time.sleep(attempt)
+                continue
+            answer.setdefault("status_url", f"{self.base_url}/api/builds/{answer['id']}")
+            return answer
+        raise AssertionError("unreachable")
 
     def status(self, build_id: str) -> dict[str, Any]:
         """GET /api/builds/{id}: everything known about one build."""
@@ -111,6 +129,7 @@ class ApiClient:
         *,
         body: bytes | None = None,
         query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """One call; the decoded JSON of a 2xx answer, else ApiError or ApiUnreachable."""
         if self.function_key and path.startswith("/api/"):
@@ -119,7 +138,7 @@ class ApiClient:
         present = {k: str(v) for k, v in (query or {}).items() if v is not None and v != ""}
         if present:
             url += "?" + urllib.parse.urlencode(present)
-        headers = {"accept": "application/json"}
+        headers = {"accept": "application/json", **(headers or {})}
         if body is not None:
             headers["content-type"] = "application/json"
         if self.function_key:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,14 +62,22 @@ def validate_request_file(path: Path) -> bytes:
     return body
 
 
-def submit_request(client: ApiClient, path: Path, consoles: Consoles) -> dict[str, Any]:
-    """Validate `path` locally, then POST it; prints and returns the acceptance {id, status_url}.
+def submit_request(
+    client: ApiClient, path: Path, consoles: Consoles, idempotency_key: str | None = None
+) -> dict[str, Any]:
+    """Validate `path` locally, then POST it with an idempotency key (a new one unless given,
+    so a POST sent again after a lost answer finds its build); prints and returns {id,
+    status_url}.
 
     Raises InvalidRequest before anything is sent, ApiError/ApiUnreachable from the POST.
     """
     body = validate_request_file(path)
-    accepted: dict[str, Any] = client.submit(body)
-    consoles.out.print(Text.assemble("build ", plain(accepted["id"], "bold"), " accepted"))
+    key = idempotency_key or str(uuid.uuid4())
+    accepted: dict[str, Any] = client.submit(body, key)
+    known = "state" in accepted  # the status of the build this key made earlier
+    verb = " was already submitted with this key" if known else " accepted"
+    consoles.out.print(Text.assemble("build ", plain(accepted["id"], "bold"), verb))
+    consoles.out.print(plain(f"idempotency key: {key}"), highlight=False, soft_wrap=True)
     consoles.out.print(plain(f"status: {accepted['status_url']}"), highlight=False, soft_wrap=True)
     return accepted
 
@@ -82,7 +91,7 @@ def follow_to_end(client: ApiClient, build_id: str, consoles: Consoles, **option
 
 
 def cmd_submit(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
-    accepted = submit_request(client, args.file, consoles)
+    accepted = submit_request(client, args.file, consoles, args.idempotency_key)
     if not args.wait:
         return ExitCode.OK
     return follow_to_end(client, accepted["id"], consoles, **_watch_options(args))

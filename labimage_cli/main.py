@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", type=Path, help="the build request (JSON)")
     p.add_argument("--wait", action="store_true", help="then follow it as `watch` does")
+    p.add_argument(
+        "--idempotency-key",
+        help="submitting again with the same key gives the same build (default: a new key, "
+        "printed, kept for the retries of this command)",
+    )
     _watch_flags(p)
 
     p = command("watch", commands.cmd_watch, "follow a build live until it ends; show its result")

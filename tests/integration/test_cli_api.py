@@ -242,6 +242,15 @@ def test_signed_in_users_see_their_own_builds_only(api: Api) -> None:
     assert anonymous == 1
 
 
+def test_submitting_again_with_the_same_idempotency_key_finds_the_same_build(api: Api) -> None:
+    first = run(api, "submit", str(SEED), "--idempotency-key", "cli-retry-1")
+    again = run(api, "submit", str(SEED), "--idempotency-key", "cli-retry-1")
+    assert first.code == again.code == 0, again.err
+    build_id = first.out.split()[1]
+    assert again.out.split()[1] == build_id and "already submitted" in again.out
+    assert f"{api.url}/api/builds/{build_id}" in again.out
+
+
 def test_invalid_request_exits_2_and_nothing_is_recorded(api: Api, tmp_path: Path) -> None:
     owner = "invalid@example.org"
     bad = {**REQUEST, "owner": owner, "data_disk": {**REQUEST["data_disk"], "size_gb": 99999}}

@@ -163,6 +163,8 @@ def test_submit_posts_the_file_with_the_key_and_prints_id_and_status_url(api: St
     assert post.body == SEED.read_bytes()
     assert post.headers["x-functions-key"] == KEY
     assert KEY not in result.out + result.err
+    key = post.headers["idempotency-key"]  # made for this submit, and shown to the user
+    assert len(key) >= 32 and f"idempotency key: {key}" in result.out
 
 
 def test_api_refusals_400_and_413_exit_2_with_the_api_problems(api: StubApi) -> None:
