@@ -61,12 +61,30 @@ def _document() -> dict[str, Any]:
                 "summary": "Start a build",
                 "description": "Validate the request, store it and queue the first stage. The "
                 f"body may be at most {MAX_REQUEST_BYTES} bytes; unknown fields are refused.",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "Any string you choose (1-200 printable ASCII "
+                        "characters): the same key from the same submitter within 24 hours "
+                        "answers 200 with the first build's status instead of a second build.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    }
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": request_ref}},
                 },
                 "responses": {
                     "202": accepted,
+                    "200": _json_response(
+                        "This Idempotency-Key already made this build: its status.",
+                        ref(BuildStatus, "serialization"),
+                    ),
+                    "409": _json_response(
+                        "This Idempotency-Key was used for a different request.", error
+                    ),
                     "400": _json_response(
                         "Invalid request: every problem, each with the field to change.", error
                     ),

@@ -75,7 +75,8 @@ def test_it_lists_every_route(document: dict[str, Any]) -> None:
 def test_post_builds_documents_its_answers(document: dict[str, Any]) -> None:
     post = document["paths"]["/api/builds"]["post"]
 
-    assert set(post["responses"]) == {"202", "400", "401", "413"}
+    assert set(post["responses"]) == {"200", "202", "400", "401", "409", "413"}
+    assert [p["name"] for p in post["parameters"]] == ["Idempotency-Key"]
     accepted = resolve(
         document, post["responses"]["202"]["content"]["application/json"]["schema"]["$ref"]
     )
