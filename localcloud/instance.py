@@ -108,6 +108,7 @@ def app_settings(
         **keys,
         "IDENTITY_ENDPOINT": f"http://127.0.0.1:{ports.identity}/msi/token",
         "IDENTITY_HEADER": identity_header,
+        "BUILD_REQUESTS_QUEUE": "build-requests",
         "AUTOSTOP_SCHEDULE": AUTOSTOP_SCHEDULE,
         "SWEEPER_SCHEDULE": SWEEPER_SCHEDULE,
         "WATCHDOG_SCHEDULE": WATCHDOG_SCHEDULE,

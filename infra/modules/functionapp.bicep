@@ -109,6 +109,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     LABIMAGE_SSH_KEY_DIR: ''
     LABIMAGE_KEY_VAULT_URL: keyVaultUrl
     LABIMAGE_SSH_SOURCE_CIDR: sshSourceCidr
+    // The queue other services submit build requests to (same body as POST /api/builds).
+    BUILD_REQUESTS_QUEUE: 'build-requests'
     // Timers (NCRONTAB, UTC).
     AUTOSTOP_SCHEDULE: '0 */15 * * * *'
     WATCHDOG_SCHEDULE: '0 */5 * * * *'

@@ -61,6 +61,9 @@ def submit(
     base_url: str,
     caller: Caller,
     idempotency_key: str | None = None,
+    *,
+    reply_to: str = "",
+    submitter: str = "",
 ) -> ApiResponse:
     """Validate, record, then queue the first stage. Nothing is created for a bad request.
 
@@ -90,7 +93,7 @@ def submit(
     claim: tuple[IdempotencyKeys, str, str] | None = None
     if idempotency_key is not None:
         keys = rt.store.idempotency_keys()
-        submitter = caller.object_id or "automation"
+        submitter = submitter or caller.object_id or "automation"
         held = _claim_key(rt, keys, submitter, idempotency_key, request, build_id)
         if held is not None:
             return held
@@ -101,6 +104,7 @@ def submit(
         request=request.model_dump(mode="json"),
         owner=request.owner,
         owner_id=caller.object_id if is_self else "",
+        reply_to=reply_to,
         token=token,
         next_hop_due=utcnow() + FIRST_HOP_GRACE,
     ).with_event("build accepted", Stage.PROVISION)
@@ -172,12 +176,12 @@ def list_builds(rt: Runtime, query: dict[str, str], caller: Caller) -> ApiRespon
     if not caller.is_admin and owner and owner.lower() != caller.name.lower():
         return _error(403, "forbidden", "owner", "you may list your own builds only")
     state = query.get("state") or None
-    if state and state not in {"queued", "running", "succeeded", "failed", "cancelled"}:
+    if state and state not in {"queued", "running", "succeeded", "failed", "cancelled", "rejected"}:
         return _error(
             400,
             "invalid request",
             "state",
-            "state must be one of queued, running, succeeded, failed, cancelled",
+            "state must be one of queued, running, succeeded, failed, cancelled, rejected",
         )
     try:
         page_size = int(query.get("page_size", "50"))
@@ -187,6 +191,8 @@ def list_builds(rt: Runtime, query: dict[str, str], caller: Caller) -> ApiRespon
         return _error(
             400, "invalid request", "page_size", f"page_size must be 1 to {MAX_PAGE_SIZE}"
         )
+    if state == "rejected":
+        return _rejected(rt, caller, page_size, query.get("page_token") or None)
     try:
         page = rt.store.list(
             state=state,
@@ -204,6 +210,20 @@ def list_builds(rt: Runtime, query: dict[str, str], caller: Caller) -> ApiRespon
             "builds": [build_summary(b).model_dump(mode="json") for b in builds],
             "next_page_token": page.next_token,
         },
+    )
+
+
+def _rejected(rt: Runtime, caller: Caller, page_size: int, token: str | None) -> ApiResponse:
+    """Refused queue submissions: they carry no principal, so administrators see them."""
+    if not caller.is_admin:
+        return ApiResponse(200, {"builds": [], "next_page_token": None})
+    try:
+        page = rt.store.list_rejected(page_size, token)
+    except ValueError as exc:
+        return _error(400, "invalid request", "page_token", str(exc))
+    listed = sorted(page.submissions, key=lambda r: r.created_at, reverse=True)
+    return ApiResponse(
+        200, {"builds": [r.summary() for r in listed], "next_page_token": page.next_token}
     )
 
 

@@ -16,6 +16,8 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from shared.settings import connection_has_secret, service_endpoint
 from shared.state.idempotency import IdempotencyKeys
 from shared.state.record import Build
+from shared.state.rejected import PARTITION as REJECTED
+from shared.state.rejected import RejectedSubmission
 
 PARTITION = "build"
 # A string property holds at most 64 KiB (32 K UTF-16 characters); the document is split.
@@ -35,6 +37,12 @@ class ConcurrentUpdate(Exception):
 class Stored:
     build: Build
     etag: str
+
+
+@dataclass(frozen=True)
+class RejectedPage:
+    submissions: list[RejectedSubmission]
+    next_token: str | None
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,18 @@ class BuildStore:
         except ResourceNotFoundError:
             return False
         return True
+
+    def record_rejected(self, rejected: RejectedSubmission) -> None:
+        """Keep a refused submission (its own partition of the same table)."""
+        self._table.create_entity(rejected.to_entity())
+
+    def list_rejected(self, page_size: int = 50, page_token: str | None = None) -> RejectedPage:
+        pages = self._table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": REJECTED}, results_per_page=page_size
+        ).by_page(continuation_token=_decode_token(page_token))
+        entities = list(next(iter(pages), []))
+        found = [RejectedSubmission.from_entity(e) for e in entities]
+        return RejectedPage(found, _encode_token(pages.continuation_token))  # type: ignore[attr-defined]
 
     def create(self, build: Build) -> Stored:
         """Insert a new build; raises ResourceExistsError if the id is taken."""

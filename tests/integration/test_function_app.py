@@ -74,7 +74,9 @@ def test_the_app_registers_routes_stage_queues_poison_handlers_and_timers(
         triggers.setdefault(binding.type, []).append(str(key))
     stages = ["provision", "mount", "install", "verify", "capture", "relaunch", "cleanup"]
     assert sorted(triggers["queueTrigger"]) == sorted(
-        [f"build-{s}" for s in stages] + [f"build-{s}-poison" for s in stages] + ["autostop-vm"]
+        [f"build-{s}" for s in stages]
+        + [f"build-{s}-poison" for s in stages]
+        + ["autostop-vm", "%BUILD_REQUESTS_QUEUE%"]
     )
     assert sorted(triggers["timerTrigger"]) == [
         "%AUTOSTOP_SCHEDULE%",
