@@ -20,6 +20,7 @@ from labimage_cli.render import (
     events_table,
     generic,
     print_result,
+    problems_table,
     stage_table,
 )
 from labimage_cli.safe_text import plain
@@ -128,6 +129,10 @@ def cmd_list(client: ApiClient, consoles: Consoles, args: argparse.Namespace) ->
         return ExitCode.OK
     if builds:
         consoles.out.print(builds_table(builds))
+        for refused in (b for b in builds if b.get("state") == "rejected"):
+            why = f"{refused.get('id', '')}: {refused.get('error', '')}"
+            consoles.out.print(plain(why, "bold"), highlight=False)
+            consoles.out.print(problems_table(refused.get("problems") or []))
     else:
         consoles.out.print("no builds match")
     if token:

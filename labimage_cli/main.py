@@ -107,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the API's JSON as it came")
 
     p = command("list", commands.cmd_list, "list builds, newest first")
-    p.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    p.add_argument(
+        "--state",
+        choices=["queued", "running", "succeeded", "failed", "cancelled", "rejected"],
+        help="rejected: queue submissions that were refused, with their problems",
+    )
     p.add_argument("--owner", help="only builds of this owner (the request's owner field)")
     p.add_argument("--page-size", type=int, help="builds per page (1-100; the API's default 50)")
     p.add_argument("--page-token", help="start at this page (printed after a partial list)")

@@ -214,7 +214,9 @@ def _document() -> dict[str, Any]:
             "authentication): a user sees and acts on their own builds and VMs (others' answer "
             f"404); the {ADMIN_ROLE} app role sees all. Every path is also served under "
             "/api/automation/ (for example /api/automation/builds) for callers holding a "
-            "function key (x-functions-key), who act as administrators.",
+            "function key (x-functions-key), who act as administrators.\n\nThe same request "
+            "body may also be sent to the build-requests queue (setting BUILD_REQUESTS_QUEUE), "
+            "bare or as {request, client_request_id, reply_to}: see the README.",
         },
         "security": [{"signIn": []}],
         "paths": paths,
@@ -302,10 +304,15 @@ def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 def _list_parameters() -> list[dict[str, Any]]:
     state_schema = {
         "type": "string",
-        "enum": ["queued", "running", "succeeded", "failed", "cancelled"],
+        "enum": ["queued", "running", "succeeded", "failed", "cancelled", "rejected"],
     }
     return [
-        _query("state", "Only builds in this state.", state_schema),
+        _query(
+            "state",
+            "Only builds in this state; `rejected` lists refused queue submissions with their "
+            "problems (administrators).",
+            state_schema,
+        ),
         _query("owner", "Only builds of this owner.", {"type": "string", "maxLength": 128}),
         _query(
             "page_token",

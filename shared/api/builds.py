@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from shared import telemetry
 from shared.api.caller import Caller
 from shared.api.views import build_status, build_summary
 from shared.bus import StageMessage
@@ -56,6 +57,32 @@ def _visible(caller: Caller, build: Build) -> bool:
 
 
 def submit(
+    rt: Runtime,
+    body: bytes,
+    base_url: str,
+    caller: Caller,
+    idempotency_key: str | None = None,
+    *,
+    reply_to: str = "",
+    submitter: str = "",
+    source: str = "http",
+) -> ApiResponse:
+    """One submission, over HTTP or from the queue (`source`), as one `submit` span that
+    records the path, the answer and, when refused, the first field at fault."""
+    attributes = {"labimage.submit.source": source}
+    with telemetry.span("submit", attributes, kind="internal") as span:
+        answer = _submit(
+            rt, body, base_url, caller, idempotency_key, reply_to=reply_to, submitter=submitter
+        )
+        span.set("labimage.submit.status", answer.status)
+        if answer.status >= 400 and isinstance(answer.body, dict):
+            problems = answer.body.get("problems") or [{}]
+            reason = problems[0].get("field") or answer.body.get("error", "")
+            span.set("labimage.submit.reason", reason)
+        return answer
+
+
+def _submit(
     rt: Runtime,
     body: bytes,
     base_url: str,

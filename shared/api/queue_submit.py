@@ -67,6 +67,7 @@ def handle_request_message(rt: Runtime, body: bytes, message_id: str) -> str:
         key,
         reply_to=reply_to or "",
         submitter=QUEUE_SUBMITTER,
+        source="queue",
     )
     if answer.status in (200, 202):
         reply = {
