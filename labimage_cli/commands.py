@@ -92,10 +92,39 @@ def follow_to_end(client: ApiClient, build_id: str, consoles: Consoles, **option
 
 
 def cmd_submit(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
+    if args.queue:
+        return submit_through_queue(client, consoles, args)
     accepted = submit_request(client, args.file, consoles, args.idempotency_key)
     if not args.wait:
         return ExitCode.OK
     return follow_to_end(client, accepted["id"], consoles, **_watch_options(args))
+
+
+def submit_through_queue(
+    client: ApiClient, consoles: Consoles, args: argparse.Namespace
+) -> ExitCode:
+    """Validate locally, send to the queue, print the answer; --wait then follows the build
+    through the API."""
+    from labimage_cli.queue_submit import QueueSubmitter
+
+    body = validate_request_file(args.file)
+    key = args.idempotency_key or str(uuid.uuid4())
+    answer = QueueSubmitter.from_environment().submit(body, key)
+    if answer.get("status") == "rejected":
+        consoles.err.print(plain("the queue consumer refused the request", "bold red"))
+        consoles.err.print(problems_table(answer.get("problems") or []))
+        return ExitCode.INVALID_INPUT
+    consoles.out.print(
+        Text.assemble("build ", plain(str(answer.get("id", "")), "bold"), " accepted")
+    )
+    consoles.out.print(plain(f"status: {answer.get('status_url', '')}"), highlight=False)
+    consoles.out.print(plain(f"idempotency key: {key}"), highlight=False, soft_wrap=True)
+    consoles.out.print(
+        plain(f"its outcome will arrive on queue {answer['reply_to']}"), highlight=False
+    )
+    if not args.wait:
+        return ExitCode.OK
+    return follow_to_end(client, str(answer["id"]), consoles, **_watch_options(args))
 
 
 def cmd_watch(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:

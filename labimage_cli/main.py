@@ -24,6 +24,7 @@ from labimage_cli.client import (
 )
 from labimage_cli.commands import Consoles, InvalidRequest
 from labimage_cli.exit_codes import EXIT_CODES_HELP, ExitCode
+from labimage_cli.queue_submit import NoQueue, QueueTimedOut
 from labimage_cli.render import problems_table
 from labimage_cli.safe_text import clean_str, plain
 from labimage_cli.watch import WatchTimedOut
@@ -91,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", type=Path, help="the build request (JSON)")
     p.add_argument("--wait", action="store_true", help="then follow it as `watch` does")
+    p.add_argument(
+        "--queue",
+        action="store_true",
+        help="send it to the build-requests queue (LABIMAGE_QUEUE_CONNECTION or "
+        "LABIMAGE_QUEUE_URL) and wait for the answer on a reply queue",
+    )
     p.add_argument(
         "--idempotency-key",
         help="submitting again with the same key gives the same build (default: a new key, "
@@ -172,6 +179,12 @@ def guarded(action: Callable[[], int], err: Console) -> int:
         return ExitCode.API_UNREACHABLE
     except ApiError as error:
         return _report_api_error(error, err)
+    except NoQueue as error:
+        err.print(plain(error, "bold red"), highlight=False)
+        return ExitCode.INVALID_INPUT
+    except QueueTimedOut as error:
+        err.print(plain(f"{error}; is the Functions app running?", "bold red"), highlight=False)
+        return ExitCode.OTHER_ERROR
     except WatchTimedOut as timed_out:
         err.print(plain(f"stopped watching: {timed_out}"), highlight=False)
         return ExitCode.OTHER_ERROR

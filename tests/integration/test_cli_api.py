@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.storage.queue import QueueClient
 from rich.console import Console
 
 from labimage_cli.commands import Consoles
@@ -47,6 +48,7 @@ class Api:
     store: BuildStore
     function_key: str  # the automation routes: an administrator's view
     secrets: Path  # where localcloud signs in test principals
+    connection: str  # the app's storage account (its queues)
 
 
 @dataclass
@@ -89,6 +91,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             "IDENTITY_ENDPOINT": f"http://127.0.0.1:{azurite.free_port()}/msi/token",
             "IDENTITY_HEADER": "unused",
             "APPLICATIONINSIGHTS_CONNECTION_STRING": "",
+            "BUILD_REQUESTS_QUEUE": "build-requests",  # the queue consumer runs too
         }
         listed = subprocess.run(
             [sys.executable, "-c", _LIST_FUNCTIONS],
@@ -100,7 +103,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         ).stdout.split("\n")
         for line in filter(None, listed):
             name, trigger = line.split()
-            if trigger != "httpTrigger":
+            if trigger != "httpTrigger" and name != "submit_from_queue":
                 env[f"AzureWebJobs.{name}.Disabled"] = "true"
         port = azurite.free_port()
         url = f"http://127.0.0.1:{port}"
@@ -135,6 +138,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             BuildStore.from_connection_string(connection, "builds"),
             read_host_keys(folder / "funchost")["default"],
             folder / "funchost",
+            connection,
         )
     finally:
         if host is not None:
@@ -249,6 +253,26 @@ def test_submitting_again_with_the_same_idempotency_key_finds_the_same_build(api
     build_id = first.out.split()[1]
     assert again.out.split()[1] == build_id and "already submitted" in again.out
     assert f"{api.url}/api/builds/{build_id}" in again.out
+
+
+def test_submit_through_the_queue_gets_the_answer_on_a_reply_queue(
+    api: Api, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LABIMAGE_QUEUE_CONNECTION", api.connection)
+    assert run(api, "submit", str(SEED), "--queue").code == 2  # no queue yet: says so
+    QueueClient.from_connection_string(api.connection, "build-requests").create_queue()
+    result = run(api, "submit", str(SEED), "--queue", "--idempotency-key", "queued-1")
+    assert result.code == 0, result.err
+    build_id = result.out.split()[1]
+    assert api.store.get(build_id).build.request["name"] == REQUEST["name"]
+    again = run(api, "submit", str(SEED), "--queue", "--idempotency-key", "queued-1")
+    assert again.code == 0 and again.out.split()[1] == build_id  # one build per key
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**REQUEST, "owner": "x y"}))
+    refused = run(api, "submit", str(bad), "--queue")
+    assert refused.code == 2  # refused locally, nothing sent
+    monkeypatch.delenv("LABIMAGE_QUEUE_CONNECTION")
+    assert run(api, "submit", str(SEED), "--queue").code == 2
 
 
 def test_invalid_request_exits_2_and_nothing_is_recorded(api: Api, tmp_path: Path) -> None:
