@@ -114,3 +114,20 @@ async def test_reply_to_hears_how_the_build_ended(queue_rt: Runtime) -> None:
     [outcome] = replies(queue_rt, reply_to)
     assert outcome["status"] == "failed" and outcome["id"] == build.id
     assert "install failed" in outcome["error"]
+
+
+def test_twenty_racing_deliveries_of_one_request_make_one_build(
+    functions: dict[str, Any],  # noqa: F811
+    queue_rt: Runtime,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    reply_to = f"replies-{uuid.uuid4().hex[:8]}"
+    message = wrapped(json.loads(SEED), "raced-request", reply_to)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(lambda i: deliver(functions, message, f"m-{i}"), range(20)))
+    builds = queue_rt.store.list(page_size=50).builds
+    assert len(builds) == 1
+    answers = replies(queue_rt, reply_to)
+    assert len(answers) == 20 and {a["id"] for a in answers} == {builds[0].id}
+    assert len(list(queue_rt.bus.client("build-provision").receive_messages(max_messages=32))) == 1
