@@ -96,6 +96,47 @@ class Cloud:
         assert code == 202, body
         return str(body["id"])
 
+    def queue(self, name: str) -> Any:
+        """A queue of the instance's account (made if missing), base64 as the host reads."""
+        import contextlib
+
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.queue import (
+            QueueClient,
+            TextBase64DecodePolicy,
+            TextBase64EncodePolicy,
+        )
+
+        client = QueueClient.from_connection_string(
+            self.settings.storage_connection,
+            name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=TextBase64DecodePolicy(),
+        )
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+        return client
+
+    def next_reply(self, reply_to: str, timeout_s: float = 120) -> dict[str, Any]:
+        """The next message on a reply queue, as JSON."""
+        replies = self.queue(reply_to)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for message in replies.receive_messages(max_messages=1):
+                replies.delete_message(message)
+                return dict(json.loads(message.content))
+            time.sleep(0.5)
+        pytest.fail(f"no reply on {reply_to} in {timeout_s} s")
+
+    def submit_via_queue(self, request: dict[str, Any], reply_to: str) -> str:
+        """Send `request` to the build-requests queue; the id its accepted reply names."""
+        self.queue(reply_to)
+        envelope = {"request": request, "client_request_id": reply_to, "reply_to": reply_to}
+        self.queue("build-requests").send_message(json.dumps(envelope))
+        answer = self.next_reply(reply_to)
+        assert answer["status"] == "accepted", answer
+        return str(answer["id"])
+
     def status(self, build_id: str) -> dict[str, Any]:
         code, body = self.request("GET", f"/api/builds/{build_id}")
         assert code == 200, body
