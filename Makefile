@@ -44,7 +44,7 @@ lint: setup
 	$(VENV)/bin/mypy function_app.py functions shared localcloud labimage_cli
 
 up: setup
-	$(PY) -m localcloud up
+	$(PY) -m localcloud up --auth-settings infra/authsettings.json
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m localcloud down; fi

@@ -1,15 +1,16 @@
-"""HTTP: submit, read, list and cancel builds; the OpenAPI document."""
+"""HTTP: submit, read, list and cancel builds (each at a user and an automation route, see
+functions/http.py); the OpenAPI document."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import azure.functions as func
 
-from functions.http import reply
+from functions.http import reply, user_and_automation_route
 from shared.api import builds
 from shared.api.builds import ApiResponse
+from shared.api.caller import Caller
 from shared.openapi import openapi_document
 from shared.runtime import get_runtime
 
@@ -24,29 +25,27 @@ def _base_url(req: func.HttpRequest) -> str:
     return url[: url.index("/api/")] if "/api/" in url else url.rstrip("/")
 
 
-@bp.function_name("submit_build")
-@bp.route(route="builds", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-def submit_build(req: func.HttpRequest) -> func.HttpResponse:
-    return reply(builds.submit(get_runtime(), req.get_body(), _base_url(req)))
+def _submit(req: func.HttpRequest, caller: Caller) -> ApiResponse:
+    key = req.headers.get(builds.IDEMPOTENCY_HEADER)
+    return builds.submit(get_runtime(), req.get_body(), _base_url(req), caller, key)
 
 
-@bp.function_name("list_builds")
-@bp.route(route="builds", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-def list_builds(req: func.HttpRequest) -> func.HttpResponse:
-    query: dict[str, Any] = dict(req.params)
-    return reply(builds.list_builds(get_runtime(), query))
+def _list(req: func.HttpRequest, caller: Caller) -> ApiResponse:
+    return builds.list_builds(get_runtime(), dict(req.params), caller)
 
 
-@bp.function_name("get_build")
-@bp.route(route="builds/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-def get_build(req: func.HttpRequest) -> func.HttpResponse:
-    return reply(builds.get(get_runtime(), req.route_params["id"]))
+def _get(req: func.HttpRequest, caller: Caller) -> ApiResponse:
+    return builds.get(get_runtime(), req.route_params["id"], caller)
 
 
-@bp.function_name("cancel_build")
-@bp.route(route="builds/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-def cancel_build(req: func.HttpRequest) -> func.HttpResponse:
-    return reply(builds.cancel(get_runtime(), req.route_params["id"], _base_url(req)))
+def _cancel(req: func.HttpRequest, caller: Caller) -> ApiResponse:
+    return builds.cancel(get_runtime(), req.route_params["id"], _base_url(req), caller)
+
+
+user_and_automation_route(bp, "submit_build", "builds", ["POST"], _submit)
+user_and_automation_route(bp, "list_builds", "builds", ["GET"], _list)
+user_and_automation_route(bp, "get_build", "builds/{id}", ["GET"], _get)
+user_and_automation_route(bp, "cancel_build", "builds/{id}/cancel", ["POST"], _cancel)
 
 
 @bp.function_name("openapi")

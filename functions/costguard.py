@@ -8,7 +8,9 @@ import logging
 
 import azure.functions as func
 
-from functions.http import reply
+from functions.http import user_and_automation_route
+from shared.api.builds import ApiResponse
+from shared.api.caller import Caller
 from shared.costguard import service
 from shared.costguard.autostop import AUTOSTOP_QUEUE
 from shared.runtime import get_runtime
@@ -74,16 +76,14 @@ def sweeper(timer: func.TimerRequest) -> None:
         logger.warning("sweeper could not delete %s: %s (delete it by hand)", resource_id, why)
 
 
-@bp.function_name("get_costs")
-@bp.route(route="costs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-def get_costs(req: func.HttpRequest) -> func.HttpResponse:
-    return reply(service.costs_api(get_runtime(), dict(req.params), utcnow()))
+def _costs(req: func.HttpRequest, caller: Caller) -> ApiResponse:
+    return service.costs_api(get_runtime(), dict(req.params), utcnow(), caller)
 
 
-@bp.function_name("snooze_vm")
-@bp.route(
-    route="vms/{resource_group}/{name}/snooze", methods=["POST"], auth_level=func.AuthLevel.FUNCTION
-)
-def snooze_vm(req: func.HttpRequest) -> func.HttpResponse:
+def _snooze(req: func.HttpRequest, caller: Caller) -> ApiResponse:
     group, name = req.route_params["resource_group"], req.route_params["name"]
-    return reply(service.snooze_api(get_runtime(), group, name, dict(req.params), utcnow()))
+    return service.snooze_api(get_runtime(), group, name, dict(req.params), utcnow(), caller)
+
+
+user_and_automation_route(bp, "get_costs", "costs", ["GET"], _costs)
+user_and_automation_route(bp, "snooze_vm", "vms/{resource_group}/{name}/snooze", ["POST"], _snooze)

@@ -34,6 +34,13 @@ param autostopResourceGroups array = []
 @minLength(7)
 param sshSourceCidr string
 
+@description('Client id of the Microsoft Entra app registration people sign in to (App Service authentication; defines the labimage.admin app role). Required: see docs/deploy.md.')
+@minLength(36)
+param authClientId string
+
+@description('Application ID URI of that registration (the token audience). Default: api://<authClientId>.')
+param authAudience string = ''
+
 @description('Object id of a person to grant data access for debugging (optional).')
 param principalId string = ''
 
@@ -110,6 +117,8 @@ module app 'modules/app.bicep' = {
     dataContainers: dataContainers
     autostopResourceGroups: union([buildGroup.name], autostopResourceGroups)
     sshSourceCidr: sshSourceCidr
+    authClientId: authClientId
+    authAudience: !empty(authAudience) ? authAudience : 'api://${authClientId}'
     principalId: principalId
   }
 }

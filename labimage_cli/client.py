@@ -1,13 +1,19 @@
 """A small HTTP client of the labimage API on the standard library (no extra dependency).
 
 Every call returns the decoded JSON body of a 2xx answer, or raises ApiError (the API answered
-with another status) or ApiUnreachable (no answer at all). The function key travels only in the
-`x-functions-key` header and appears in no message, repr or exception.
+with another status) or ApiUnreachable (no answer at all).
+
+Two ways in: with a function key the client calls the automation routes (`/api/automation/...`,
+the key in the `x-functions-key` header; a key holder acts as an administrator); otherwise it
+calls the user routes with the bearer token of the person signed in (App Service
+authentication on Azure: `az account get-access-token --resource <app id URI>`; localcloud:
+`python -m localcloud token --name ...`). Neither secret appears in a message, repr or exception.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,6 +25,8 @@ from labimage_cli.safe_text import clean, clean_str
 DEFAULT_API_URL = "http://127.0.0.1:7071"
 API_URL_ENV = "LABIMAGE_API_URL"
 FUNCTION_KEY_ENV = "LABIMAGE_FUNCTION_KEY"
+TOKEN_ENV = "LABIMAGE_TOKEN"
+AUTOMATION_PREFIX = "/api/automation/"
 
 
 class ApiUnreachable(Exception):
@@ -55,11 +63,13 @@ def summary_of(body: Any) -> str:
 
 @dataclass(frozen=True)
 class ApiClient:
-    """The labimage API at `base_url`; `function_key` is sent as x-functions-key when set."""
+    """The labimage API at `base_url`: through the automation routes with `function_key`, else
+    through the user routes with the bearer `token`."""
 
     base_url: str = DEFAULT_API_URL
     function_key: str | None = field(default=None, repr=False)
     timeout_s: float = 30.0
+    token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         parts = urllib.parse.urlsplit(self.base_url)
@@ -67,9 +77,26 @@ class ApiClient:
             raise InvalidApiUrl(f"the API URL {self.base_url!r} is not an http(s) URL")
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
 
-    def submit(self, body: bytes) -> dict[str, Any]:
-        """POST /api/builds: the acceptance {id, status_url}."""
-        return self.request("POST", "/api/builds", body=body)
+    def submit(
+        self, body: bytes, idempotency_key: str | None = None, attempts: int = 3
+    ) -> dict[str, Any]:
+        """POST /api/builds: {id, status_url} (a new build), or the status of the build this
+        idempotency key already made. With a key, a POST that got no answer is sent again
+        (at most `attempts` times): the API makes one build per key."""
+        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
+        for attempt in range(1, attempts + 1):
+            try:
+                answer: dict[str, Any] = self.request(
+                    "POST", "/api/builds", body=body, headers=headers
+                )
+            except ApiUnreachable:
+                if not idempotency_key or attempt == attempts:
+                    raise
+                time.sleep(attempt)
+                continue
+            answer.setdefault("status_url", f"{self.base_url}/api/builds/{answer['id']}")
+            return answer
+        raise AssertionError("unreachable")
 
     def status(self, build_id: str) -> dict[str, Any]:
         """GET /api/builds/{id}: everything known about one build."""
@@ -102,17 +129,22 @@ class ApiClient:
         *,
         body: bytes | None = None,
         query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """One call; the decoded JSON of a 2xx answer, else ApiError or ApiUnreachable."""
+        if self.function_key and path.startswith("/api/"):
+            path = AUTOMATION_PREFIX + path[len("/api/") :]
         url = self.base_url + path
         present = {k: str(v) for k, v in (query or {}).items() if v is not None and v != ""}
         if present:
             url += "?" + urllib.parse.urlencode(present)
-        headers = {"accept": "application/json"}
+        headers = {"accept": "application/json", **(headers or {})}
         if body is not None:
             headers["content-type"] = "application/json"
         if self.function_key:
             headers["x-functions-key"] = self.function_key
+        elif self.token:
+            headers["authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:

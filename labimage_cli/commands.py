@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from labimage_cli.render import (
     print_builds,
     print_events,
     print_result,
+    problems_table,
     stage_table,
 )
 from labimage_cli.safe_text import plain
@@ -61,14 +63,22 @@ def validate_request_file(path: Path) -> bytes:
     return body
 
 
-def submit_request(client: ApiClient, path: Path, consoles: Consoles) -> dict[str, Any]:
-    """Validate `path` locally, then POST it; prints and returns the acceptance {id, status_url}.
+def submit_request(
+    client: ApiClient, path: Path, consoles: Consoles, idempotency_key: str | None = None
+) -> dict[str, Any]:
+    """Validate `path` locally, then POST it with an idempotency key (a new one unless given,
+    so a POST sent again after a lost answer finds its build); prints and returns {id,
+    status_url}.
 
     Raises InvalidRequest before anything is sent, ApiError/ApiUnreachable from the POST.
     """
     body = validate_request_file(path)
-    accepted: dict[str, Any] = client.submit(body)
-    consoles.out.print(Text.assemble("build ", plain(accepted["id"], "bold"), " accepted"))
+    key = idempotency_key or str(uuid.uuid4())
+    accepted: dict[str, Any] = client.submit(body, key)
+    known = "state" in accepted  # the status of the build this key made earlier
+    verb = " was already submitted with this key" if known else " accepted"
+    consoles.out.print(Text.assemble("build ", plain(accepted["id"], "bold"), verb))
+    consoles.out.print(plain(f"idempotency key: {key}"), highlight=False, soft_wrap=True)
     consoles.out.print(plain(f"status: {accepted['status_url']}"), highlight=False, soft_wrap=True)
     return accepted
 
@@ -82,10 +92,39 @@ def follow_to_end(client: ApiClient, build_id: str, consoles: Consoles, **option
 
 
 def cmd_submit(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
-    accepted = submit_request(client, args.file, consoles)
+    if args.queue:
+        return submit_through_queue(client, consoles, args)
+    accepted = submit_request(client, args.file, consoles, args.idempotency_key)
     if not args.wait:
         return ExitCode.OK
     return follow_to_end(client, accepted["id"], consoles, **_watch_options(args))
+
+
+def submit_through_queue(
+    client: ApiClient, consoles: Consoles, args: argparse.Namespace
+) -> ExitCode:
+    """Validate locally, send to the queue, print the answer; --wait then follows the build
+    through the API."""
+    from labimage_cli.queue_submit import QueueSubmitter
+
+    body = validate_request_file(args.file)
+    key = args.idempotency_key or str(uuid.uuid4())
+    answer = QueueSubmitter.from_environment().submit(body, key)
+    if answer.get("status") == "rejected":
+        consoles.err.print(plain("the queue consumer refused the request", "bold red"))
+        consoles.err.print(problems_table(answer.get("problems") or []))
+        return ExitCode.INVALID_INPUT
+    consoles.out.print(
+        Text.assemble("build ", plain(str(answer.get("id", "")), "bold"), " accepted")
+    )
+    consoles.out.print(plain(f"status: {answer.get('status_url', '')}"), highlight=False)
+    consoles.out.print(plain(f"idempotency key: {key}"), highlight=False, soft_wrap=True)
+    consoles.out.print(
+        plain(f"its outcome will arrive on queue {answer['reply_to']}"), highlight=False
+    )
+    if not args.wait:
+        return ExitCode.OK
+    return follow_to_end(client, str(answer["id"]), consoles, **_watch_options(args))
 
 
 def cmd_watch(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
@@ -119,6 +158,10 @@ def cmd_list(client: ApiClient, consoles: Consoles, args: argparse.Namespace) ->
         return ExitCode.OK
     if builds:
         print_builds(consoles.out, builds, wide=args.wide)
+        for refused in (b for b in builds if b.get("state") == "rejected"):
+            why = f"{refused.get('id', '')}: {refused.get('error', '')}"
+            consoles.out.print(plain(why, "bold"), highlight=False)
+            consoles.out.print(problems_table(refused.get("problems") or []))
     else:
         consoles.out.print("no builds match")
     if token:

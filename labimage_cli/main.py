@@ -15,6 +15,7 @@ from labimage_cli.client import (
     API_URL_ENV,
     DEFAULT_API_URL,
     FUNCTION_KEY_ENV,
+    TOKEN_ENV,
     ApiClient,
     ApiError,
     ApiUnreachable,
@@ -23,6 +24,7 @@ from labimage_cli.client import (
 )
 from labimage_cli.commands import Consoles, InvalidRequest
 from labimage_cli.exit_codes import EXIT_CODES_HELP, ExitCode
+from labimage_cli.queue_submit import NoQueue, QueueTimedOut
 from labimage_cli.render import problems_table
 from labimage_cli.safe_text import clean_str, plain
 from labimage_cli.watch import WatchTimedOut
@@ -33,9 +35,12 @@ DESCRIPTION = """\
 Submit image builds to the labimage API and follow them.
 
 The API address comes from --api-url or LABIMAGE_API_URL (default http://127.0.0.1:7071,
-the local Functions host); the function key from --function-key or LABIMAGE_FUNCTION_KEY
-(sent as the x-functions-key header, never printed; prefer the variable, since command lines
-are visible to other users).
+the local Functions host). You act as yourself with a sign-in token from --token or
+LABIMAGE_TOKEN (on Azure: az account get-access-token --resource <the API's app id URI>
+--query accessToken -o tsv; on localcloud: python -m localcloud token --name <you>), or as an
+administrator with a function key from --function-key or LABIMAGE_FUNCTION_KEY (automation;
+the key wins when both are set). Neither is ever printed; prefer the variables, since command
+lines are visible to other users.
 """
 
 
@@ -51,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     connection.add_argument(
         "--function-key",
         default=argparse.SUPPRESS,
-        help=f"the function key (env {FUNCTION_KEY_ENV})",
+        help=f"a function key: act as an administrator (env {FUNCTION_KEY_ENV})",
+    )
+    connection.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help=f"your sign-in (bearer) token: act as yourself (env {TOKEN_ENV})",
     )
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -82,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", type=Path, help="the build request (JSON)")
     p.add_argument("--wait", action="store_true", help="then follow it as `watch` does")
+    p.add_argument(
+        "--queue",
+        action="store_true",
+        help="send it to the build-requests queue (LABIMAGE_QUEUE_CONNECTION or "
+        "LABIMAGE_QUEUE_URL) and wait for the answer on a reply queue",
+    )
+    p.add_argument(
+        "--idempotency-key",
+        help="submitting again with the same key gives the same build (default: a new key, "
+        "printed, kept for the retries of this command)",
+    )
     _watch_flags(p)
 
     p = command("watch", commands.cmd_watch, "follow a build live until it ends; show its result")
@@ -93,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the API's JSON as it came")
 
     p = command("list", commands.cmd_list, "list builds, newest first")
-    p.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    p.add_argument(
+        "--state",
+        choices=["queued", "running", "succeeded", "failed", "cancelled", "rejected"],
+        help="rejected: queue submissions that were refused, with their problems",
+    )
     p.add_argument("--owner", help="only builds of this owner (the request's owner field)")
     p.add_argument("--page-size", type=int, help="builds per page (1-100; the API's default 50)")
     p.add_argument("--page-token", help="start at this page (printed after a partial list)")
@@ -128,7 +153,8 @@ def client_from(args: argparse.Namespace) -> ApiClient:
     """The client the flags and environment describe (flags win)."""
     url = getattr(args, "api_url", None) or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
     key = getattr(args, "function_key", None) or os.environ.get(FUNCTION_KEY_ENV) or None
-    return ApiClient(url, key)
+    token = getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None
+    return ApiClient(url, key, token=token)
 
 
 def main(argv: Sequence[str] | None = None, consoles: Consoles | None = None) -> int:
@@ -158,6 +184,12 @@ def guarded(action: Callable[[], int], err: Console) -> int:
         return ExitCode.API_UNREACHABLE
     except ApiError as error:
         return _report_api_error(error, err)
+    except NoQueue as error:
+        err.print(plain(error, "bold red"), highlight=False)
+        return ExitCode.INVALID_INPUT
+    except QueueTimedOut as error:
+        err.print(plain(f"{error}; is the Functions app running?", "bold red"), highlight=False)
+        return ExitCode.OTHER_ERROR
     except WatchTimedOut as timed_out:
         err.print(plain(f"stopped watching: {timed_out}"), highlight=False)
         return ExitCode.OTHER_ERROR
@@ -173,10 +205,10 @@ def _report_api_error(error: ApiError, err: Console) -> int:
         if error.problems:
             err.print(problems_table(error.problems))
         return ExitCode.INVALID_INPUT
-    if error.status in (401, 403):
+    if error.status == 401:
         err.print(
-            f"the API refused the function key ({error.status}): check --function-key / "
-            f"{FUNCTION_KEY_ENV}",
+            f"the API refused the call ({error.status}): sign in with --token / {TOKEN_ENV}, "
+            f"or use an administrator's --function-key / {FUNCTION_KEY_ENV}",
             style="bold red",
             highlight=False,
         )

@@ -4,6 +4,11 @@
                                 [--setting NAME=VALUE ...] [--key-vault]
     python -m localcloud status [--state-dir DIR]
     python -m localcloud down   [--state-dir DIR] [--all] [--purge]
+    python -m localcloud token  [--state-dir DIR] --name NAME [--object-id ID] [--role ROLE ...]
+
+`up --auth-settings FILE` puts App Service authentication in front of the Functions host, as an
+authsettingsV2 document describes it; `token` prints a bearer token signed in as a test
+principal. The host keys are in <state>/funchost/host-keys.json.
 
 Ports also come from LOCALCLOUD_<COMPONENT>_PORT (for example LOCALCLOUD_FUNCTIONS_PORT); the
 Key Vault port defaults to the ARM port + 3.
@@ -37,6 +42,7 @@ from pathlib import Path
 
 from localcloud import azurite, processes, registry
 from localcloud.arm.certs import ensure_certificates
+from localcloud.funchost.easyauth import mint_token
 from localcloud.instance import (
     DEFAULT_STATE_DIR,
     DEPLOYER_CLIENT_ID,
@@ -230,6 +236,7 @@ def up(
     key_vault: bool = False,
     default_security_type: str = "Standard",
     first_boot_lock_s: float = 45.0,
+    auth_settings: Path | None = None,
 ) -> int:
     """Start every component (or do nothing when all answer) and write env.json.
 
@@ -288,6 +295,8 @@ def up(
     if (app_dir / "function_app.py").exists():
         print("starting the Functions host", flush=True)
         args = ["--app-dir", str(app_dir), "--port", str(ports.functions), "--state-dir", state]
+        if auth_settings is not None:
+            args += ["--auth-settings", str(auth_settings.resolve())]
         proc = _start_python(layout, "functions", "localcloud.funchost", args, settings)
         log = processes.log_path(layout.state_dir, "functions")
         _wait("the Functions host", lambda: probes(layout, ports)["functions"], proc, log)
@@ -369,7 +378,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=("up", "status", "down"))
+    parser.add_argument("command", choices=("up", "status", "down", "token"))
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -410,7 +419,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="Standard",
         help="up: the security type emulated VMs without securityProfile get (Azure's default)",
     )
+    parser.add_argument(
+        "--auth-settings",
+        type=Path,
+        help="up: App Service authentication for the Functions host (authsettingsV2 JSON)",
+    )
+    parser.add_argument("--name", help="token: the principal's user name")
+    parser.add_argument("--object-id", help="token: its object id (default: derived from --name)")
+    parser.add_argument(
+        "--role", action="append", default=[], help="token: an app role it holds (repeatable)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "token" and not args.name:
+        parser.error("token wants --name")
     for item in args.setting:
         if "=" not in item or not item.split("=", 1)[0].strip():
             parser.error(f"--setting wants NAME=VALUE, not {item!r}")
@@ -435,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.key_vault,
                 args.default_security_type,
                 args.first_boot_lock_seconds,
+                args.auth_settings,
             )
         except (UpError, RuntimeError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
@@ -445,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.command == "status":
         return status(layout)
+    if args.command == "token":
+        print(mint_token(layout.funchost_dir, args.name, args.object_id, tuple(args.role)))
+        return 0
     rc = 0
     if not args.all:
         rc = down(layout)

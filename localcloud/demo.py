@@ -24,6 +24,7 @@ from labimage_cli.commands import Consoles, outcome_code, submit_request
 from labimage_cli.main import guarded
 from labimage_cli.render import format_duration, print_result, seconds_between
 from labimage_cli.watch import watch_build
+from localcloud.funchost.hostkeys import read_host_keys
 from localcloud.instance import DEFAULT_STATE_DIR, REPO_ROOT, Layout, read_env_file
 from localcloud.seed_content import seed_ooi
 from localcloud.signals import terminate_like_interrupt
@@ -35,9 +36,14 @@ SEED = REPO_ROOT / "examples" / "seed-request.json"
 WATCH_TIMEOUT_S = 3600
 
 
+# App Service authentication as the Bicep deploys it (infra/authsettings.json).
+AUTH_SETTINGS = REPO_ROOT / "infra" / "authsettings.json"
+
+
 def localcloud(command: str, state_dir: Path) -> int:
+    flags = [f"--auth-settings={AUTH_SETTINGS}"] if command == "up" else []
     return subprocess.call(
-        [sys.executable, "-m", "localcloud", command, "--state-dir", str(state_dir)]
+        [sys.executable, "-m", "localcloud", command, "--state-dir", str(state_dir), *flags]
     )
 
 
@@ -89,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print("preparing the notebook repository and the Blob data", flush=True)
         seed_ooi(env["settings"]["AzureWebJobsStorage"], args.state_dir / "git")
         replace_earlier_demo_image(env, args.request)
-        client = ApiClient(env["endpoints"]["functions"])
+        # Automation's door: the host's function key (an administrator's power), as a
+        # pipeline would use it; people sign in instead (README: who may do what).
+        key = read_host_keys(layout.funchost_dir)["default"]
+        client = ApiClient(env["endpoints"]["functions"], function_key=key)
         print(f"submitting {_shown(args.request)}", flush=True)
         return guarded(lambda: run_build(client, args.request, consoles), consoles.err)
     finally:

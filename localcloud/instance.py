@@ -95,6 +95,11 @@ class Layout:
     def git_dir(self) -> Path:
         return self.state_dir / "git"
 
+    @property
+    def funchost_dir(self) -> Path:
+        """The Functions host's keys (host-keys.json) and sign-in key (signin-key), mode 0600."""
+        return self.state_dir / "funchost"
+
 
 def app_settings(
     layout: Layout, ports: Ports, identity_header: str, key_vault: bool = False
@@ -122,6 +127,7 @@ def app_settings(
         "IDENTITY_ENDPOINT": f"http://127.0.0.1:{ports.identity}/msi/token",
         "IDENTITY_HEADER": identity_header,
         "AZURE_CLIENT_ID": CONTROLLER_CLIENT_ID,
+        "BUILD_REQUESTS_QUEUE": "build-requests",
         "AUTOSTOP_SCHEDULE": AUTOSTOP_SCHEDULE,
         "SWEEPER_SCHEDULE": SWEEPER_SCHEDULE,
         "WATCHDOG_SCHEDULE": WATCHDOG_SCHEDULE,

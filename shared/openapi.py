@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from shared.api.caller import ADMIN_ROLE
 from shared.models import (
     MAX_REQUEST_BYTES,
     BuildAccepted,
@@ -53,19 +54,37 @@ def _document() -> dict[str, Any]:
         "description": "Build id, as returned by POST /api/builds.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 64},
     }
-    paths = {
+    paths: dict[str, Any] = {
         "/api/builds": {
             "post": {
                 "operationId": "createBuild",
                 "summary": "Start a build",
                 "description": "Validate the request, store it and queue the first stage. The "
                 f"body may be at most {MAX_REQUEST_BYTES} bytes; unknown fields are refused.",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "Any string you choose (1-200 printable ASCII "
+                        "characters): the same key from the same submitter within 24 hours "
+                        "answers 200 with the first build's status instead of a second build.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    }
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": request_ref}},
                 },
                 "responses": {
                     "202": accepted,
+                    "200": _json_response(
+                        "This Idempotency-Key already made this build: its status.",
+                        ref(BuildStatus, "serialization"),
+                    ),
+                    "409": _json_response(
+                        "This Idempotency-Key was used for a different request.", error
+                    ),
                     "400": _json_response(
                         "Invalid request: every problem, each with the field to change.", error
                     ),
@@ -91,7 +110,7 @@ def _document() -> dict[str, Any]:
                 "parameters": [build_id],
                 "responses": {
                     "200": _json_response("The build's status.", ref(BuildStatus, "serialization")),
-                    "404": _json_response("No build has this id.", error),
+                    "404": _json_response("No build of the caller's has this id.", error),
                 },
             }
         },
@@ -156,7 +175,12 @@ def _document() -> dict[str, Any]:
                     "400": _json_response(
                         "hours is missing or out of range, or the VM has no auto-stop time.", error
                     ),
-                    "404": _json_response("No such VM in the auto-stop scope.", error),
+                    "404": _json_response(
+                        "No such VM, or not one the caller may snooze (a user: VMs of their "
+                        "own builds; an administrator: labimage's VMs and the auto-stop groups).",
+                        error,
+                    ),
+                    "409": _json_response("The VM changed meanwhile; try again.", error),
                 },
             }
         },
@@ -168,16 +192,51 @@ def _document() -> dict[str, Any]:
             }
         },
     }
+    for path, operations in paths.items():
+        if path == "/api/openapi.json":
+            operations["get"]["security"] = []  # public
+            continue
+        for operation in operations.values():
+            operation["responses"]["401"] = _json_response("Nobody is signed in.", error)
+    paths["/api/builds"]["get"]["responses"]["403"] = _json_response(
+        "owner names someone else and the caller is not an administrator.", error
+    )
+    paths["/api/costs"]["get"]["responses"]["403"] = _json_response(
+        f"The caller lacks the {ADMIN_ROLE} app role.", error
+    )
     return {
         "openapi": "3.1.0",
         "info": {
             "title": API_TITLE,
             "version": API_VERSION,
             "description": "Build, verify and capture Jupyter workstation images on Azure "
-            "from one JSON document.",
+            "from one JSON document.\n\nSign in with Microsoft Entra ID (App Service "
+            "authentication): a user sees and acts on their own builds and VMs (others' answer "
+            f"404); the {ADMIN_ROLE} app role sees all. Every path is also served under "
+            "/api/automation/ (for example /api/automation/builds) for callers holding a "
+            "function key (x-functions-key), who act as administrators.\n\nThe same request "
+            "body may also be sent to the build-requests queue (setting BUILD_REQUESTS_QUEUE), "
+            "bare or as {request, client_request_id, reply_to}: see the README.",
         },
+        "security": [{"signIn": []}],
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "signIn": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A Microsoft Entra ID access token for the API's app "
+                    "registration (az account get-access-token --resource <app id URI>).",
+                },
+                "functionKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "A function key: the /api/automation/ routes only.",
+                },
+            },
+        },
     }
 
 
@@ -245,10 +304,15 @@ def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 def _list_parameters() -> list[dict[str, Any]]:
     state_schema = {
         "type": "string",
-        "enum": ["queued", "running", "succeeded", "failed", "cancelled"],
+        "enum": ["queued", "running", "succeeded", "failed", "cancelled", "rejected"],
     }
     return [
-        _query("state", "Only builds in this state.", state_schema),
+        _query(
+            "state",
+            "Only builds in this state; `rejected` lists refused queue submissions with their "
+            "problems (administrators).",
+            state_schema,
+        ),
         _query("owner", "Only builds of this owner.", {"type": "string", "maxLength": 128}),
         _query(
             "page_token",

@@ -6,6 +6,7 @@ the build's current token is a duplicate or stale and is dropped.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 
@@ -229,6 +230,19 @@ async def _commit(
         rt.bus.send(StageMessage(build.id, target, token), delay_s)
     elif build.state.terminal:
         telemetry.build_ended(build.state.value)
+        if build.reply_to:  # a queue submission asked to hear how it ended
+            rt.bus.send_raw(build.reply_to, json.dumps(outcome_reply(build)))
+
+
+def outcome_reply(build: Build) -> dict[str, object]:
+    """The reply_to message of a finished build: its state, image or error."""
+    return {
+        "status": build.state.value,
+        "id": build.id,
+        "image_id": build.outputs.get("image_id"),
+        "gallery_image_version_id": build.outputs.get("gallery_image_version_id"),
+        "error": build.error,
+    }
 
 
 def _record(build: Build, stage: Stage, **changes: object) -> Build:

@@ -7,6 +7,8 @@ param dataStorageAccountName string
 param dataContainers string
 param autostopResourceGroups array
 param sshSourceCidr string
+param authClientId string
+param authAudience string
 param principalId string
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
@@ -73,6 +75,8 @@ module functionApp 'functionapp.bicep' = {
     buildResourceGroupName: buildResourceGroupName
     autostopResourceGroups: autostopResourceGroups
     sshSourceCidr: sshSourceCidr
+    authClientId: authClientId
+    authAudience: authAudience
   }
 }
 

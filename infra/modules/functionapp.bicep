@@ -18,6 +18,13 @@ param buildResourceGroupName string
 param autostopResourceGroups array
 param sshSourceCidr string
 
+@description('Client id of the Microsoft Entra app registration people sign in to (App Service authentication); it defines the labimage.admin app role. See docs/deploy.md.')
+@minLength(36)
+param authClientId string
+
+@description('Application ID URI of that registration (the audience of tokens the CLI gets), e.g. api://<client id>.')
+param authAudience string
+
 @description('Largest number of instances the plan may scale out to.')
 param maximumInstanceCount int = 40
 
@@ -102,6 +109,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     LABIMAGE_SSH_KEY_DIR: ''
     LABIMAGE_KEY_VAULT_URL: keyVaultUrl
     LABIMAGE_SSH_SOURCE_CIDR: sshSourceCidr
+    // The queue other services submit build requests to (same body as POST /api/builds).
+    BUILD_REQUESTS_QUEUE: 'build-requests'
     // Timers (NCRONTAB, UTC).
     AUTOSTOP_SCHEDULE: '0 */15 * * * *'
     WATCHDOG_SCHEDULE: '0 */5 * * * *'
@@ -123,3 +132,29 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
 
 output name string = site.name
 output url string = 'https://${site.properties.defaultHostName}'
+
+// App Service authentication (Microsoft Entra ID) in front of the user routes: sign-in is
+// required and answered 401 without it; the OpenAPI document and the automation routes (function
+// keys, acting as an administrator) are left out. The platform, validation and login parts are
+// infra/authsettings.json, which localcloud's Functions host applies too.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'authsettingsV2'
+  properties: union(loadJsonContent('../authsettings.json'), {
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            authAudience
+            authClientId
+          ]
+        }
+      }
+    }
+  })
+}

@@ -29,5 +29,17 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   name: deploymentContainerName
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+// Where other services submit build requests (BUILD_REQUESTS_QUEUE); made here so that
+// senders holding only a message-sender role can use it from the start.
+resource buildRequests 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'build-requests'
+}
+
 output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob

@@ -19,8 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--bind", default="127.0.0.1")
-    # Only recorded on the command line, so that `localcloud down` finds the host by its folder.
+    # Recorded on the command line, so that `localcloud down` finds the host by its folder; the
+    # host keys and the sign-in key live in <state-dir>/funchost.
     parser.add_argument("--state-dir", type=Path, help="the localcloud state folder, if any")
+    parser.add_argument(
+        "--auth-settings",
+        type=Path,
+        help="App Service authentication: an authsettingsV2 JSON document (default: off)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stdout,
@@ -30,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     # The Azure SDK logs every HTTP request at INFO; that is noise here and could show URLs.
     logging.getLogger("azure").setLevel(logging.WARNING)
     try:
-        host = FunctionsHost(args.app_dir, args.port, args.bind)
+        secrets_dir = args.state_dir / "funchost" if args.state_dir else None
+        host = FunctionsHost(args.app_dir, args.port, args.bind, secrets_dir, args.auth_settings)
     except (AppLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -42,6 +42,7 @@ class FunctionSpec:
     schedule: str | None = None
     run_on_startup: bool = False
     route: str | None = None
+    auth_level: str = "function"  # anonymous, function or admin (the host's default: function)
     methods: tuple[str, ...] = ALL_METHODS
     queue_outputs: tuple[QueueOutputSpec, ...] = field(default_factory=tuple)
 
@@ -108,7 +109,9 @@ def _describe(fn: Any) -> FunctionSpec:
             }
         elif kind == "httpTrigger":
             methods = raw.get("methods") or ALL_METHODS
+            level = raw.get("authLevel") or "function"
             spec = {
+                "auth_level": str(getattr(level, "value", level)).lower(),
                 "route": resolve_setting_refs(raw.get("route") or name),
                 "methods": tuple(str(getattr(m, "value", m)).upper() for m in methods),
             }

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 
 from aiohttp import web
 
 from localcloud.funchost.appindex import FunctionSpec, index_functions, load_app
+from localcloud.funchost.easyauth import AuthSettings, EasyAuth
 from localcloud.funchost.hostconfig import HostConfig, load_host_config, load_local_settings
+from localcloud.funchost.hostkeys import HostKeys
 from localcloud.funchost.http import HttpFrontend
 from localcloud.funchost.invoke import Invoker
 from localcloud.funchost.queues import QueueListener
@@ -25,10 +28,23 @@ RUNNABLE = ("queueTrigger", "timerTrigger", "httpTrigger")
 class FunctionsHost:
     """Everything `func start` does for labimage, in one asyncio loop."""
 
-    def __init__(self, app_dir: Path, port: int, bind: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        app_dir: Path,
+        port: int,
+        bind: str = "127.0.0.1",
+        secrets_dir: Path | None = None,
+        auth_settings: Path | None = None,
+    ) -> None:
+        """`secrets_dir` keeps the host keys and the sign-in key (default: <app_dir>/.funchost);
+        `auth_settings` is an authsettingsV2 JSON document (none: App Service auth is off)."""
         self.app_dir = app_dir.resolve()
         self.port = port
         self.bind = bind
+        self.secrets_dir = secrets_dir or self.app_dir / ".funchost"
+        easy_auth = EasyAuth.in_folder(AuthSettings.from_file(auth_settings), self.secrets_dir)
+        if easy_auth.settings.enabled:
+            os.environ["WEBSITE_AUTH_ENABLED"] = "True"  # as App Service tells the app
         load_local_settings(self.app_dir)
         self.config: HostConfig = load_host_config(self.app_dir)
         self.specs: list[FunctionSpec] = index_functions(load_app(self.app_dir))
@@ -51,7 +67,13 @@ class FunctionsHost:
         self._timers = [
             TimerListener(s, self._invoker) for s in self.specs if s.trigger_type == "timerTrigger"
         ]
-        self._http = HttpFrontend(self.specs, self._invoker, self.config.route_prefix)
+        self._http = HttpFrontend(
+            self.specs,
+            self._invoker,
+            self.config.route_prefix,
+            HostKeys.in_folder(self.secrets_dir),
+            easy_auth,
+        )
 
     def _wake_listeners(self) -> None:
         # A function may have just sent to another function's queue (a pipeline stage hop).

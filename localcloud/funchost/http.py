@@ -17,6 +17,8 @@ from aiohttp import web
 from azure.functions.queue import QueueMessage as TriggerMessage
 
 from localcloud.funchost.appindex import FunctionSpec
+from localcloud.funchost.easyauth import EasyAuth
+from localcloud.funchost.hostkeys import HostKeys
 from localcloud.funchost.invoke import Invoker
 from localcloud.funchost.timers import timer_request
 
@@ -81,9 +83,23 @@ def to_aiohttp(result: Any) -> web.Response:
 
 
 class HttpFrontend:
-    """Routes requests to HTTP-triggered functions and serves /admin/*."""
+    """Routes requests to HTTP-triggered functions and serves /admin/*.
 
-    def __init__(self, specs: list[FunctionSpec], invoker: Invoker, route_prefix: str) -> None:
+    Every request first passes App Service authentication (`easy_auth`, off unless configured),
+    then the host's key check for the route's authorization level (`keys`); /admin/* needs the
+    master key, as on Azure.
+    """
+
+    def __init__(
+        self,
+        specs: list[FunctionSpec],
+        invoker: Invoker,
+        route_prefix: str,
+        keys: HostKeys,
+        easy_auth: EasyAuth,
+    ) -> None:
+        self._keys = keys
+        self._easy_auth = easy_auth
         self._functions = {s.name.lower(): s for s in specs}
         self._routes = [
             _Route(s, compile_route(s.route or s.name))
@@ -95,7 +111,7 @@ class HttpFrontend:
         self._background: set[asyncio.Task[Any]] = set()
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=100 * 1024 * 1024)
+        app = web.Application(client_max_size=100 * 1024 * 1024, middlewares=[self._authentication])
         app.router.add_get("/admin/host/status", self._host_status)
         app.router.add_get("/admin/functions", self._list_functions)
         app.router.add_post("/admin/functions/{name}", self._run_function)
@@ -104,6 +120,22 @@ class HttpFrontend:
 
     def urls(self, base: str) -> dict[str, str]:
         return {r.spec.name: f"{base}{self._prefix}{r.spec.route}" for r in self._routes}
+
+    @web.middleware
+    async def _authentication(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """App Service authentication in front of the host, and the master key for /admin."""
+        outcome = self._easy_auth.apply(request.path, request.headers)
+        if outcome.status is not None:
+            headers = {"Location": outcome.location} if outcome.location else {}
+            return web.Response(status=outcome.status, headers=headers)
+        request["app_headers"] = outcome.headers
+        path = request.path.lower()
+        # The status probe stays open, so `localcloud up` can tell the host is running.
+        needs_master = path.startswith("/admin/") and path != "/admin/host/status"
+        if needs_master and not self._keys.allows("admin", request.headers, request.query):
+            return web.Response(status=401)
+        result: web.StreamResponse = await handler(request)
+        return result
 
     async def _host_status(self, request: web.Request) -> web.Response:
         return web.json_response({"state": "Running", "version": "localcloud"})
@@ -157,11 +189,13 @@ class HttpFrontend:
     async def _call(
         self, spec: FunctionSpec, request: web.Request, match: re.Match[str]
     ) -> web.Response:
+        if not self._keys.allows(spec.auth_level, request.headers, request.query):
+            return web.Response(status=401)
         params = {k: v for k, v in match.groupdict().items() if v is not None}
         http_request = func.HttpRequest(
             method=request.method,
             url=str(request.url),
-            headers=dict(request.headers),
+            headers=dict(request.get("app_headers", request.headers)),
             params=dict(request.query),
             route_params=params,
             body=await request.read(),

@@ -10,6 +10,8 @@ from typing import Any
 from azure.core.credentials import TokenCredential
 
 from shared.api.builds import ApiResponse
+from shared.api.caller import ADMIN_ROLE, Caller
+from shared.azure.naming import BUILD_TAG
 from shared.costguard import autostop, costs, notify, snooze, sweeper
 from shared.costguard.actions import CostActions
 from shared.costguard.autostop import AUTOSTOP_QUEUE, ScanResult, StopOrder, StopOutcome
@@ -17,6 +19,7 @@ from shared.costguard.idle_stop import IdleResult, run_idle_stop
 from shared.costguard.prices import default_prices
 from shared.errors import StepError
 from shared.runtime import Runtime
+from shared.state.store import BuildNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +98,17 @@ def _instant(value: str, field: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def costs_api(rt: Runtime, query: dict[str, str], now: datetime) -> ApiResponse:
-    """GET /api/costs?from=&to=: the summary; 400 naming the field for a bad date."""
+def costs_api(rt: Runtime, query: dict[str, str], now: datetime, caller: Caller) -> ApiResponse:
+    """GET /api/costs?from=&to=: the summary (every owner's: administrators only); 400 naming
+    the field for a bad date."""
+    if not caller.is_admin:
+        return ApiResponse(
+            403,
+            {
+                "error": "forbidden",
+                "problems": [{"field": "", "message": f"costs need the {ADMIN_ROLE} app role"}],
+            },
+        )
     start, end = costs.default_range(now)
     try:
         if query.get("from"):
@@ -113,20 +125,35 @@ def costs_api(rt: Runtime, query: dict[str, str], now: datetime) -> ApiResponse:
     return ApiResponse(200, body)
 
 
+def may_snooze(rt: Runtime, caller: Caller, group: str, tags: dict[str, str]) -> bool:
+    """A user: only a VM of one of their own builds (its labimage-build tag). An administrator
+    or key holder: a VM labimage made, or any VM in the auto-stop groups. Never another VM."""
+    build_id = next((v for k, v in tags.items() if k.lower() == BUILD_TAG), "")
+    if caller.is_admin:
+        scope = {g.lower() for g in rt.settings.autostop_scope}
+        return bool(build_id) or group.lower() in scope or "*" in scope
+    if not build_id:
+        return False
+    try:
+        return caller.owns(rt.store.get(build_id).build.owner_id)
+    except BuildNotFound:
+        return False
+
+
 def snooze_api(
-    rt: Runtime, group: str, name: str, query: dict[str, str], now: datetime
+    rt: Runtime, group: str, name: str, query: dict[str, str], now: datetime, caller: Caller
 ) -> ApiResponse:
     """POST /api/vms/{group}/{name}/snooze?hours=N."""
     s = rt.settings
-    if group.lower() not in {g.lower() for g in s.autostop_scope} and "*" not in s.autostop_scope:
-        return _error(404, "resource_group", f"{group!r} is not in the auto-stop scope")
     try:
         hours = snooze.parse_hours(query.get("hours"), s.snooze_max_hours)
-        done = snooze.snooze(rt.azure, group, name, hours, now)
+        done = snooze.snooze(
+            rt.azure, group, name, hours, now, lambda tags: may_snooze(rt, caller, group, tags)
+        )
     except snooze.SnoozeRefused as exc:
         return _error(400, exc.field, str(exc))
     except snooze.NoSuchVm:
-        return _error(404, "name", f"there is no VM {name!r} in {group!r}")
+        return _error(404, "name", f"there is no VM {name!r} in {group!r} you may snooze")
     except StepError as exc:
         return ApiResponse(
             503, {"error": "unavailable", "problems": [{"field": "", "message": str(exc)}]}

@@ -6,10 +6,18 @@ otherwise the snooze tag holds the new instant. The VM's own stop time is left a
 a snooze never changes tomorrow. Tags are changed through the Tags API (shared/azure/tags.py):
 in an extra auto-stop group the controller holds only the VM stopper role, which may tag VMs
 (`Microsoft.Resources/tags/write`) but not write them, so a VM PATCH would be refused there.
+The Tags API takes no If-Match: its merge and delete touch only the two snooze tags, so the
+one change that can be lost is a snooze racing another snooze of the same VM. Giving the
+stopper role `virtualMachines/write` for an ETag would let it resize or re-image any VM in
+those groups; least privilege wins over the ETag here.
+
+Who may snooze which VM is asked before anything is written (`may_snooze`): a VM the caller
+may not touch answers exactly as a VM that does not exist.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -76,8 +84,16 @@ def snoozed_tags(
     return new, new_stop
 
 
-def snooze(azure: AzureClients, group: str, name: str, hours: int, now: datetime) -> Snoozed:
-    """Apply a snooze to the VM; NoSuchVm, SnoozeRefused, or the ARM error kinds."""
+def snooze(
+    azure: AzureClients,
+    group: str,
+    name: str,
+    hours: int,
+    now: datetime,
+    may_snooze: Callable[[dict[str, str]], bool] = lambda tags: True,
+) -> Snoozed:
+    """Apply a snooze to the VM; NoSuchVm (also for a VM `may_snooze` refuses by its tags),
+    SnoozeRefused, or the ARM error kinds."""
     with arm_call(f"read VM {group}/{name}"):
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -86,6 +102,8 @@ def snooze(azure: AzureClients, group: str, name: str, hours: int, now: datetime
         except ResourceNotFoundError:
             raise NoSuchVm(f"{group}/{name}") from None
     before = dict(vm.tags or {})
+    if not may_snooze(before):
+        raise NoSuchVm(f"{group}/{name}")
     tags, stop_at = snoozed_tags(before, hours, now)
     change_tags(azure, str(vm.id), before, tags)
     return Snoozed(str(vm.id), stop_at, tags)

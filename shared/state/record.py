@@ -68,6 +68,8 @@ class Build(BaseModel):
     id: str
     request: dict[str, Any]  # the validated request, as JSON
     owner: str = ""
+    owner_id: str = ""  # object id of the signed-in principal who owns it ("" : admins only)
+    reply_to: str = ""  # a queue submission's reply queue: told the outcome when it ends
     state: BuildState = BuildState.QUEUED
     stage: Stage = Stage.PROVISION
     token: str = ""  # the only message token this build accepts next (drops duplicates)

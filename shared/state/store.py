@@ -14,7 +14,10 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.settings import connection_has_secret, service_endpoint
+from shared.state.idempotency import IdempotencyKeys
 from shared.state.record import Build
+from shared.state.rejected import PARTITION as REJECTED
+from shared.state.rejected import RejectedSubmission
 
 PARTITION = "build"
 # A string property holds at most 64 KiB (32 K UTF-16 characters); the document is split.
@@ -34,6 +37,12 @@ class ConcurrentUpdate(Exception):
 class Stored:
     build: Build
     etag: str
+
+
+@dataclass(frozen=True)
+class RejectedPage:
+    submissions: list[RejectedSubmission]
+    next_token: str | None
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,29 @@ class BuildStore:
             service = TableServiceClient(endpoint=url, credential=credential)
         service.create_table_if_not_exists(table_name)
         return cls(service.get_table_client(table_name))
+
+    def idempotency_keys(self) -> IdempotencyKeys:
+        """The idempotency keys, kept in their own partition of the same table."""
+        return IdempotencyKeys(self._table)
+
+    def exists(self, build_id: str) -> bool:
+        try:
+            self._table.get_entity(PARTITION, build_id, select=["RowKey"])
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def record_rejected(self, rejected: RejectedSubmission) -> None:
+        """Keep a refused submission (its own partition of the same table)."""
+        self._table.create_entity(rejected.to_entity())
+
+    def list_rejected(self, page_size: int = 50, page_token: str | None = None) -> RejectedPage:
+        pages = self._table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": REJECTED}, results_per_page=page_size
+        ).by_page(continuation_token=_decode_token(page_token))
+        entities = list(next(iter(pages), []))
+        found = [RejectedSubmission.from_entity(e) for e in entities]
+        return RejectedPage(found, _encode_token(pages.continuation_token))  # type: ignore[attr-defined]
 
     def create(self, build: Build) -> Stored:
         """Insert a new build; raises ResourceExistsError if the id is taken."""
@@ -90,6 +122,7 @@ class BuildStore:
         *,
         state: str | None = None,
         owner: str | None = None,
+        owner_id: str | None = None,
         page_size: int = 50,
         page_token: str | None = None,
     ) -> Page:
@@ -102,6 +135,9 @@ class BuildStore:
         if owner:
             clauses.append("Owner eq @owner")
             params["owner"] = owner
+        if owner_id is not None:
+            clauses.append("OwnerId eq @owner_id")
+            params["owner_id"] = owner_id
         pages = self._table.query_entities(
             " and ".join(clauses), parameters=params, results_per_page=page_size
         ).by_page(continuation_token=_decode_token(page_token))
@@ -128,6 +164,7 @@ def _to_entity(build: Build) -> dict[str, Any]:
         "State": build.state.value,
         "Stage": build.stage.value,
         "Owner": build.owner,
+        "OwnerId": build.owner_id,
         "CreatedAt": build.created_at,
         "Chunks": len(chunks),
     }

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from localcloud.funchost.easyauth import mint_token
+from localcloud.funchost.hostkeys import read_host_keys
 from localcloud.seed_content import seed_ooi
 from shared.azure.clients import AzureClients
 from shared.settings import Settings, read_settings
@@ -39,6 +41,11 @@ PORTS = {
     }.items()
 }
 TERMINAL = {"succeeded", "failed", "cancelled"}
+# App Service authentication as the Bicep deploys it; the tests sign in as the seed request's
+# owner, holding the administrator role (the cost and admin views need it).
+AUTH_SETTINGS = ROOT / "infra" / "authsettings.json"
+TEST_PRINCIPAL = "alice@example.org"
+ADMIN_ROLE = "labimage.admin"
 
 
 @dataclass
@@ -61,13 +68,15 @@ class Cloud:
         return BuildStore.from_connection_string(self.settings.storage_connection, "builds")
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Call the API signed in as the test principal (the host's admin API: master key)."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            f"{self.api}{path}",
-            data=data,
-            method=method,
-            headers={"content-type": "application/json"},
-        )
+        secrets = self.state_dir / "funchost"
+        headers = {"content-type": "application/json"}
+        if path.startswith("/admin/"):
+            headers["x-functions-key"] = read_host_keys(secrets)["master"]
+        token = mint_token(secrets, TEST_PRINCIPAL, roles=(ADMIN_ROLE,))
+        headers["authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(f"{self.api}{path}", data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as response:
                 return response.status, json.loads(response.read() or b"null")
@@ -86,6 +95,47 @@ class Cloud:
         code, body = self.request("POST", "/api/builds", request)
         assert code == 202, body
         return str(body["id"])
+
+    def queue(self, name: str) -> Any:
+        """A queue of the instance's account (made if missing), base64 as the host reads."""
+        import contextlib
+
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.queue import (
+            QueueClient,
+            TextBase64DecodePolicy,
+            TextBase64EncodePolicy,
+        )
+
+        client = QueueClient.from_connection_string(
+            self.settings.storage_connection,
+            name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=TextBase64DecodePolicy(),
+        )
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+        return client
+
+    def next_reply(self, reply_to: str, timeout_s: float = 120) -> dict[str, Any]:
+        """The next message on a reply queue, as JSON."""
+        replies = self.queue(reply_to)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for message in replies.receive_messages(max_messages=1):
+                replies.delete_message(message)
+                return dict(json.loads(message.content))
+            time.sleep(0.5)
+        pytest.fail(f"no reply on {reply_to} in {timeout_s} s")
+
+    def submit_via_queue(self, request: dict[str, Any], reply_to: str) -> str:
+        """Send `request` to the build-requests queue; the id its accepted reply names."""
+        self.queue(reply_to)
+        envelope = {"request": request, "client_request_id": reply_to, "reply_to": reply_to}
+        self.queue("build-requests").send_message(json.dumps(envelope))
+        answer = self.next_reply(reply_to)
+        assert answer["status"] == "accepted", answer
+        return str(answer["id"])
 
     def status(self, build_id: str) -> dict[str, Any]:
         code, body = self.request("GET", f"/api/builds/{build_id}")
@@ -121,6 +171,7 @@ def _localcloud(command: str, state_dir: Path) -> subprocess.CompletedProcess[st
     if command == "up":
         flags += [f"--setting={name}={value}" for name, value in UP_SETTINGS.items()]
         flags.append(f"--first-boot-lock-seconds={FIRST_BOOT_LOCK_S}")
+        flags.append(f"--auth-settings={AUTH_SETTINGS}")
     return subprocess.run(
         [sys.executable, "-m", "localcloud", command, "--state-dir", str(state_dir), *flags],
         cwd=ROOT,

@@ -41,7 +41,8 @@ def builds(cloud: Cloud) -> Iterator[dict[str, str]]:
     broken["repositories"][0]["url"] = f"https://127.0.0.1:{PORTS['git']}/broken-notebooks.git"
     broken["image"] = {"name": "never-made"}
     ids = {
-        "seed": cloud.submit(cloud.seed_request(tags=REALISTIC_FIRST_BOOT)),
+        # The seed goes through the build-requests queue, as another service would send it.
+        "seed": cloud.submit_via_queue(cloud.seed_request(tags=REALISTIC_FIRST_BOOT), SEED_REPLIES),
         "broken": cloud.submit(broken),
         "cancel": cloud.submit(cloud.seed_request(name="cancel-me", image={"name": "cancel-me"})),
         "kill": cloud.submit(cloud.seed_request(name="kill-me", image={"name": "kill-me"})),
@@ -60,6 +61,7 @@ ACTIONS: dict[str, Future[Any]] = {}
 # instance's other VMs for a few seconds): localcloud's per-VM tag, the request's tags carry it.
 REALISTIC_FIRST_BOOT = {"cost-center": "oceanography", FIRST_BOOT_LOCK_TAG: "45"}
 SECRETS: dict[str, str] = {}
+SEED_REPLIES = "e2e-seed-replies"
 
 
 def in_install(status: dict[str, Any]) -> bool:
@@ -193,6 +195,10 @@ def test_the_seed_request_succeeds_end_to_end(cloud: Cloud, builds: dict[str, st
     assert leftovers(cloud, build_id) == [status["image_id"]]
     assert sandbox_of(cloud, f"{build_id}-build") is None
     assert sandbox_of(cloud, f"{build_id}-relaunch") is None
+    # It came from the queue: its reply queue heard the outcome after the acceptance.
+    outcome = cloud.next_reply(SEED_REPLIES)
+    assert outcome["status"] == "succeeded" and outcome["id"] == build_id
+    assert outcome["image_id"] == status["image_id"]
 
 
 SAS_SIGNATURE = re.compile(rb"[?&]sig=[A-Za-z0-9%+/=]{20,}")

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from localcloud.funchost.hostkeys import read_host_keys
 from tests.e2e.ingestion_stub import OFFLINE_SETTINGS, IngestionStub
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
@@ -84,11 +85,12 @@ def traced_cloud() -> Iterator[tuple[IngestionStub, dict[str, Any]]]:
             shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def _call(api: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+def _call(api: str, key: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """Through the automation routes with a function key (this instance has no sign-in)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        f"{api}{path}", data=data, method=method, headers={"content-type": "application/json"}
-    )
+    path = path.replace("/api/", "/api/automation/", 1)
+    headers = {"content-type": "application/json", "x-functions-key": key}
+    request = urllib.request.Request(f"{api}{path}", data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -111,13 +113,14 @@ def test_every_stage_of_a_build_sends_a_span(
 ) -> None:
     stub, env = traced_cloud
     api = env["endpoints"]["functions"]
-    code, body = _call(api, "POST", "/api/builds", _small_request())
+    key = read_host_keys(Path(env["state_dir"]) / "funchost")["default"]
+    code, body = _call(api, key, "POST", "/api/builds", _small_request())
     assert code == 202, body
     build_id = body["id"]
     deadline = time.monotonic() + 900
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        _, status = _call(api, "GET", f"/api/builds/{build_id}")
+        _, status = _call(api, key, "GET", f"/api/builds/{build_id}")
         if status["state"] in ("succeeded", "failed", "cancelled"):
             break
         time.sleep(1)

@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.storage.queue import QueueClient
 from rich.console import Console
 
 from labimage_cli.commands import Consoles
 from labimage_cli.main import main
 from localcloud import azurite
+from localcloud.funchost.easyauth import mint_token
+from localcloud.funchost.hostkeys import read_host_keys
 from shared.state.machine import Stage
 from shared.state.record import Build, BuildState, StageRecord, new_build_id, utcnow
 from shared.state.store import BuildStore
@@ -44,6 +47,9 @@ for f in function_app.app.get_functions():
 class Api:
     url: str
     store: BuildStore
+    function_key: str  # the automation routes: an administrator's view
+    secrets: Path  # where localcloud signs in test principals
+    connection: str  # the app's storage account (its queues)
 
 
 @dataclass
@@ -86,6 +92,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             "IDENTITY_ENDPOINT": f"http://127.0.0.1:{azurite.free_port()}/msi/token",
             "IDENTITY_HEADER": "unused",
             "APPLICATIONINSIGHTS_CONNECTION_STRING": "",
+            "BUILD_REQUESTS_QUEUE": "build-requests",  # the queue consumer runs too
         }
         listed = subprocess.run(
             [sys.executable, "-c", _LIST_FUNCTIONS],
@@ -97,7 +104,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         ).stdout.split("\n")
         for line in filter(None, listed):
             name, trigger = line.split()
-            if trigger != "httpTrigger":
+            if trigger != "httpTrigger" and name != "submit_from_queue":
                 env[f"AzureWebJobs.{name}.Disabled"] = "true"
         port = azurite.free_port()
         url = f"http://127.0.0.1:{port}"
@@ -112,6 +119,11 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
                     str(ROOT),
                     "--port",
                     str(port),
+                    # App Service authentication as the Bicep deploys it; keys in the folder.
+                    "--state-dir",
+                    str(folder),
+                    "--auth-settings",
+                    str(ROOT / "infra" / "authsettings.json"),
                 ],
                 env=env,
                 stdout=out,
@@ -122,7 +134,13 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             if host.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"host did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
-        yield Api(url, BuildStore.from_connection_string(connection, "builds"))
+        yield Api(
+            url,
+            BuildStore.from_connection_string(connection, "builds"),
+            read_host_keys(folder / "funchost")["default"],
+            folder / "funchost",
+            connection,
+        )
     finally:
         if host is not None:
             host.terminate()
@@ -137,12 +155,18 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             storage.kill()
 
 
-def run(api: Api, *argv: str) -> Run:
-    """The command with its output going to a pipe (what a script sees)."""
+def run(api: Api, *argv: str, as_user: str | None = None) -> Run:
+    """The command as an administrator with the function key, or signed in as `as_user`; its
+    output goes to a pipe (what a script sees)."""
     out_file, err_file = io.StringIO(), io.StringIO()
     out = Console(file=out_file, width=220, force_terminal=False)
     err = Console(file=err_file, width=220, force_terminal=False)
-    code = main(["--api-url", api.url, *argv], Consoles(out, err))
+    door = (
+        ["--token", mint_token(api.secrets, as_user)]
+        if as_user
+        else ["--function-key", api.function_key]
+    )
+    code = main(["--api-url", api.url, *door, *argv], Consoles(out, err))
     return Run(code, out_file.getvalue(), err_file.getvalue())
 
 
@@ -209,6 +233,51 @@ def test_submit_records_a_build_the_api_then_shows(api: Api) -> None:
     assert api.store.get(build_id).build.request["name"] == REQUEST["name"]
 
 
+def test_signed_in_users_see_their_own_builds_only(api: Api) -> None:
+    """Through localcloud's App Service authentication, as on Azure: a token, not a key."""
+    result = run(api, "submit", str(SEED), as_user="alice@example.org")
+    assert result.code == 0, result.err
+    build_id = result.out.split()[1]
+    assert run(api, "status", build_id, as_user="alice@example.org").code == 0
+    theirs = run(api, "status", build_id, as_user="bob@example.org")
+    assert theirs.code == 1 and "404" in theirs.err
+    listed = json.loads(run(api, "list", "--json", as_user="bob@example.org").out)
+    assert listed["builds"] == []
+    assert run(api, "cancel", build_id, as_user="bob@example.org").code == 1
+    assert not api.store.get(build_id).build.cancel_requested
+    anonymous = main(["--api-url", api.url, "status", build_id], Consoles(Console(), Console()))
+    assert anonymous == 1
+
+
+def test_submitting_again_with_the_same_idempotency_key_finds_the_same_build(api: Api) -> None:
+    first = run(api, "submit", str(SEED), "--idempotency-key", "cli-retry-1")
+    again = run(api, "submit", str(SEED), "--idempotency-key", "cli-retry-1")
+    assert first.code == again.code == 0, again.err
+    build_id = first.out.split()[1]
+    assert again.out.split()[1] == build_id and "already submitted" in again.out
+    assert f"{api.url}/api/builds/{build_id}" in again.out
+
+
+def test_submit_through_the_queue_gets_the_answer_on_a_reply_queue(
+    api: Api, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LABIMAGE_QUEUE_CONNECTION", api.connection)
+    assert run(api, "submit", str(SEED), "--queue").code == 2  # no queue yet: says so
+    QueueClient.from_connection_string(api.connection, "build-requests").create_queue()
+    result = run(api, "submit", str(SEED), "--queue", "--idempotency-key", "queued-1")
+    assert result.code == 0, result.err
+    build_id = result.out.split()[1]
+    assert api.store.get(build_id).build.request["name"] == REQUEST["name"]
+    again = run(api, "submit", str(SEED), "--queue", "--idempotency-key", "queued-1")
+    assert again.code == 0 and again.out.split()[1] == build_id  # one build per key
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**REQUEST, "owner": "x y"}))
+    refused = run(api, "submit", str(bad), "--queue")
+    assert refused.code == 2  # refused locally, nothing sent
+    monkeypatch.delenv("LABIMAGE_QUEUE_CONNECTION")
+    assert run(api, "submit", str(SEED), "--queue").code == 2
+
+
 def test_invalid_request_exits_2_and_nothing_is_recorded(api: Api, tmp_path: Path) -> None:
     owner = "invalid@example.org"
     bad = {**REQUEST, "owner": owner, "data_disk": {**REQUEST["data_disk"], "size_gb": 99999}}
@@ -238,7 +307,7 @@ def test_the_installed_command_exits_3_for_a_failed_build_and_4_when_unreachable
     command = Path(sys.executable).parent / "labimage"
     assert command.exists(), "pip install -e . installs the labimage console script"
     build = failed_build(api)
-    env = {**os.environ, "LABIMAGE_API_URL": api.url}
+    env = {**os.environ, "LABIMAGE_API_URL": api.url, "LABIMAGE_FUNCTION_KEY": api.function_key}
     failed = subprocess.run([str(command), "status", build.id], env=env, capture_output=True)
     assert failed.returncode == 3
     env["LABIMAGE_API_URL"] = f"http://127.0.0.1:{azurite.free_port()}"

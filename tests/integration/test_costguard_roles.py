@@ -24,6 +24,7 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from localcloud.arm.testing import emulator_in_thread
 from localcloud.instance import CONTROLLER_CLIENT_ID, DEPLOYER_CLIENT_ID
 from localcloud.roles import ROLES_FILE, authorization_document
+from shared.api.caller import Caller
 from shared.costguard import service
 from shared.costguard.schedule import SKIP_TAG, SNOOZE_TAG
 from shared.runtime import Runtime
@@ -100,7 +101,9 @@ def test_a_snooze_sets_its_tag_with_the_roles_of_the_vms_group(rt: Runtime, grou
     now = datetime.now(UTC)
     due = f"{(now - timedelta(minutes=5)).strftime('%H:%M')} UTC"
     add_vm(rt, group, "desk", {"labimage-autostop": due, "owner": "ada"})
-    response = service.snooze_api(rt, group, "desk", {"hours": "2"}, now)
+    response = service.snooze_api(
+        rt, group, "desk", {"hours": "2"}, now, Caller.with_function_key()
+    )
     assert response.status == 200, response.body
     tags = rt.azure.compute.virtual_machines.get(group, "desk").tags or {}
     assert tags["labimage-autostop"] == due and tags["owner"] == "ada"
@@ -119,7 +122,9 @@ def test_a_snooze_past_midnight_drops_the_old_snooze_tag_and_skips_today(rt: Run
         "late",
         {"labimage-autostop": f"11:00 {zone}", SNOOZE_TAG: snoozed_until.isoformat()},
     )
-    response = service.snooze_api(rt, TEAM_GROUP, "late", {"hours": "12"}, now)
+    response = service.snooze_api(
+        rt, TEAM_GROUP, "late", {"hours": "12"}, now, Caller.with_function_key()
+    )
     assert response.status == 200, response.body
     assert response.body["skipped_today"] is True
     tags = rt.azure.compute.virtual_machines.get(TEAM_GROUP, "late").tags or {}

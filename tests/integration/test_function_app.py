@@ -16,6 +16,7 @@ from shared import settings as settings_module
 from shared.bus import StageMessage
 from shared.runtime import Runtime
 from shared.settings import Settings
+from tests.principals import ADMIN, ALICE
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = (ROOT / "examples" / "seed-request.json").read_bytes()
@@ -35,6 +36,7 @@ def app_runtime(
     for module in ("functions.api", "functions.pipeline", "functions.timers"):
         monkeypatch.setattr(f"{module}.get_runtime", lambda: runtime)
     settings_module.get_settings.cache_clear()
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")  # App Service authentication is on
     yield runtime
 
 
@@ -42,13 +44,22 @@ def call(functions: dict[str, Any], name: str) -> Callable[..., Any]:
     return functions[name].get_user_function()
 
 
-def http(method: str, path: str, body: bytes = b"", **route: str) -> func.HttpRequest:
+def http(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    who: dict[str, str] = ALICE,
+    params: dict[str, str] | None = None,
+    **route: str,
+) -> func.HttpRequest:
+    """A request signed in as `who` (the seed request's owner, alice, by default)."""
     return func.HttpRequest(
         method=method,
         url=f"http://127.0.0.1:7071/api/{path}",
         body=body,
         route_params=route,
-        headers={"content-type": "application/json"},
+        params=params or {},
+        headers={"content-type": "application/json", **who},
     )
 
 
@@ -63,7 +74,9 @@ def test_the_app_registers_routes_stage_queues_poison_handlers_and_timers(
         triggers.setdefault(binding.type, []).append(str(key))
     stages = ["provision", "mount", "install", "verify", "capture", "relaunch", "cleanup"]
     assert sorted(triggers["queueTrigger"]) == sorted(
-        [f"build-{s}" for s in stages] + [f"build-{s}-poison" for s in stages] + ["autostop-vm"]
+        [f"build-{s}" for s in stages]
+        + [f"build-{s}-poison" for s in stages]
+        + ["autostop-vm", "%BUILD_REQUESTS_QUEUE%"]
     )
     assert sorted(triggers["timerTrigger"]) == [
         "%AUTOSTOP_SCHEDULE%",
@@ -71,14 +84,21 @@ def test_the_app_registers_routes_stage_queues_poison_handlers_and_timers(
         "%SWEEPER_SCHEDULE%",
         "%WATCHDOG_SCHEDULE%",
     ]
-    assert set(triggers["httpTrigger"]) == {
+    user_routes = {
         "builds",
         "builds/{id}",
         "builds/{id}/cancel",
-        "openapi.json",
         "costs",
         "vms/{resource_group}/{name}/snooze",
     }
+    automation_routes = {f"automation/{route}" for route in user_routes}
+    assert set(triggers["httpTrigger"]) == user_routes | automation_routes | {"openapi.json"}
+    for f in functions.values():
+        binding = f.get_bindings()[0]
+        if binding.type == "httpTrigger":
+            keyed = str(binding.route).startswith("automation/")
+            level = str(getattr(binding.auth_level, "value", binding.auth_level)).lower()
+            assert level == ("function" if keyed else "anonymous"), binding.route
 
 
 def test_every_setting_a_binding_names_is_in_the_sample_settings(
@@ -166,17 +186,10 @@ def test_cancel_marks_the_build_and_a_finished_build_cannot_be_cancelled(
 
 def test_list_filters_by_owner(functions: dict[str, Any], app_runtime: Runtime) -> None:
     call(functions, "submit_build")(http("POST", "builds", SEED))
-    request = func.HttpRequest(
-        method="GET",
-        url="http://127.0.0.1:7071/api/builds",
-        body=b"",
-        params={"owner": "alice@example.org"},
-    )
+    request = http("GET", "builds", who=ADMIN, params={"owner": "alice@example.org"})
     listed = json.loads(call(functions, "list_builds")(request).get_body())
     assert [b["owner"] for b in listed["builds"]] == ["alice@example.org"]
-    request = func.HttpRequest(
-        method="GET", url="http://127.0.0.1:7071/api/builds", body=b"", params={"owner": "bob"}
-    )
+    request = http("GET", "builds", who=ADMIN, params={"owner": "bob"})
     assert json.loads(call(functions, "list_builds")(request).get_body())["builds"] == []
 
 

@@ -23,6 +23,8 @@ from shared.costguard.autostop import AUTOSTOP_QUEUE
 from shared.costguard.schedule import SKIP_TAG, SNOOZE_TAG
 from shared.runtime import Runtime
 from shared.settings import Settings
+from shared.state.record import Build
+from tests.principals import ADMIN, ALICE, BOB, object_id_of
 
 PUBLIC_URL = "https://labimage.example.org"
 
@@ -86,6 +88,7 @@ def app_rt(
         snooze_max_hours=6,
     ) as runtime:
         monkeypatch.setattr("functions.costguard.get_runtime", lambda: runtime)
+        monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")  # App Service authentication is on
         yield runtime
 
 
@@ -93,19 +96,27 @@ def call(functions: dict[str, Any], name: str, *args: Any) -> Any:
     return functions[name].get_user_function()(*args)
 
 
-def post(path: str, params: dict[str, str], **route: str) -> func.HttpRequest:
+def post(
+    path: str, params: dict[str, str], who: dict[str, str] = ADMIN, **route: str
+) -> func.HttpRequest:
+    """A POST signed in as `who` (an administrator unless a test says otherwise)."""
     return func.HttpRequest(
         method="POST",
         url=f"http://127.0.0.1:7071/api/{path}",
         body=b"",
         params=params,
         route_params=route,
+        headers=who,
     )
 
 
 def get(path: str, params: dict[str, str]) -> func.HttpRequest:
     return func.HttpRequest(
-        method="GET", url=f"http://127.0.0.1:7071/api/{path}", body=b"", params=params
+        method="GET",
+        url=f"http://127.0.0.1:7071/api/{path}",
+        body=b"",
+        params=params,
+        headers=ADMIN,
     )
 
 
@@ -184,7 +195,7 @@ def test_snooze_through_the_route_keeps_a_due_vm_running(
         (RG, "snoozer", {"hours": "99"}, 400, "hours"),
         (RG, "snoozer", {}, 400, "hours"),
         (RG, "nobody", {"hours": "1"}, 404, "name"),
-        ("elsewhere", "snoozer", {"hours": "1"}, 404, "resource_group"),
+        ("elsewhere", "snoozer", {"hours": "1"}, 404, "name"),
         (RG, "untimed", {"hours": "1"}, 400, "labimage-autostop"),
     ],
 )
@@ -241,3 +252,78 @@ def test_costs_reports_the_stop_a_queue_message_made_and_the_malformed_tag(
     bad = call(functions, "get_costs", get("costs", {"from": "last tuesday"}))
     assert bad.status_code == 400
     assert [p["field"] for p in json.loads(bad.get_body())["problems"]] == ["from"]
+
+
+def _alices_build(rt: Runtime) -> str:
+    build = Build(
+        id="balice0001",
+        request={"name": "x"},
+        owner="alice@example.org",
+        owner_id=object_id_of("alice@example.org"),
+    )
+    rt.store.create(build)
+    return build.id
+
+
+def _snooze(functions: dict[str, Any], name: str, who: dict[str, str]) -> Any:
+    request = post(f"vms/{RG}/{name}/snooze", {"hours": "1"}, who, resource_group=RG, name=name)
+    return call(functions, "snooze_vm", request)
+
+
+def test_a_user_snoozes_only_the_vms_of_their_own_builds(
+    functions: dict[str, Any], app_rt: Runtime
+) -> None:
+    build_id = _alices_build(app_rt)
+    timed = {"labimage-autostop": "19:00 UTC"}
+    add_records(
+        app_rt,
+        {
+            "kept": {**timed, "labimage-build": build_id},
+            "orphan": {**timed, "labimage-build": "bunknown00"},
+            "foreign": timed,  # in the auto-stop group, not made by labimage
+        },
+    )
+    vms = app_rt.azure.compute.virtual_machines
+    for name in ("kept", "orphan", "foreign"):
+        response = _snooze(functions, name, BOB)
+        assert response.status_code == 404, name
+        assert json.loads(response.get_body())["problems"][0]["field"] == "name"
+    for name in ("orphan", "foreign"):
+        assert _snooze(functions, name, ALICE).status_code == 404, name
+    assert all(SNOOZE_TAG not in (vms.get(RG, n).tags or {}) for n in ("kept", "orphan", "foreign"))
+    assert all(SKIP_TAG not in (vms.get(RG, n).tags or {}) for n in ("kept", "orphan", "foreign"))
+    assert _snooze(functions, "kept", ALICE).status_code == 200
+    # An administrator may snooze a labimage VM or any VM of the auto-stop groups.
+    assert _snooze(functions, "orphan", ADMIN).status_code == 200
+    assert _snooze(functions, "foreign", ADMIN).status_code == 200
+    assert (
+        call(
+            functions,
+            "automation_snooze_vm",
+            post(
+                f"automation/vms/{RG}/foreign/snooze",
+                {"hours": "1"},
+                {},
+                resource_group=RG,
+                name="foreign",
+            ),
+        ).status_code
+        == 200
+    )
+
+
+def test_a_snooze_never_overwrites_a_change_made_after_its_read(app_rt: Runtime) -> None:
+    """The Tags API merges only the snooze tags: a change made in between is kept."""
+    from shared.costguard import snooze
+
+    add_records(app_rt, {"raced": {"labimage-autostop": "19:00 UTC"}})
+    vms = app_rt.azure.compute.virtual_machines
+
+    def someone_else_changes_it(tags: dict[str, str]) -> bool:
+        vms.begin_update(RG, "raced", {"tags": {**tags, "labimage-autostop": "off"}}).result()
+        return True
+
+    snooze.snooze(app_rt.azure, RG, "raced", 1, datetime.now(UTC), someone_else_changes_it)
+    tags = vms.get(RG, "raced").tags
+    assert tags["labimage-autostop"] == "off"  # the other change survived the snooze
+    assert "labimage-autostop-snooze-until" in tags or "labimage-autostop-skip-until" in tags

@@ -503,3 +503,41 @@ def test_a_marketplace_image_localcloud_does_not_offer_is_platform_image_not_fou
         publisher="canonical", offer="Ubuntu-24_04-LTS", sku="Server", version="latest"
     )
     azure.compute.virtual_machines.begin_create_or_update(RG, "b1-vm", params).result()
+
+
+def test_a_vm_update_with_a_stale_etag_is_refused(cloud: Any) -> None:
+    """Compute's PUT/PATCH take If-Match (virtualMachine.json 2025-04-01); a mismatch is 412."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError
+
+    running, _, _, azure = cloud
+    token = ManagedIdentityCredential().get_token("https://management.azure.com/.default").token
+    requests.post(
+        f"{running.arm_url}/localcloud/records",
+        json={"subscription": SUB, "resourceGroup": "rg-etag", "location": LOCATION, "count": 1},
+        headers={"Authorization": f"Bearer {token}"},
+        verify=running.ca_pem,
+        timeout=30,
+    ).raise_for_status()
+    vms = azure.compute.virtual_machines
+    [listed] = list(vms.list("rg-etag"))
+    read = vms.get("rg-etag", listed.name)
+    assert read.etag
+    first = vms.begin_update(
+        "rg-etag",
+        listed.name,
+        cm.VirtualMachineUpdate(tags={"a": "1"}),
+        etag=read.etag,
+        match_condition=MatchConditions.IfNotModified,
+    ).result()
+    assert first.etag and first.etag != read.etag
+    with pytest.raises(ResourceModifiedError) as stale:
+        vms.begin_update(
+            "rg-etag",
+            listed.name,
+            cm.VirtualMachineUpdate(tags={"b": "2"}),
+            etag=read.etag,
+            match_condition=MatchConditions.IfNotModified,
+        ).result()
+    assert stale.value.status_code == 412 and error_code(stale) == "PreconditionFailed"
+    assert vms.get("rg-etag", listed.name).tags == {"a": "1"}

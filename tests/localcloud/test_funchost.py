@@ -21,9 +21,25 @@ import pytest
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from localcloud import azurite
+from localcloud.funchost.easyauth import mint_token
+from localcloud.funchost.hostkeys import read_host_keys
 
 FIXTURE_APP = Path(__file__).parent / "fixtures" / "funcapp"
 REPO = Path(__file__).resolve().parents[2]
+
+
+# App Service authentication as an authsettingsV2 document would set it: sign-in required, 401
+# for anonymous callers, the automation folder and the probe's build routes left to keys.
+AUTH_SETTINGS = {
+    "properties": {
+        "platform": {"enabled": True},
+        "globalValidation": {
+            "requireAuthentication": True,
+            "unauthenticatedClientAction": "Return401",
+            "excludedPaths": ["/api/automation/*", "/api/builds/*", "/admin/*"],
+        },
+    }
+}
 
 
 @dataclass
@@ -33,6 +49,11 @@ class RunningHost:
     queues: dict[str, str]  # setting name -> queue name
     log: Path
     results: list[dict[str, Any]]
+    secrets: Path  # host keys and sign-in key
+
+    @property
+    def master_key(self) -> dict[str, str]:
+        return {"x-functions-key": read_host_keys(self.secrets)["master"]}
 
     def queue(self, setting: str, base64_encoded: bool = True) -> QueueClient:
         from azure.storage.queue import TextBase64EncodePolicy
@@ -95,6 +116,8 @@ def host(
     for name in queues.values():
         service.create_queue(name)
     port = azurite.free_port()
+    state = tmp_path_factory.mktemp("funchost-state")
+    (state / "auth.json").write_text(json.dumps(AUTH_SETTINGS))
     env = {
         **os.environ,
         **queues,
@@ -113,12 +136,18 @@ def host(
                 str(app_dir),
                 "--port",
                 str(port),
+                "--state-dir",
+                str(state),
+                "--auth-settings",
+                str(state / "auth.json"),
             ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    running = RunningHost(f"http://127.0.0.1:{port}", azurite_connection_string, queues, log, [])
+    running = RunningHost(
+        f"http://127.0.0.1:{port}", azurite_connection_string, queues, log, [], state / "funchost"
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -200,13 +229,18 @@ def test_http_route_parameters_query_headers_and_body(host: RunningHost) -> None
     status, body = _get(f"{host.url}/api/builds/b-7", data=b"payload")
     assert json.loads(body)["method"] == "POST" and json.loads(body)["body"] == "payload"
     with pytest.raises(urllib.error.HTTPError) as missing:
-        _get(f"{host.url}/api/nothing/here")
+        _get(f"{host.url}/api/builds/nothing/here")
     assert missing.value.code == 404
 
 
 def test_admin_endpoint_fires_a_timer_and_a_queue_function(host: RunningHost) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _get(f"{host.url}/admin/functions/tick", data=b"{}")
+    assert refused.value.code == 401  # the admin API takes the master key only
     status, _ = _get(
-        f"{host.url}/admin/functions/tick", data=b"{}", headers={"Content-Type": "application/json"}
+        f"{host.url}/admin/functions/tick",
+        data=b"{}",
+        headers={"Content-Type": "application/json", **host.master_key},
     )
     assert status == 202
     [fired] = host.wait_for(lambda r: r["function"] == "tick")
@@ -214,7 +248,7 @@ def test_admin_endpoint_fires_a_timer_and_a_queue_function(host: RunningHost) ->
     status, _ = _get(
         f"{host.url}/admin/functions/echo",
         data=json.dumps({"input": "by hand"}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **host.master_key},
     )
     assert status == 202
     host.wait_for(lambda r: r["function"] == "echo" and r["body"] == "by hand")
@@ -238,3 +272,69 @@ def test_stage_hop_latency_is_well_under_a_second(host: RunningHost) -> None:
     median = statistics.median(hops)
     print(f"stage hop latency: median {median * 1000:.0f} ms, max {max(hops) * 1000:.0f} ms")
     assert median < 0.5
+
+
+def _status(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    try:
+        status, body = _get(url, headers=headers)
+    except urllib.error.HTTPError as error:
+        return error.code, None
+    return status, json.loads(body)
+
+
+def test_a_function_level_route_wants_a_function_key(host: RunningHost) -> None:
+    url = f"{host.url}/api/automation/whoami"
+    keys = read_host_keys(host.secrets)
+    assert _status(url)[0] == 401
+    assert _status(url, {"x-functions-key": "not-the-key"})[0] == 401
+    assert _status(f"{url}?code=not-the-key")[0] == 401
+    assert _status(url, {"x-functions-key": keys["default"]})[0] == 200
+    assert _status(f"{url}?code={keys['default']}")[0] == 200
+    assert _status(url, {"x-functions-key": keys["master"]})[0] == 200
+    assert (host.secrets / "host-keys.json").stat().st_mode & 0o077 == 0
+
+
+def test_sign_in_is_required_where_the_auth_settings_say(host: RunningHost) -> None:
+    assert _status(f"{host.url}/api/whoami")[0] == 401
+    expired = mint_token(host.secrets, "alice@example.org", lifetime_s=-60)
+    assert _status(f"{host.url}/api/whoami", {"Authorization": f"Bearer {expired}"})[0] == 401
+    forged = mint_token(host.secrets, "alice@example.org") + "x"
+    assert _status(f"{host.url}/api/whoami", {"Authorization": f"Bearer {forged}"})[0] == 401
+
+
+def test_a_signed_in_caller_reaches_the_app_as_the_principal_app_service_makes(
+    host: RunningHost,
+) -> None:
+    token = mint_token(host.secrets, "alice@example.org", "0b1e-a11ce", ("labimage.admin",))
+    forged = base64.b64encode(json.dumps({"claims": [{"typ": "oid", "val": "x"}]}).encode())
+    status, seen = _status(
+        f"{host.url}/api/whoami",
+        {
+            "Authorization": f"Bearer {token}",
+            "X-MS-CLIENT-PRINCIPAL": forged.decode(),
+            "X-MS-CLIENT-PRINCIPAL-NAME": "mallory",
+        },
+    )
+    assert status == 200
+    assert seen["principal_id"] == "0b1e-a11ce" and seen["principal_name"] == "alice@example.org"
+    assert seen["auth_enabled"] == "True"
+    principal = json.loads(base64.b64decode(seen["principal"]))
+    claims = {(c["typ"], c["val"]) for c in principal["claims"]}
+    assert ("http://schemas.microsoft.com/identity/claims/objectidentifier", "0b1e-a11ce") in claims
+    assert ("roles", "labimage.admin") in claims
+    assert principal["auth_typ"] == "aad" and "x" not in {v for _, v in claims}
+
+
+def test_client_sent_principal_headers_never_reach_the_app(host: RunningHost) -> None:
+    keys = read_host_keys(host.secrets)
+    forged = base64.b64encode(b'{"claims": []}').decode()
+    status, seen = _status(
+        f"{host.url}/api/automation/whoami",
+        {
+            "x-functions-key": keys["default"],
+            "X-MS-CLIENT-PRINCIPAL": forged,
+            "x-ms-client-principal-id": "someone",
+        },
+    )
+    assert status == 200
+    assert seen["principal"] is None and seen["principal_id"] is None

@@ -157,7 +157,7 @@ def test_unreadable_or_non_json_file_is_invalid_input(api: StubApi, tmp_path: Pa
 
 def test_submit_posts_the_file_with_the_key_and_prints_id_and_status_url(api: StubApi) -> None:
     accepted = {"id": "b000000001", "status_url": f"{api.url}/api/builds/b000000001"}
-    api.on("POST", "/api/builds", (202, accepted))
+    api.on("POST", "/api/automation/builds", (202, accepted))
     result = run("submit", str(SEED), "--api-url", api.url, "--function-key", KEY)
     assert result.code == 0
     assert "build b000000001 accepted" in result.out
@@ -166,6 +166,8 @@ def test_submit_posts_the_file_with_the_key_and_prints_id_and_status_url(api: St
     assert post.body == SEED.read_bytes()
     assert post.headers["x-functions-key"] == KEY
     assert KEY not in result.out + result.err
+    key = post.headers["idempotency-key"]  # made for this submit, and shown to the user
+    assert len(key) >= 32 and f"idempotency key: {key}" in result.out
 
 
 def test_api_refusals_400_and_413_exit_2_with_the_api_problems(api: StubApi) -> None:
@@ -185,7 +187,7 @@ def test_api_refusals_400_and_413_exit_2_with_the_api_problems(api: StubApi) -> 
 def test_environment_gives_url_and_key_and_flags_win(
     api: StubApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api.on("GET", "/api/builds/b000000001", (200, status("running")))
+    api.on("GET", "/api/automation/builds/b000000001", (200, status("running")))
     monkeypatch.setenv("LABIMAGE_API_URL", api.url)
     monkeypatch.setenv("LABIMAGE_FUNCTION_KEY", KEY)
     assert run("status", "b000000001").code == 0
@@ -196,10 +198,29 @@ def test_environment_gives_url_and_key_and_flags_win(
 
 
 def test_refused_key_exits_1_without_printing_the_key(api: StubApi) -> None:
-    api.on("GET", "/api/builds/b000000001", (401, ""))
+    api.on("GET", "/api/automation/builds/b000000001", (401, ""))
     result = run("--api-url", api.url, "--function-key", KEY, "status", "b000000001")
-    assert result.code == 1 and "function key" in result.err
+    assert result.code == 1 and "function-key" in result.err
     assert KEY not in result.out + result.err
+
+
+def test_a_key_calls_the_automation_routes_and_a_token_the_user_routes(
+    api: StubApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "eyJhbGciOi.a-sign-in-token.sig"
+    api.on("GET", "/api/builds/b000000001", (200, status("running")))
+    api.on("GET", "/api/automation/builds/b000000001", (200, status("running")))
+    monkeypatch.setenv("LABIMAGE_TOKEN", token)
+    assert run("--api-url", api.url, "status", "b000000001").code == 0
+    assert api.seen[-1].path == "/api/builds/b000000001"
+    assert api.seen[-1].headers["authorization"] == f"Bearer {token}"
+    assert "x-functions-key" not in api.seen[-1].headers
+    assert run("--api-url", api.url, "--function-key", KEY, "status", "b000000001").code == 0
+    assert api.seen[-1].path == "/api/automation/builds/b000000001"
+    assert "authorization" not in api.seen[-1].headers
+    api.on("GET", "/api/builds/b000000002", (401, ""))
+    refused = run("--api-url", api.url, "status", "b000000002")
+    assert refused.code == 1 and "--token" in refused.err and token not in refused.err
 
 
 def closed_port() -> int:

@@ -67,7 +67,11 @@ def test_bicep_names_no_role_guid_and_loads_the_role_file() -> None:
         text = path.read_text()
         assert not GUID.findall(text), f"{path}: role ids belong in infra/roles.json"
         for loaded in re.findall(r"loadJsonContent\('([^']+)'\)", text):
-            assert (path.parent / loaded).resolve() == ROOT / "infra" / "roles.json", path
+            # The role file, or App Service authentication's settings (which localcloud reads too).
+            assert (path.parent / loaded).resolve() in {
+                ROOT / "infra" / "roles.json",
+                ROOT / "infra" / "authsettings.json",
+            }, path
 
 
 def _bicep_text() -> str:
@@ -170,3 +174,24 @@ def test_azd_deploys_the_repository_as_a_python_function_app() -> None:
     spec = yaml.safe_load((ROOT / "azure.yaml").read_text())
     assert spec["infra"] == {"provider": "bicep", "path": "infra", "module": "main"}
     assert spec["services"]["api"] == {"project": ".", "language": "python", "host": "function"}
+
+
+def test_app_service_authentication_guards_the_user_routes_and_leaves_the_automation_ones() -> None:
+    """The Bicep deploys infra/authsettings.json as authsettingsV2, and localcloud's host
+    applies the same file (README: who may do what)."""
+    import json
+
+    from pycep import BicepParser
+
+    settings = json.loads((ROOT / "infra" / "authsettings.json").read_text())
+    validation = settings["globalValidation"]
+    assert settings["platform"]["enabled"] is True
+    assert validation["requireAuthentication"] is True
+    assert validation["unauthenticatedClientAction"] == "Return401"
+    assert set(validation["excludedPaths"]) == {"/api/openapi.json", "/api/automation/*"}
+    path = ROOT / "infra" / "modules" / "functionapp.bicep"
+    text = path.read_text()
+    assert BicepParser().parse(file_path=path)["resources"]
+    assert "name: 'authsettingsV2'" in text
+    assert "loadJsonContent('../authsettings.json')" in text
+    assert "azureActiveDirectory" in text and "allowedAudiences" in text

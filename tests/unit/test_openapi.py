@@ -75,7 +75,8 @@ def test_it_lists_every_route(document: dict[str, Any]) -> None:
 def test_post_builds_documents_its_answers(document: dict[str, Any]) -> None:
     post = document["paths"]["/api/builds"]["post"]
 
-    assert set(post["responses"]) == {"202", "400", "413"}
+    assert set(post["responses"]) == {"200", "202", "400", "401", "409", "413"}
+    assert [p["name"] for p in post["parameters"]] == ["Idempotency-Key"]
     accepted = resolve(
         document, post["responses"]["202"]["content"]["application/json"]["schema"]["$ref"]
     )
@@ -132,3 +133,16 @@ def test_each_call_returns_an_independent_copy(document: dict[str, Any]) -> None
     mine["info"]["title"] = "changed"
 
     assert openapi_document()["info"]["title"] != "changed"
+
+
+def test_the_document_says_how_to_sign_in_and_where_keys_go(document: dict[str, Any]) -> None:
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["signIn"] == {**schemes["signIn"], "type": "http", "scheme": "bearer"}
+    assert schemes["functionKey"]["name"] == "x-functions-key"
+    assert document["security"] == [{"signIn": []}]
+    assert document["paths"]["/api/openapi.json"]["get"]["security"] == []
+    assert "/api/automation/" in document["info"]["description"]
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            if path != "/api/openapi.json":
+                assert "401" in operation["responses"], path

@@ -75,6 +75,26 @@ def record_vm_internal(ref: ResourceRef) -> dict[str, Any]:
     }
 
 
+# Compute returns a VM's etag in Create/Update/Get and honours If-Match / If-None-Match on PUT
+# and PATCH (virtualMachine.json, 2025-04-01); a mismatch is 412 PreconditionFailed.
+FIRST_ETAG = '"1"'
+
+
+def _next_etag(request: web.Request, vm: Resource) -> str:
+    """The etag after this write, or 412 when the request's precondition does not hold."""
+    current = str(vm.body.get("etag") or FIRST_ETAG)
+    wanted = request.headers.get("If-Match")
+    if wanted and wanted != "*" and wanted != current:
+        raise errors.ArmError(
+            412,
+            "PreconditionFailed",
+            f"Etag provided in if-match header {wanted} does not match etag {current} of resource.",
+        )
+    if request.headers.get("If-None-Match") == "*":
+        raise errors.ArmError(412, "PreconditionFailed", "The resource already exists.")
+    return f'"{int(current.strip(chr(34)) or 0) + 1}"'
+
+
 class VirtualMachineKind(Kind):
     type_name = VM
     name_rule = naming.VIRTUAL_MACHINE
@@ -87,6 +107,7 @@ class VirtualMachineKind(Kind):
         if existing is not None:
             return self._update(emu, request, ref, existing, body)
         result = self.base_body(ref, body, None)
+        result["etag"] = FIRST_ETAG
         location = result["location"]
         props = copy_json(body.get("properties") or {})
         storage = props.get("storageProfile") or {}
@@ -234,6 +255,7 @@ class VirtualMachineKind(Kind):
         body: dict[str, Any],
     ) -> web.Response:
         """Re-PUT of an existing VM: tags and size change; the rest stays as created."""
+        vm.body["etag"] = _next_etag(request, vm)
         if "tags" in body:
             vm.body["tags"] = dict(body["tags"] or {})
         hardware = (body.get("properties") or {}).get("hardwareProfile")
@@ -250,6 +272,7 @@ class VirtualMachineKind(Kind):
 
     # --- views ------------------------------------------------------------------------------
     def view(self, emu: Emulator, resource: Resource, request: web.Request) -> dict[str, Any]:
+        resource.body.setdefault("etag", FIRST_ETAG)
         expand = request.query.get("$expand", "").lower()
         if expand != "instanceview" and request.query.get("statusOnly", "").lower() != "true":
             return resource.body

@@ -1,0 +1,107 @@
+"""Submissions from the `build-requests` queue: the same validation and insert as HTTP.
+
+A message holds the body of POST /api/builds, or wraps it:
+`{"request": {...}, "client_request_id": "...", "reply_to": "<queue name>"}`. The idempotency
+key is `client_request_id`, else the message id, so a message delivered twice makes one build.
+Whoever may write to the queue holds a storage role: such a submission acts as an
+administrator (as a function key does), for the owner its request names.
+
+A valid request becomes a build; `reply_to` gets {status: accepted, id, status_url}, and when
+the build ends a second message with its outcome (shared/pipeline.py). An invalid one is
+recorded as a rejected submission (GET /api/builds?state=rejected) and answered on `reply_to`
+with the problems HTTP would give. A message that is not JSON at all raises, so the host
+retries it and then moves it to the poison queue; the log names why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from shared.api import builds
+from shared.api.caller import Caller
+from shared.runtime import Runtime
+from shared.state.rejected import RejectedSubmission
+
+logger = logging.getLogger(__name__)
+
+QUEUE_SUBMITTER = "queue"
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+
+
+class UndecodableMessage(ValueError):
+    """Not a JSON object: nothing to record or answer; the host moves it to poison."""
+
+
+def unwrap(body: bytes) -> tuple[dict[str, Any], str | None, str | None]:
+    """(request document, client_request_id, reply_to) of a message; UndecodableMessage."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise UndecodableMessage(f"not JSON ({type(exc).__name__})") from None
+    if not isinstance(document, dict):
+        raise UndecodableMessage("not a JSON object")
+    if "request" not in document:
+        return document, None, None
+    request = document["request"]
+    client_id = document.get("client_request_id")
+    reply_to = document.get("reply_to")
+    return (
+        request if isinstance(request, dict) else {"request": request},
+        client_id if isinstance(client_id, str) else None,
+        reply_to if isinstance(reply_to, str) and _QUEUE_NAME.match(reply_to) else None,
+    )
+
+
+def handle_request_message(rt: Runtime, body: bytes, message_id: str) -> str:
+    """Submit one queued request; returns what happened, for the log line."""
+    request, client_id, reply_to = unwrap(body)
+    key = client_id or message_id
+    answer = builds.submit(
+        rt,
+        json.dumps(request).encode(),
+        rt.settings.public_url or "",
+        Caller.with_function_key(),
+        key,
+        reply_to=reply_to or "",
+        submitter=QUEUE_SUBMITTER,
+        source="queue",
+    )
+    if answer.status in (200, 202):
+        reply = {
+            "status": "accepted",
+            "id": answer.body["id"],
+            "status_url": f"{(rt.settings.public_url or '').rstrip('/')}/api/builds/"
+            f"{answer.body['id']}",
+            "client_request_id": key,
+        }
+        _reply(rt, reply_to, reply)
+        return f"build {answer.body['id']} ({'accepted' if answer.status == 202 else 'known'})"
+    problems = list(answer.body.get("problems") or [])
+    rejected = RejectedSubmission.new(
+        source="queue",
+        client_request_id=key,
+        owner=str(request.get("owner") or "")[:128],
+        error=str(answer.body.get("error") or ""),
+        problems=problems,
+    )
+    rt.store.record_rejected(rejected)
+    _reply(
+        rt,
+        reply_to,
+        {
+            "status": "rejected",
+            "id": rejected.id,
+            "client_request_id": key,
+            "error": rejected.error,
+            "problems": problems,
+        },
+    )
+    return f"rejected as {rejected.id}: {rejected.error} ({len(problems)} problems)"
+
+
+def _reply(rt: Runtime, reply_to: str | None, message: dict[str, Any]) -> None:
+    if reply_to:
+        rt.bus.send_raw(reply_to, json.dumps(message))

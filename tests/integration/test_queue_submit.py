@@ -1,0 +1,133 @@
+"""Submissions from the build-requests queue through the Functions app, on Azurite: the same
+validation and insert as HTTP, rejected requests recorded and answered, replies on reply_to."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from azure.functions.queue import QueueMessage
+from test_function_app import SEED, app_runtime, call, functions, http  # noqa: F401
+
+from shared.api.queue_submit import UndecodableMessage
+from shared.bus import StageMessage
+from shared.pipeline import fail_from_poison
+from shared.runtime import Runtime
+from shared.state.machine import Stage
+from shared.state.record import Build, BuildState
+from tests.principals import ADMIN, ALICE
+
+
+@pytest.fixture
+def queue_rt(app_runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Runtime:  # noqa: F811
+    monkeypatch.setattr("functions.submissions.get_runtime", lambda: app_runtime)
+    return app_runtime
+
+
+def deliver(functions: dict[str, Any], body: bytes, message_id: str = "m-1") -> None:  # noqa: F811
+    call(functions, "submit_from_queue")(QueueMessage(id=message_id, body=body, dequeue_count=1))
+
+
+def replies(rt: Runtime, queue: str) -> list[dict[str, Any]]:
+    found = rt.bus.client(queue).receive_messages(max_messages=32)
+    return [json.loads(bytes(m.content)) for m in found]
+
+
+def wrapped(request: Any, client_id: str, reply_to: str) -> bytes:
+    return json.dumps(
+        {"request": request, "client_request_id": client_id, "reply_to": reply_to}
+    ).encode()
+
+
+def test_a_queued_request_becomes_one_build_and_is_answered(
+    functions: dict[str, Any],  # noqa: F811
+    queue_rt: Runtime,
+) -> None:
+    reply_to = f"replies-{uuid.uuid4().hex[:8]}"
+    message = wrapped(json.loads(SEED), "pipeline-run-7", reply_to)
+    deliver(functions, message, "m-1")
+    deliver(functions, message, "m-2")  # delivered again: the same client_request_id
+    builds = queue_rt.store.list(page_size=10).builds
+    assert len(builds) == 1 and builds[0].owner == "alice@example.org"
+    answers = replies(queue_rt, reply_to)
+    assert [a["status"] for a in answers] == ["accepted", "accepted"]
+    assert {a["id"] for a in answers} == {builds[0].id}
+    assert answers[0]["status_url"].endswith(f"/api/builds/{builds[0].id}")
+    # A bare request (no envelope) is keyed by its message id.
+    deliver(functions, SEED, "m-3")
+    deliver(functions, SEED, "m-3")
+    assert len(queue_rt.store.list(page_size=10).builds) == 2
+
+
+def test_a_bad_queued_request_is_recorded_as_rejected_and_answered(
+    functions: dict[str, Any],  # noqa: F811
+    queue_rt: Runtime,
+) -> None:
+    reply_to = f"replies-{uuid.uuid4().hex[:8]}"
+    bad = {**json.loads(SEED), "colour": "blue"}
+    deliver(functions, wrapped(bad, "bad-1", reply_to))
+    assert queue_rt.store.list(page_size=10).builds == []
+    [answer] = replies(queue_rt, reply_to)
+    assert answer["status"] == "rejected" and "colour" in [p["field"] for p in answer["problems"]]
+    listed = call(functions, "list_builds")(
+        http("GET", "builds", who=ADMIN, params={"state": "rejected"})
+    )
+    [rejected] = json.loads(listed.get_body())["builds"]
+    assert rejected["id"] == answer["id"] and rejected["state"] == "rejected"
+    assert rejected["client_request_id"] == "bad-1"
+    assert "colour" in [p["field"] for p in rejected["problems"]]
+    mine = call(functions, "list_builds")(
+        http("GET", "builds", who=ALICE, params={"state": "rejected"})
+    )
+    assert json.loads(mine.get_body())["builds"] == []  # no principal: administrators see them
+
+
+def test_an_undecodable_message_raises_for_the_poison_queue_and_records_nothing(
+    functions: dict[str, Any],  # noqa: F811
+    queue_rt: Runtime,
+) -> None:
+    for body in (b"\xff\xfe not json", b"[1, 2]"):
+        with pytest.raises(UndecodableMessage):
+            deliver(functions, body)
+    assert queue_rt.store.list(page_size=10).builds == []
+    assert queue_rt.store.list_rejected().submissions == []
+
+
+async def test_reply_to_hears_how_the_build_ended(queue_rt: Runtime) -> None:
+    reply_to = f"replies-{uuid.uuid4().hex[:8]}"
+    build = Build(
+        id="bqueued001",
+        request=json.loads(SEED),
+        owner="alice@example.org",
+        state=BuildState.RUNNING,
+        stage=Stage.CLEANUP,
+        outcome=BuildState.FAILED,
+        error="install failed",
+        token="t1",
+        reply_to=reply_to,
+    )
+    queue_rt.store.create(build)
+    message = StageMessage(build.id, Stage.CLEANUP, "t1").to_json()
+    await fail_from_poison(queue_rt, message, "build-cleanup-poison")
+    [outcome] = replies(queue_rt, reply_to)
+    assert outcome["status"] == "failed" and outcome["id"] == build.id
+    assert "install failed" in outcome["error"]
+
+
+def test_twenty_racing_deliveries_of_one_request_make_one_build(
+    functions: dict[str, Any],  # noqa: F811
+    queue_rt: Runtime,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    reply_to = f"replies-{uuid.uuid4().hex[:8]}"
+    message = wrapped(json.loads(SEED), "raced-request", reply_to)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(lambda i: deliver(functions, message, f"m-{i}"), range(20)))
+    builds = queue_rt.store.list(page_size=50).builds
+    assert len(builds) == 1
+    answers = replies(queue_rt, reply_to)
+    assert len(answers) == 20 and {a["id"] for a in answers} == {builds[0].id}
+    assert len(list(queue_rt.bus.client("build-provision").receive_messages(max_messages=32))) == 1
