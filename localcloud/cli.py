@@ -96,7 +96,9 @@ def _start_python(
     return processes.start_detached(layout.state_dir, name, argv, _python_env(env), REPO_ROOT)
 
 
-def _start_arm(layout: Layout, ports: Ports, records_only: bool) -> None:
+def _start_arm(
+    layout: Layout, ports: Ports, records_only: bool, arm_options: tuple[str, ...] = ()
+) -> None:
     # Made here (idempotent; the emulator reuses them) so guests can be told to trust the CA.
     ensure_certificates(layout.arm_dir)
     args = ["--state-dir", str(layout.state_dir), "--port", str(ports.arm)]
@@ -109,6 +111,7 @@ def _start_arm(layout: Layout, ports: Ports, records_only: bool) -> None:
     args += ["--subnet", str(subnet)]
     if records_only:
         args.append("--records-only")
+    args += arm_options
     proc = _start_python(layout, "arm", "localcloud.arm", args, {})
     log = processes.log_path(layout.state_dir, "arm")
 
@@ -182,12 +185,14 @@ def up(
     records_only: bool = False,
     extra_settings: dict[str, str] | None = None,
     key_vault: bool = False,
+    arm_options: tuple[str, ...] = (),
 ) -> int:
     """Start every component (or do nothing when all answer) and write env.json.
 
     `extra_settings` are added to the Functions host's settings (for example
     APPLICATIONINSIGHTS_CONNECTION_STRING), overriding localcloud's own of the same name.
-    `key_vault` hands the host LABIMAGE_KEY_VAULT_URL instead of LABIMAGE_SSH_KEY_DIR."""
+    `key_vault` hands the host LABIMAGE_KEY_VAULT_URL instead of LABIMAGE_SSH_KEY_DIR.
+    `arm_options` go to the ARM emulator's command line (operation durations)."""
     recorded = read_env_file(layout)
     if recorded:
         old_ports = Ports(**recorded["ports"])
@@ -218,7 +223,7 @@ def up(
 
     if _module_exists("localcloud.arm.__main__"):
         print("starting the Resource Manager emulator", flush=True)
-        _start_arm(layout, ports, records_only)
+        _start_arm(layout, ports, records_only, arm_options)
         _create_resource_group(settings, layout)
         started.append("arm")
     else:
@@ -346,11 +351,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="up: keep per-build SSH keys in the Key Vault emulator, not in <state>/keys",
     )
+    parser.add_argument(
+        "--lro-scale",
+        type=float,
+        help="up: operations take Azure's usual seconds times this "
+        "(default: the emulator's, see localcloud/arm/durations.py; 0: instant)",
+    )
+    parser.add_argument(
+        "--lro-seconds",
+        action="append",
+        default=[],
+        metavar="TYPE=SECONDS",
+        help="up: exact operation duration for one resource type (repeatable)",
+    )
     args = parser.parse_args(argv)
     for item in args.setting:
         if "=" not in item or not item.split("=", 1)[0].strip():
             parser.error(f"--setting wants NAME=VALUE, not {item!r}")
     return args
+
+
+def _arm_options(args: argparse.Namespace) -> tuple[str, ...]:
+    options: list[str] = []
+    if args.lro_scale is not None:
+        options += ["--lro-scale", str(args.lro_scale)]
+    for item in args.lro_seconds:
+        options += ["--lro-seconds", item]
+    return tuple(options)
 
 
 def _extra_settings(args: argparse.Namespace) -> dict[str, str]:
@@ -369,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.records_only,
                 _extra_settings(args),
                 args.key_vault,
+                _arm_options(args),
             )
         except (UpError, RuntimeError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)

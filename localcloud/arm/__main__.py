@@ -10,6 +10,7 @@ import logging
 import signal
 from pathlib import Path
 
+from localcloud.arm.durations import DEFAULT_LRO_SCALE, parse_override
 from localcloud.arm.emulator import EmulatorSettings
 from localcloud.arm.memory_runner import MemoryRunner
 from localcloud.arm.server import serve_forever
@@ -45,12 +46,30 @@ def main() -> None:
     parser.add_argument(
         "--retry-after", type=int, default=1, help="whole seconds between LRO polls (0: omit)"
     )
+    parser.add_argument(
+        "--lro-scale",
+        type=float,
+        default=DEFAULT_LRO_SCALE,
+        help="long-running operations take Azure's usual seconds times this (0: instant); "
+        "see localcloud.arm.durations",
+    )
+    parser.add_argument(
+        "--lro-seconds",
+        action="append",
+        default=[],
+        metavar="TYPE=SECONDS",
+        help="exact duration for one resource type, e.g. Microsoft.Compute/virtualMachines=5",
+    )
     parser.add_argument("--relay-port", type=int, action="append", help="passed to SandboxHost")
     parser.add_argument("--extra-ca-pem", type=Path, help="passed to SandboxHost")
     parser.add_argument(
         "--subnet", default="10.213.0.0/16", help="the sandboxes' address range (SandboxHost)"
     )
     args = parser.parse_args()
+    try:
+        lro_seconds = dict(parse_override(item) for item in args.lro_seconds)
+    except ValueError as error:
+        parser.error(f"--lro-seconds: {error}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     state_dir = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -60,6 +79,8 @@ def main() -> None:
         page_size=args.page_size,
         retry_after=args.retry_after,
         records_only=args.records_only,
+        lro_scale=args.lro_scale,
+        lro_seconds=lro_seconds,
     )
 
     async def run() -> None:
