@@ -313,6 +313,7 @@ async def _delete_group_contents(emu: Emulator, group: Resource) -> None:
 _FILTER_TERM = re.compile(r"(\w+)\s+eq\s+'([^']*)'", re.IGNORECASE)
 
 
+_LISTED = ("id", "name", "type", "location", "tags")
 _EXPANDABLE = ("createdTime", "changedTime", "provisioningState")
 
 
@@ -338,7 +339,7 @@ def _generic(emu: Emulator, prefix: str, expand: tuple[str, ...] = ()) -> list[d
     items: list[dict[str, Any]] = []
     for kind in KINDS.values():
         for r in emu.store.of_type(kind.type_name, prefix):
-            item: dict[str, Any] = {k: r.body[k] for k in ("id", "name", "type", "location", "tags") if k in r.body}
+            item: dict[str, Any] = {k: r.body[k] for k in _LISTED if k in r.body}
             times = {"createdTime": r.internal.get("createdTime")}
             times["changedTime"] = r.internal.get("changedTime") or times["createdTime"]
             times["provisioningState"] = r.props.get("provisioningState")
