@@ -65,13 +65,14 @@ async def capture_image(ctx: StepContext) -> Outcome:
                 "offer": request.project,
                 "sku": gallery.definition,
             }
-            images.ensure_gallery_definition(
+            if not images.ensure_gallery_definition(
                 ctx.azure,
                 gallery.gallery_name,
                 gallery.definition,
                 identifier,
                 {"labimage-created-by": build.id},
-            )
+            ):
+                return Poll(build, POLL_S, f"creating gallery definition {gallery.definition}")
             images.begin_create_gallery_version(
                 ctx.azure,
                 gallery.gallery_name,
