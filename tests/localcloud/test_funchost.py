@@ -13,6 +13,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from localcloud import azurite
+from localcloud.funchost.invoke import worker_thread_count
 
 FIXTURE_APP = Path(__file__).parent / "fixtures" / "funcapp"
 REPO = Path(__file__).resolve().parents[2]
@@ -238,3 +240,27 @@ def test_stage_hop_latency_is_well_under_a_second(host: RunningHost) -> None:
     median = statistics.median(hops)
     print(f"stage hop latency: median {median * 1000:.0f} ms, max {max(hops) * 1000:.0f} ms")
     assert median < 0.5
+
+
+@pytest.mark.parametrize(("blocker", "stalled"), [("block-async", True), ("block-sync", False)])
+def test_a_blocking_async_function_stalls_the_others_and_a_sync_one_does_not(
+    host: RunningHost, blocker: str, stalled: bool
+) -> None:
+    """As in the Python worker, async functions share the host's one event loop: a blocking
+    call inside one stalls every other async function; a sync function runs in a thread."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ticking = pool.submit(_get, f"{host.url}/api/ticker?seconds=2.5")
+        time.sleep(0.5)
+        status, _ = _get(f"{host.url}/api/{blocker}?seconds=1.5")
+        assert status == 200
+        status, body = ticking.result(timeout=20)
+    longest_gap = json.loads(body)["longest_gap"]
+    if stalled:
+        assert longest_gap >= 1.2
+    else:
+        assert longest_gap < 0.5
+
+
+def test_the_sync_pool_has_the_python_workers_size() -> None:
+    assert worker_thread_count({"PYTHON_THREADPOOL_THREAD_COUNT": "3"}) == 3
+    assert worker_thread_count({}) == min(32, (os.cpu_count() or 1) + 4)
