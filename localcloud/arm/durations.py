@@ -10,16 +10,19 @@ replication "taking time"; Packer's default polling limit for it is 15 min).
 
 The emulator waits `seconds x scale` before an operation of that type may finish, so the
 client sees InProgress first (and a `poller.result(timeout=...)` can return before the end).
-Scale 0 (the library default) keeps unit tests instant; `localcloud up` uses a small scale so
-a whole build stays quick but every long-running path still shows.
+Scale 0 (the default) keeps tests instant; `localcloud up --lro-scale 0.02` keeps a whole build
+quick while every long-running path still shows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-# What `localcloud up` uses: a VM takes about a second, a gallery version a dozen.
-DEFAULT_LRO_SCALE = 0.02
+# What `localcloud up` uses unless told: 0 (instant). 0.02 (a VM about a second, a gallery
+# version a dozen) passes the build e2e tests, but the idle-stop e2e test then fails (the second
+# idle run finds no Jupyter record on either kept VM); until that is understood durations are
+# opt-in: `up --lro-scale 0.02`.
+DEFAULT_LRO_SCALE = 0.0
 
 # Real-Azure orders of magnitude, in seconds, by lower-case resource type.
 REAL_AZURE_SECONDS: Mapping[str, float] = {
