@@ -4,6 +4,7 @@ shared.costguard.service."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import azure.functions as func
@@ -49,8 +50,10 @@ def autostop_vm(msg: func.QueueMessage) -> None:
 
 @bp.function_name("idle_stop")
 @bp.timer_trigger(arg_name="timer", schedule="%IDLE_SCHEDULE%", run_on_startup=False)
-async def idle_stop(timer: func.TimerRequest) -> None:
-    result = await service.run_idle(get_runtime(), utcnow())
+def idle_stop(timer: func.TimerRequest) -> None:
+    # Sync, with the probes' asyncssh work on a loop of its own: the scan and the deallocations
+    # block, and on the worker's shared loop they would stall every build's SSH work.
+    result = asyncio.run(service.run_idle(get_runtime(), utcnow()))
     logger.info(
         "idle stop: %d stopped, %d active, %d problems",
         len(result.stopped),

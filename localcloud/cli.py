@@ -116,6 +116,7 @@ def _start_arm(
     records_only: bool,
     default_security_type: str = "Standard",
     first_boot_lock_s: float = 45.0,
+    arm_options: tuple[str, ...] = (),
 ) -> None:
     # Made here (idempotent; the emulator reuses them) so guests can be told to trust the CA.
     ensure_certificates(layout.arm_dir)
@@ -137,6 +138,7 @@ def _start_arm(
         # The emulator would make it at the first VM; made here, `up` shows its progress.
         for image in base_images.OFFERED:
             base_images.ensure(image)
+    args += arm_options
     proc = _start_python(layout, "arm", "localcloud.arm", args, {})
     log = processes.log_path(layout.state_dir, "arm")
 
@@ -237,12 +239,14 @@ def up(
     default_security_type: str = "Standard",
     first_boot_lock_s: float = 45.0,
     auth_settings: Path | None = None,
+    arm_options: tuple[str, ...] = (),
 ) -> int:
     """Start every component (or do nothing when all answer) and write env.json.
 
     `extra_settings` are added to the Functions host's settings (for example
     APPLICATIONINSIGHTS_CONNECTION_STRING), overriding localcloud's own of the same name.
-    `key_vault` hands the host LABIMAGE_KEY_VAULT_URL instead of LABIMAGE_SSH_KEY_DIR."""
+    `key_vault` hands the host LABIMAGE_KEY_VAULT_URL instead of LABIMAGE_SSH_KEY_DIR.
+    `arm_options` go to the ARM emulator's command line (operation durations)."""
     recorded = read_env_file(layout)
     if recorded:
         old_ports = Ports(**recorded["ports"])
@@ -274,7 +278,9 @@ def up(
     if _module_exists("localcloud.arm.__main__"):
         print("starting the Resource Manager emulator", flush=True)
         _write_authorization(settings, layout)
-        _start_arm(layout, ports, records_only, default_security_type, first_boot_lock_s)
+        _start_arm(
+            layout, ports, records_only, default_security_type, first_boot_lock_s, arm_options
+        )
         _create_resource_groups(settings, layout)
         started.append("arm")
     else:
@@ -429,6 +435,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--role", action="append", default=[], help="token: an app role it holds (repeatable)"
     )
+    parser.add_argument(
+        "--lro-scale",
+        type=float,
+        help="up: operations take Azure's usual seconds times this "
+        "(default: the emulator's, see localcloud/arm/durations.py; 0: instant)",
+    )
+    parser.add_argument(
+        "--lro-seconds",
+        action="append",
+        default=[],
+        metavar="TYPE=SECONDS",
+        help="up: exact operation duration for one resource type (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.command == "token" and not args.name:
         parser.error("token wants --name")
@@ -436,6 +455,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if "=" not in item or not item.split("=", 1)[0].strip():
             parser.error(f"--setting wants NAME=VALUE, not {item!r}")
     return args
+
+
+def _arm_options(args: argparse.Namespace) -> tuple[str, ...]:
+    options: list[str] = []
+    if args.lro_scale is not None:
+        options += ["--lro-scale", str(args.lro_scale)]
+    for item in args.lro_seconds:
+        options += ["--lro-seconds", item]
+    return tuple(options)
 
 
 def _extra_settings(args: argparse.Namespace) -> dict[str, str]:
@@ -457,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.default_security_type,
                 args.first_boot_lock_seconds,
                 args.auth_settings,
+                _arm_options(args),
             )
         except (UpError, RuntimeError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)

@@ -11,6 +11,7 @@ import logging
 import signal
 from pathlib import Path
 
+from localcloud.arm.durations import DEFAULT_LRO_SCALE, parse_override
 from localcloud.arm.emulator import EmulatorSettings
 from localcloud.arm.memory_runner import MemoryRunner
 from localcloud.arm.server import serve_forever
@@ -47,6 +48,20 @@ def main() -> None:
     parser.add_argument(
         "--retry-after", type=int, default=1, help="whole seconds between LRO polls (0: omit)"
     )
+    parser.add_argument(
+        "--lro-scale",
+        type=float,
+        default=DEFAULT_LRO_SCALE,
+        help="long-running operations take Azure's usual seconds times this (0: instant); "
+        "see localcloud.arm.durations",
+    )
+    parser.add_argument(
+        "--lro-seconds",
+        action="append",
+        default=[],
+        metavar="TYPE=SECONDS",
+        help="exact duration for one resource type, e.g. Microsoft.Compute/virtualMachines=5",
+    )
     parser.add_argument("--relay-port", type=int, action="append", help="passed to SandboxHost")
     parser.add_argument("--extra-ca-pem", type=Path, help="passed to SandboxHost")
     parser.add_argument(
@@ -73,6 +88,10 @@ def main() -> None:
         help="how long a fresh VM's first-boot package job holds the dpkg lock (SandboxHost)",
     )
     args = parser.parse_args()
+    try:
+        lro_seconds = dict(parse_override(item) for item in args.lro_seconds)
+    except ValueError as error:
+        parser.error(f"--lro-seconds: {error}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     state_dir = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +104,8 @@ def main() -> None:
         authorization_file=args.authorization_file,
         vault_resource_id=args.vault_resource_id,
         default_security_type=args.default_security_type,
+        lro_scale=args.lro_scale,
+        lro_seconds=lro_seconds,
     )
 
     async def run() -> None:

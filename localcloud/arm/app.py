@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -41,6 +42,7 @@ def build_app(emulator: Emulator, issuer: TokenIssuer) -> web.Application:
     app.router.add_get("/localcloud/health", _health)
     app.router.add_post("/localcloud/records", _add_records)
     app.router.add_post("/localcloud/throttle", _throttle)
+    app.router.add_post("/localcloud/delay", _delay)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
 
@@ -119,6 +121,31 @@ async def _throttle(request: web.Request) -> web.Response:
     return json_response({"throttled": emu.throttle_remaining})
 
 
+async def _delay(request: web.Request) -> web.Response:
+    """Make every `{"method", "type", "seconds"}` call wait before it is answered (a slow
+    Resource Manager, as under load); seconds 0 removes the delay."""
+    emu = request.app[EMULATOR_KEY]
+    spec = await request.json()
+    key = (str(spec["method"]).upper(), str(spec["type"]).lower())
+    seconds = float(spec.get("seconds", 0))
+    if seconds > 0:
+        emu.call_delays[key] = seconds
+    else:
+        emu.call_delays.pop(key, None)
+    return json_response({"delays": len(emu.call_delays)})
+
+
+async def _slow_down(request: web.Request, emu: Emulator, parts: list[str]) -> None:
+    """Wait as the admin route asked for calls of this method on this resource type."""
+    if not emu.call_delays or len(parts) < 8 or parts[4].lower() != "providers":
+        return
+    rest = parts[6:]
+    type_name = "/".join([parts[5], *rest[0::2]]).lower()
+    seconds = emu.call_delays.get((request.method, type_name))
+    if seconds:
+        await asyncio.sleep(seconds)
+
+
 # --- routing ------------------------------------------------------------------------------------
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR_KEY]
@@ -138,17 +165,18 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
             [r.body for r in emu.store.of_type(RESOURCE_GROUP_TYPE, f"/subscriptions/{sub}/")],
         )
     if len(parts) == 3 and low[2] == "resources" and method == "GET":
-        return _paged(request, emu, _generic(emu, f"/subscriptions/{sub}/"))
+        return _resource_list(request, emu, f"/subscriptions/{sub}/")
     if len(parts) == 4 and low[2] == "resourcegroups":
         return await _group(request, emu, sub, parts[3])
     if len(parts) == 5 and low[2] == "resourcegroups" and low[4] == "resources" and method == "GET":
         emu.require_group(sub, parts[3])
-        return _paged(request, emu, _generic(emu, group_id(sub, parts[3]) + "/"))
+        return _resource_list(request, emu, group_id(sub, parts[3]) + "/")
     if len(parts) == 8 and low[2] == "providers" and low[4] == "locations":
         return _operation(request, emu, low[6], parts[7])
     if len(parts) == 5 and low[2] == "providers" and method == "GET":
         return _list(request, emu, _kind(f"{parts[3]}/{parts[4]}"), f"/subscriptions/{sub}/")
     if len(parts) >= 7 and low[2] == "resourcegroups" and low[4] == "providers":
+        await _slow_down(request, emu, parts)
         return await _provider(request, emu, parts)
     raise _no_route(request)
 
@@ -297,12 +325,39 @@ async def _delete_group_contents(emu: Emulator, group: Resource) -> None:
 _FILTER_TERM = re.compile(r"(\w+)\s+eq\s+'([^']*)'", re.IGNORECASE)
 
 
-def _generic(emu: Emulator, prefix: str) -> list[dict[str, Any]]:
-    return [
-        {k: r.body[k] for k in ("id", "name", "type", "location", "tags") if k in r.body}
-        for kind in KINDS.values()
-        for r in emu.store.of_type(kind.type_name, prefix)
-    ]
+_LISTED = ("id", "name", "type", "location", "tags")
+_EXPANDABLE = ("createdTime", "changedTime", "provisioningState")
+
+
+def _resource_list(request: web.Request, emu: Emulator, prefix: str) -> web.Response:
+    """`GET .../resources` as the Resources REST spec documents it (RULES.md section 5,
+    resources.json 2025-04-01): "when resources are filtered by tag name and value, the
+    original tags for each resource will not be returned in the results", and `$expand`
+    "may also not be compatible" with a tag filter, so it is ignored then. `$expand` takes
+    createdTime, changedTime and provisioningState, which are present only when asked for."""
+    expression = request.query.get("$filter", "")
+    tag_filtered = "tagname" in expression.lower()
+    asked = {e.strip().lower() for e in request.query.get("$expand", "").split(",")}
+    expand = () if tag_filtered else tuple(f for f in _EXPANDABLE if f.lower() in asked)
+    items = _generic(emu, prefix, expand)
+    if expression:
+        items = _apply_filter(items, expression)
+    if tag_filtered:
+        items = [{k: v for k, v in item.items() if k != "tags"} for item in items]
+    return _paged(request, emu, items, filtered=True)
+
+
+def _generic(emu: Emulator, prefix: str, expand: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for kind in KINDS.values():
+        for r in emu.store.of_type(kind.type_name, prefix):
+            item: dict[str, Any] = {k: r.body[k] for k in _LISTED if k in r.body}
+            times = {"createdTime": r.internal.get("createdTime")}
+            times["changedTime"] = r.internal.get("changedTime") or times["createdTime"]
+            times["provisioningState"] = r.props.get("provisioningState")
+            item.update({f: times[f] for f in expand if times.get(f)})
+            items.append(item)
+    return items
 
 
 def _apply_filter(items: list[dict[str, Any]], expression: str) -> list[dict[str, Any]]:
@@ -324,9 +379,11 @@ def _apply_filter(items: list[dict[str, Any]], expression: str) -> list[dict[str
 
 
 # --- paging and operation status ----------------------------------------------------------------
-def _paged(request: web.Request, emu: Emulator, items: list[dict[str, Any]]) -> web.Response:
+def _paged(
+    request: web.Request, emu: Emulator, items: list[dict[str, Any]], filtered: bool = False
+) -> web.Response:
     """One page of `items` with `nextLink` (absolute, carrying `$skiptoken`) when more remain."""
-    if request.query.get("$filter"):
+    if request.query.get("$filter") and not filtered:
         items = _apply_filter(items, request.query["$filter"])
     size = emu.settings.page_size
     top = request.query.get("$top")
@@ -346,7 +403,10 @@ def _operation(request: web.Request, emu: Emulator, which: str, op_id: str) -> w
     if record is None:
         raise errors.ArmError(404, "ResourceNotFound", f"Operation {op_id} was not found.")
     if which == "operations":
-        return json_response(record)
+        headers = None
+        if record["status"] == "InProgress" and emu.settings.retry_after > 0:
+            headers = {"Retry-After": str(emu.settings.retry_after)}
+        return json_response(record, headers=headers)
     if which == "operationresults":
         if record["status"] == "InProgress":
             headers = {"Location": str(request.url)}

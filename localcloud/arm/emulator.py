@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from localcloud.arm import errors
+from localcloud.arm.durations import operation_seconds
 from localcloud.arm.ids import ResourceRef, group_id
 from localcloud.arm.operations import Operations, Work
 from localcloud.arm.store import Resource, Store
@@ -38,6 +39,10 @@ class EmulatorSettings:
     # "Standard" (Azure without the Trusted-Launch-by-default rollout) or "TrustedLaunch"
     # (with it; ACD trusted-launch.md, RULES.md section 4).
     default_security_type: str = "Standard"
+    # Long-running operations take durations.REAL_AZURE_SECONDS x lro_scale (0: instant), or
+    # exactly lro_seconds[type] for the types named there (lower-case type names).
+    lro_scale: float = 0.0
+    lro_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class Emulator:
@@ -51,6 +56,8 @@ class Emulator:
         self.throttle_remaining = 0
         self.throttle_retry_after = "1"
         self._locks: dict[str, asyncio.Lock] = {}
+        # (METHOD, lower-case resource type) -> seconds the next answers wait (admin route).
+        self.call_delays: dict[tuple[str, str], float] = {}
 
     @property
     def state_dir(self) -> Path:
@@ -85,6 +92,23 @@ class Emulator:
         if resource is None or resource.type.lower() != type_name.lower():
             return None
         return resource
+
+    def operation_seconds(self, type_name: str) -> float:
+        """How long an operation on `type_name` stays InProgress at least."""
+        return operation_seconds(type_name, self.settings.lro_scale, self.settings.lro_seconds)
+
+    def _settle_later(self, resource: Resource, during: str) -> Work:
+        """A change stored at once still shows `during` until its operation ends, as on ARM."""
+        final = resource.props.get("provisioningState", "Succeeded")
+        resource.props["provisioningState"] = during
+        self.store.touch()
+
+        async def settle() -> None:
+            if resource.props.get("provisioningState") == during:
+                resource.props["provisioningState"] = final
+                self.store.touch()
+
+        return settle
 
     # --- responses --------------------------------------------------------------------------
     def operation_urls(
@@ -121,7 +145,10 @@ class Emulator:
         body = json.loads(json.dumps(resource.body))  # a copy before the work changes it
         if initial_state is not None:
             body.setdefault("properties", {})["provisioningState"] = initial_state
-        op_id = self.operations.start(work, on_failure)
+        least = self.operation_seconds(ref.type_name)
+        if least > 0 and work is None and initial_state is not None:
+            work = self._settle_later(resource, initial_state)
+        op_id = self.operations.start(work, on_failure, least)
         headers = self.operation_urls(request, ref, resource.body.get("location", ""), op_id)
         del headers["Location"]  # ARM's PUTs name only the status resource
         return json_response(body, 201 if created else 200, headers)
@@ -135,7 +162,7 @@ class Emulator:
         on_failure: Callable[[], None] | None = None,
     ) -> web.Response:
         """202 with Azure-AsyncOperation, Location and Retry-After (POST actions, DELETE)."""
-        op_id = self.operations.start(work, on_failure)
+        op_id = self.operations.start(work, on_failure, self.operation_seconds(ref.type_name))
         return web.Response(status=202, headers=self.operation_urls(request, ref, location, op_id))
 
 

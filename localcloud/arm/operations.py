@@ -28,18 +28,28 @@ class Operations:
         self._store = store
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, work: Work | None, on_failure: Callable[[], None] | None = None) -> str:
+    def start(
+        self,
+        work: Work | None,
+        on_failure: Callable[[], None] | None = None,
+        least_seconds: float = 0.0,
+    ) -> str:
         """Record a new InProgress operation, run `work` in the background, return its id.
 
-        `work` None means the change is already done: the operation is Succeeded at once.
+        The operation stays InProgress for at least `least_seconds` (Azure's operations take
+        their time, see localcloud.arm.durations); `work` runs after that wait, so what it
+        changes shows when the operation ends. `work` None with no wait means the change is
+        already done: the operation is Succeeded at once.
         """
         op_id = str(uuid.uuid4())
         record: dict[str, Any] = {"name": op_id, "status": "InProgress", "startTime": now_iso()}
         self._store.operations[op_id] = record
-        if work is None:
+        if work is None and least_seconds <= 0:
             self._finish(record, None)
         else:
-            task = asyncio.get_running_loop().create_task(self._run(record, work, on_failure))
+            task = asyncio.get_running_loop().create_task(
+                self._run(record, work, on_failure, least_seconds)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return op_id
@@ -62,10 +72,17 @@ class Operations:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _run(
-        self, record: dict[str, Any], work: Work, on_failure: Callable[[], None] | None
+        self,
+        record: dict[str, Any],
+        work: Work | None,
+        on_failure: Callable[[], None] | None,
+        least_seconds: float,
     ) -> None:
         try:
-            await work()
+            if least_seconds > 0:
+                await asyncio.sleep(least_seconds)
+            if work is not None:
+                await work()
         except ArmError as error:
             self._finish(record, error)
             if on_failure:

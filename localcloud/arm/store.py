@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections.abc import Iterator
@@ -44,7 +45,14 @@ class Store:
         return self._items.get(resource_id.lower())
 
     def put(self, resource: Resource) -> None:
+        """Store `resource`; a replaced one hands on its createdTime ($expand=createdTime)."""
         key = resource.id.lower()
+        old = self._items.get(key)
+        now = _now_iso()
+        created = old.internal.get("createdTime") if old is not None else None
+        resource.internal.setdefault("createdTime", created or now)
+        if old is not None:
+            resource.internal["changedTime"] = now
         self._items[key] = resource
         self._by_type.setdefault(resource.type.lower(), {})[key] = None
         self.dirty = True
@@ -99,3 +107,7 @@ class Store:
             self.put(Resource(item["id"], item["type"], item["body"], item.get("internal", {})))
         self.operations = data.get("operations", {})
         self.dirty = False
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")

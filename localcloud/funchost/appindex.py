@@ -85,7 +85,8 @@ def _setting(binding: dict[str, Any], key: str) -> str:
     return resolve_setting_refs(value)
 
 
-def _describe(fn: Any) -> FunctionSpec:
+def describe_function(fn: Any) -> FunctionSpec:
+    """One registered function as the host runs it (bindings resolved from app settings)."""
     name = fn.get_function_name()
     bindings = [b.get_dict_repr() for b in fn.get_bindings()]
     trigger = fn.get_trigger()
@@ -148,5 +149,5 @@ def index_functions(app: func.FunctionApp) -> list[FunctionSpec]:
         name = fn.get_function_name()
         disabled = os.environ.get(f"AzureWebJobs.{name}.Disabled", "").lower() in ("1", "true")
         if not disabled:
-            specs.append(_describe(fn))
+            specs.append(describe_function(fn))
     return specs

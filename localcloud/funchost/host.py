@@ -15,7 +15,7 @@ from localcloud.funchost.easyauth import AuthSettings, EasyAuth
 from localcloud.funchost.hostconfig import HostConfig, load_host_config, load_local_settings
 from localcloud.funchost.hostkeys import HostKeys
 from localcloud.funchost.http import HttpFrontend
-from localcloud.funchost.invoke import Invoker
+from localcloud.funchost.invoke import Invoker, worker_thread_count
 from localcloud.funchost.queues import QueueListener
 from localcloud.funchost.storage import QueueClients
 from localcloud.funchost.timers import TimerListener
@@ -58,7 +58,7 @@ class FunctionsHost:
             str(self.app_dir),
             self._clients,
             options.message_encoding,
-            max_threads=max(8, options.max_concurrency * max(1, len(queue_specs)) + 4),
+            max_threads=worker_thread_count(),
             on_finished=self._wake_listeners,
         )
         self._queues = [

@@ -6,9 +6,10 @@ import asyncio
 import contextvars
 import functools
 import logging
+import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -66,8 +67,20 @@ class OutValue(func.Out[Any]):
         return self._value
 
 
+def worker_thread_count(env: Mapping[str, str] | None = None) -> int:
+    """The Python worker's pool for sync functions: `PYTHON_THREADPOOL_THREAD_COUNT`, else
+    `ThreadPoolExecutor`'s default since Python 3.9, min(32, cpu + 4) (RULES.md section 3:
+    functions-app-settings.md; the worker's dispatcher.py)."""
+    value = (env if env is not None else os.environ).get("PYTHON_THREADPOOL_THREAD_COUNT", "")
+    if value.strip().isdigit() and int(value) > 0:
+        return min(32, int(value))
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
 class Invoker:
-    """Runs functions: `async def` on the host's loop, `def` in a thread pool.
+    """Runs functions as the Python worker does: every `async def` on the host's one event loop
+    (the loop its HTTP server and queue listeners run on, so a blocking call there stalls them
+    all), every `def` in a thread pool of `worker_thread_count()` threads.
 
     After every invocation, successful or not, `on_finished` is called; the host uses it to wake
     idle queue listeners, as the real host's shared queue watcher does for messages it sends.

@@ -9,10 +9,9 @@ from azure.mgmt.compute.models import Gallery, GalleryImage, GalleryImageVersion
 
 from shared.azure.boundary import arm_call, get_or_none
 from shared.azure.clients import AzureClients
+from shared.azure.lro import ensure
 from shared.azure.naming import BUILD_TAG
 from shared.errors import PermanentError
-
-LRO_WAIT_S = 50
 
 
 def begin_create_image(
@@ -174,47 +173,46 @@ def ensure_gallery_definition(
     identifier: dict[str, str],
     tags: dict[str, str],
     needs: DefinitionNeeds,
-) -> None:
+) -> bool:
     """Create the gallery and the image definition when missing; existing ones are left as they
     are, but must fit `needs` (PermanentError naming what does not). They outlive builds, so
-    they do not carry a build tag and cleanup never removes them."""
+    they do not carry a build tag and cleanup never removes them. False while Resource Manager
+    is still creating either (call again later)."""
     s = azure.settings
-    if (
-        get_or_none(
-            f"read gallery {gallery}",
-            lambda: azure.compute.galleries.get(s.resource_group, gallery),
-        )
-        is None
-    ):
-        body: dict[str, Any] = {"location": s.location, "tags": tags, "properties": {}}
-        with arm_call(f"create gallery {gallery}"):
-            azure.compute.galleries.begin_create_or_update(
-                s.resource_group, gallery, Gallery(body)
-            ).result(timeout=LRO_WAIT_S)
-    existing = get_or_none(
-        f"read gallery image definition {gallery}/{definition}",
-        lambda: azure.compute.gallery_images.get(s.resource_group, gallery, definition),
+    body: dict[str, Any] = {"location": s.location, "tags": tags, "properties": {}}
+    made = ensure(
+        f"gallery {gallery}",
+        lambda: azure.compute.galleries.get(s.resource_group, gallery),
+        lambda: azure.compute.galleries.begin_create_or_update(
+            s.resource_group, gallery, Gallery(body)
+        ),
     )
-    if existing is not None:
-        problems = needs.problems(existing)
-        if problems:
-            raise PermanentError(
-                f"the existing image definition {gallery}/{definition} cannot take this build's "
-                f"image: {'; '.join(problems)}. Choose another image.gallery.definition"
-            )
-    else:
-        body = {
-            "location": s.location,
-            "tags": tags,
-            "properties": {
-                "osType": "Linux",
-                "osState": "Generalized",
-                "hyperVGeneration": needs.generation,
-                "identifier": identifier,
-                "features": needs.features(),
-            },
-        }
-        with arm_call(f"create gallery image definition {gallery}/{definition}"):
-            azure.compute.gallery_images.begin_create_or_update(
-                s.resource_group, gallery, definition, GalleryImage(body)
-            ).result(timeout=LRO_WAIT_S)
+    if made is None:
+        return False
+    body = {
+        "location": s.location,
+        "tags": tags,
+        "properties": {
+            "osType": "Linux",
+            "osState": "Generalized",
+            "hyperVGeneration": needs.generation,
+            "identifier": identifier,
+            "features": needs.features(),
+        },
+    }
+    made_definition = ensure(
+        f"gallery image definition {gallery}/{definition}",
+        lambda: azure.compute.gallery_images.get(s.resource_group, gallery, definition),
+        lambda: azure.compute.gallery_images.begin_create_or_update(
+            s.resource_group, gallery, definition, GalleryImage(body)
+        ),
+    )
+    if made_definition is None:
+        return False
+    problems = needs.problems(made_definition)
+    if problems:
+        raise PermanentError(
+            f"the existing image definition {gallery}/{definition} cannot take this build's "
+            f"image: {'; '.join(problems)}. Choose another image.gallery.definition"
+        )
+    return True

@@ -11,17 +11,17 @@ from azure.mgmt.network.models import (
     VirtualNetwork,
 )
 
-from shared.azure.boundary import arm_call, get_or_none
+from shared.azure.boundary import get_or_none
 from shared.azure.clients import AzureClients
+from shared.azure.lro import ensure
 from shared.azure.naming import BuildNames, VmNames
-
-LRO_WAIT_S = 50  # one invocation never waits much longer than this on Resource Manager
 
 
 def ensure_network(
     azure: AzureClients, names: BuildNames, tags: dict[str, str], source_cidr: str
-) -> str:
-    """Create (or find) the VNet, subnet and NSG of a build; returns the subnet id."""
+) -> str | None:
+    """Create (or find) the VNet, subnet and NSG of a build; returns the subnet id, or None
+    while Resource Manager is still creating them (call again later)."""
     s = azure.settings
     net = azure.network
     nsg_body: dict[str, Any] = {
@@ -45,10 +45,15 @@ def ensure_network(
             ]
         },
     }
-    with arm_call(f"create network security group {names.nsg}"):
-        nsg = net.network_security_groups.begin_create_or_update(
+    nsg = ensure(
+        f"network security group {names.nsg}",
+        lambda: net.network_security_groups.get(s.resource_group, names.nsg),
+        lambda: net.network_security_groups.begin_create_or_update(
             s.resource_group, names.nsg, NetworkSecurityGroup(nsg_body)
-        ).result(timeout=LRO_WAIT_S)
+        ),
+    )
+    if nsg is None:
+        return None
     vnet_body: dict[str, Any] = {
         "location": s.location,
         "tags": tags,
@@ -65,17 +70,23 @@ def ensure_network(
             ],
         },
     }
-    with arm_call(f"create virtual network {names.vnet}"):
-        vnet = net.virtual_networks.begin_create_or_update(
+    vnet = ensure(
+        f"virtual network {names.vnet}",
+        lambda: net.virtual_networks.get(s.resource_group, names.vnet),
+        lambda: net.virtual_networks.begin_create_or_update(
             s.resource_group, names.vnet, VirtualNetwork(vnet_body)
-        ).result(timeout=LRO_WAIT_S)
+        ),
+    )
+    if vnet is None:
+        return None
     return str(vnet.properties.subnets[0].id)  # type: ignore[union-attr,index]
 
 
 def ensure_vm_nic(
     azure: AzureClients, vm: VmNames, subnet_id: str, tags: dict[str, str]
-) -> tuple[str, str]:
-    """Create (or find) a VM's public IP and NIC; returns (nic id, public ip id)."""
+) -> tuple[str, str] | None:
+    """Create (or find) a VM's public IP and NIC; returns (nic id, public ip id), or None
+    while Resource Manager is still creating them (call again later)."""
     s = azure.settings
     net = azure.network
     ip_body: dict[str, Any] = {
@@ -88,10 +99,15 @@ def ensure_vm_nic(
             "deleteOption": "Delete",
         },
     }
-    with arm_call(f"create public IP {vm.public_ip}"):
-        ip = net.public_ip_addresses.begin_create_or_update(
+    ip = ensure(
+        f"public IP {vm.public_ip}",
+        lambda: net.public_ip_addresses.get(s.resource_group, vm.public_ip),
+        lambda: net.public_ip_addresses.begin_create_or_update(
             s.resource_group, vm.public_ip, PublicIPAddress(ip_body)
-        ).result(timeout=LRO_WAIT_S)
+        ),
+    )
+    if ip is None:
+        return None
     nic_body: dict[str, Any] = {
         "location": s.location,
         "tags": tags,
@@ -108,10 +124,15 @@ def ensure_vm_nic(
             ]
         },
     }
-    with arm_call(f"create network interface {vm.nic}"):
-        nic = net.network_interfaces.begin_create_or_update(
+    nic = ensure(
+        f"network interface {vm.nic}",
+        lambda: net.network_interfaces.get(s.resource_group, vm.nic),
+        lambda: net.network_interfaces.begin_create_or_update(
             s.resource_group, vm.nic, NetworkInterface(nic_body)
-        ).result(timeout=LRO_WAIT_S)
+        ),
+    )
+    if nic is None:
+        return None
     return str(nic.id), str(ip.id)
 
 

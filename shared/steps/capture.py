@@ -74,14 +74,15 @@ async def capture_image(ctx: StepContext) -> Outcome:
                 request.security_choice()[0],
                 vms.disk_controller(ctx.azure, vm.vm) == "NVMe",
             )
-            images.ensure_gallery_definition(
+            if not images.ensure_gallery_definition(
                 ctx.azure,
                 gallery.gallery_name,
                 gallery.definition,
                 identifier,
                 {"labimage-created-by": build.id},
                 needs,
-            )
+            ):
+                return Poll(build, POLL_S, f"creating gallery definition {gallery.definition}")
             images.begin_create_gallery_version(
                 ctx.azure,
                 gallery.gallery_name,

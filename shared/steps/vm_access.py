@@ -56,18 +56,26 @@ async def bring_up_vm(ctx: StepContext, role: str, image_id: str | None = None) 
 
     subnet_id = build.marker("provision", "subnet_id")
     if subnet_id is None:
-        subnet_id = network.ensure_network(ctx.azure, names, tags, ctx.settings.ssh_source_cidr)
-        build = build.with_progress("provision", subnet_id=subnet_id)
+        # Recorded before they exist, so cleanup finds them however far creation got.
         build = build.with_resource(
             f"{NETWORK}/networkSecurityGroups", _id(sub, group, "nsg", names.nsg)
         )
         build = build.with_resource(
             f"{NETWORK}/virtualNetworks", _id(sub, group, "vnet", names.vnet)
         )
+        subnet_id = network.ensure_network(ctx.azure, names, tags, ctx.settings.ssh_source_cidr)
+        if subnet_id is None:
+            return Poll(build, BOOT_POLL_S, f"creating the network of build {build.id}")
+        build = build.with_progress("provision", subnet_id=subnet_id)
     if not build.marker(stage, f"{role}_vm_create_started"):
-        nic_id, ip_id = network.ensure_vm_nic(ctx.azure, vm, subnet_id, tags)
-        build = build.with_resource(f"{NETWORK}/publicIPAddresses", ip_id)
-        build = build.with_resource(f"{NETWORK}/networkInterfaces", nic_id)
+        build = build.with_resource(
+            f"{NETWORK}/publicIPAddresses", _id(sub, group, "pip", vm.public_ip)
+        )
+        build = build.with_resource(f"{NETWORK}/networkInterfaces", _id(sub, group, "nic", vm.nic))
+        made = network.ensure_vm_nic(ctx.azure, vm, subnet_id, tags)
+        if made is None:
+            return Poll(build, BOOT_POLL_S, f"creating the IP and NIC of VM {vm.vm}")
+        nic_id = made[0]
         vms.begin_create_vm(ctx.azure, _vm_spec(ctx, vm, client, host, nic_id, tags, image_id))
         build = build.with_resource(f"{COMPUTE}/virtualMachines", vms.vm_id(ctx.azure, vm.vm))
         build = build.with_resource(f"{COMPUTE}/disks", _id(sub, group, "disk", vm.os_disk))
@@ -171,6 +179,8 @@ def _vm_spec(
 _KINDS = {
     "nsg": "Microsoft.Network/networkSecurityGroups",
     "vnet": "Microsoft.Network/virtualNetworks",
+    "pip": "Microsoft.Network/publicIPAddresses",
+    "nic": "Microsoft.Network/networkInterfaces",
     "disk": "Microsoft.Compute/disks",
 }
 

@@ -78,20 +78,21 @@ def _remove_user() -> None:
     subprocess.run(["userdel", "-r", "-f", TEST_USER], check=False, capture_output=True)
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"sshd exited: {log.read_text(errors='replace')}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
             return
         time.sleep(0.1)
     raise RuntimeError("sshd did not start listening within 10 s")
 
 
 @contextlib.contextmanager
-def running_sshd() -> Iterator[SshdServer]:
-    """Start sshd with its own config, host key and authorized_keys; stop and clean up after."""
+def running_sshd(host: str = "127.0.0.1", port: int | None = None) -> Iterator[SshdServer]:
+    """Start sshd with its own config, host key and authorized_keys; stop and clean up after.
+    It listens on `host`:`port` (default: 127.0.0.1 and a free port)."""
     # Not under pytest's tmp dirs: sshd reads authorized_keys as the user, who cannot enter
     # root's 0700 directories.
     workdir = Path(tempfile.mkdtemp(prefix="labimage-sshd-"))
@@ -104,12 +105,12 @@ def running_sshd() -> Iterator[SshdServer]:
     authorized = workdir / "authorized_keys"
     authorized.write_text(client_key.public_line + "\n")
     authorized.chmod(0o644)
-    port = free_port()
+    port = port or free_port()
     config = workdir / "sshd_config"
     config.write_text(
         "\n".join(
             [
-                f"ListenAddress 127.0.0.1:{port}",
+                f"ListenAddress {host}:{port}",
                 f"HostKey {host_key_file}",
                 f"AuthorizedKeysFile {authorized}",
                 f"PidFile {workdir / 'sshd.pid'}",
@@ -136,8 +137,8 @@ def running_sshd() -> Iterator[SshdServer]:
             proc = subprocess.Popen(
                 [SSHD, "-D", "-e", "-f", str(config)], stdout=log_file, stderr=log_file
             )
-        _wait_for_port(port, proc, log)
-        yield SshdServer("127.0.0.1", port, TEST_USER, client_key, host_key, home)
+        _wait_for_port(host, port, proc, log)
+        yield SshdServer(host, port, TEST_USER, client_key, host_key, home)
     finally:
         if proc is not None:
             proc.terminate()

@@ -193,14 +193,14 @@ def test_list_filters_by_owner(functions: dict[str, Any], app_runtime: Runtime) 
     assert json.loads(call(functions, "list_builds")(request).get_body())["builds"] == []
 
 
-async def test_a_duplicate_stage_message_is_dropped(
+def test_a_duplicate_stage_message_is_dropped(
     functions: dict[str, Any], app_runtime: Runtime
 ) -> None:
     accepted = json.loads(call(functions, "submit_build")(http("POST", "builds", SEED)).get_body())
     build = app_runtime.store.get(accepted["id"]).build
     stale = StageMessage(build.id, build.stage, "not-the-token").to_json().encode()
     message = QueueMessage(id="m1", body=stale, dequeue_count=1)
-    await call(functions, "stage_provision")(message)
+    call(functions, "stage_provision")(message)
     assert app_runtime.store.get(build.id).build == build
 
 

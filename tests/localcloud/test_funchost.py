@@ -13,6 +13,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from azure.storage.queue import QueueClient, QueueServiceClient
 from localcloud import azurite
 from localcloud.funchost.easyauth import mint_token
 from localcloud.funchost.hostkeys import read_host_keys
+from localcloud.funchost.invoke import worker_thread_count
 
 FIXTURE_APP = Path(__file__).parent / "fixtures" / "funcapp"
 REPO = Path(__file__).resolve().parents[2]
@@ -338,3 +340,27 @@ def test_client_sent_principal_headers_never_reach_the_app(host: RunningHost) ->
     )
     assert status == 200
     assert seen["principal"] is None and seen["principal_id"] is None
+
+
+@pytest.mark.parametrize(("blocker", "stalled"), [("block-async", True), ("block-sync", False)])
+def test_a_blocking_async_function_stalls_the_others_and_a_sync_one_does_not(
+    host: RunningHost, blocker: str, stalled: bool
+) -> None:
+    """As in the Python worker, async functions share the host's one event loop: a blocking
+    call inside one stalls every other async function; a sync function runs in a thread."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ticking = pool.submit(_get, f"{host.url}/api/ticker?seconds=2.5")
+        time.sleep(0.5)
+        status, _ = _get(f"{host.url}/api/{blocker}?seconds=1.5")
+        assert status == 200
+        status, body = ticking.result(timeout=20)
+    longest_gap = json.loads(body)["longest_gap"]
+    if stalled:
+        assert longest_gap >= 1.2
+    else:
+        assert longest_gap < 0.5
+
+
+def test_the_sync_pool_has_the_python_workers_size() -> None:
+    assert worker_thread_count({"PYTHON_THREADPOOL_THREAD_COUNT": "3"}) == 3
+    assert worker_thread_count({}) == min(32, (os.cpu_count() or 1) + 4)

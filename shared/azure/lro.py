@@ -1,0 +1,53 @@
+"""Long-running Resource Manager operations: a result counts only once its operation ended.
+
+azure-core's `poller.result(timeout=...)` returns when the time is up whether or not the
+operation finished, handing back what it has so far (the first reply, provisioningState
+Creating or Updating). The controller never builds on that: it reports "not yet" and the
+stage polls again later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from azure.core.polling import LROPoller
+
+from shared.azure.boundary import arm_call, get_or_none
+
+T = TypeVar("T")
+
+LRO_WAIT_S = 50  # one invocation never waits much longer than this on Resource Manager
+_STILL_RUNNING = {"creating", "updating", "deleting", "accepted", "running", "inprogress"}
+
+
+def finished(poller: LROPoller[T], wait_s: float = LRO_WAIT_S) -> T | None:
+    """The operation's final result after waiting at most `wait_s`; None while it still runs.
+    A failed operation raises as azure-core raises it."""
+    result = poller.result(timeout=wait_s)
+    return result if poller.done() else None
+
+
+def provisioning_state(resource: Any) -> str:
+    """`provisioningState` of a model, flattened or under `properties` ('' when absent)."""
+    state = getattr(resource, "provisioning_state", None)
+    properties = getattr(resource, "properties", None)
+    if state is None and properties is not None:
+        state = getattr(properties, "provisioning_state", None)
+    return str(getattr(state, "value", state) or "")
+
+
+def ensure(what: str, get: Callable[[], T], create: Callable[[], LROPoller[T]]) -> T | None:
+    """Create-or-find one resource; the finished resource, or None while its operation runs.
+
+    A resource that is there and Succeeded is used as it is; one still being written is
+    left to finish (a second write would race it); a missing or Failed one is written."""
+    existing = get_or_none(f"read {what}", get)
+    if existing is not None:
+        state = provisioning_state(existing).lower()
+        if state == "succeeded":
+            return existing
+        if state in _STILL_RUNNING:
+            return None
+    with arm_call(f"create {what}"):
+        return finished(create(), LRO_WAIT_S)
