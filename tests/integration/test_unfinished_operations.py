@@ -101,7 +101,8 @@ def test_a_gallery_definition_still_being_created_is_not_built_on(rt: Runtime) -
     identifier = {"publisher": "labimage", "offer": "ooi", "sku": "jupyter"}
 
     def ensure() -> bool | None:
-        done = images.ensure_gallery_definition(rt.azure, "gal", "jupyter", identifier, {})
+        needs = images.DefinitionNeeds("V2", "Standard", False)
+        done = images.ensure_gallery_definition(rt.azure, "gal", "jupyter", identifier, {}, needs)
         return True if done else None
 
     assert ensure() is None
