@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from typing import Any
 
@@ -51,8 +52,21 @@ def unwrap(body: bytes) -> tuple[dict[str, Any], str | None, str | None]:
     return (
         request if isinstance(request, dict) else {"request": request},
         client_id if isinstance(client_id, str) else None,
-        reply_to if isinstance(reply_to, str) and _QUEUE_NAME.match(reply_to) else None,
+        reply_to if isinstance(reply_to, str) and usable_reply_queue(reply_to) else None,
     )
+
+
+# The controller's own queues: stage queues (build-<stage>), build-requests, autostop-vm and
+# their poison queues. A reply there would be read as a stage message, a request or a stop.
+_CONTROLLER_QUEUE_PREFIXES = ("build-", "autostop-")
+
+
+def usable_reply_queue(name: str) -> bool:
+    """A valid queue name that is not one the controller itself reads."""
+    own = os.environ.get("BUILD_REQUESTS_QUEUE", "")
+    if not _QUEUE_NAME.match(name) or name.startswith(_CONTROLLER_QUEUE_PREFIXES):
+        return False
+    return not own or name not in (own, f"{own}-poison")
 
 
 def handle_request_message(rt: Runtime, body: bytes, message_id: str) -> str:

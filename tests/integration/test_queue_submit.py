@@ -3,11 +3,13 @@ validation and insert as HTTP, rejected requests recorded and answered, replies 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ResourceExistsError
 from azure.functions.queue import QueueMessage
 from test_function_app import SEED, app_runtime, call, functions, http  # noqa: F401
 
@@ -131,3 +133,22 @@ def test_twenty_racing_deliveries_of_one_request_make_one_build(
     answers = replies(queue_rt, reply_to)
     assert len(answers) == 20 and {a["id"] for a in answers} == {builds[0].id}
     assert len(list(queue_rt.bus.client("build-provision").receive_messages(max_messages=32))) == 1
+
+
+@pytest.mark.parametrize(
+    "reply_to", ["build-provision", "build-requests", "autostop-vm", "build-verify-poison"]
+)
+def test_a_reply_is_never_sent_to_a_queue_the_controller_reads(
+    functions: dict[str, Any],  # noqa: F811
+    queue_rt: Runtime,
+    reply_to: str,
+) -> None:
+    queue = queue_rt.bus.client(reply_to)
+    with contextlib.suppress(ResourceExistsError):
+        queue.create_queue()
+    before = queue.get_queue_properties().approximate_message_count
+    bad = {**json.loads(SEED), "colour": "blue"}
+    deliver(functions, wrapped(bad, f"hostile-{reply_to}", reply_to))
+    assert queue.get_queue_properties().approximate_message_count == before
+    [rejected] = queue_rt.store.list_rejected().submissions
+    assert rejected.client_request_id == f"hostile-{reply_to}"
