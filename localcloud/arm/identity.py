@@ -136,14 +136,6 @@ class TokenIssuer:
             )
         return dict(claims)
 
-    def audience_of(self, authorization: str | None) -> str | None:
-        """The audience of a valid, unexpired bearer token in `authorization`; None otherwise.
-
-        For services other than ARM (the Key Vault emulator), which answer with their own errors.
-        """
-        claims = self.claims_of(authorization)
-        return None if claims is None else str(claims["aud"])
-
     def claims_of(self, authorization: str | None) -> dict[str, Any] | None:
         """The claims of a valid, unexpired bearer token in `authorization`; None otherwise."""
         scheme, _, token = (authorization or "").partition(" ")
