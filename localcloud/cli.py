@@ -42,6 +42,7 @@ from pathlib import Path
 
 from localcloud import azurite, processes, registry
 from localcloud.arm.certs import ensure_certificates
+from localcloud.arm.options import add_platform_options
 from localcloud.funchost.easyauth import mint_token
 from localcloud.instance import (
     DEFAULT_STATE_DIR,
@@ -396,12 +397,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--purge", action="store_true", help="down: also remove the cached base images"
     )
     parser.add_argument(
-        "--first-boot-lock-seconds",
-        type=float,
-        default=float(os.environ.get("LOCALCLOUD_FIRST_BOOT_LOCK_S") or 45),
-        help="up: how long a fresh VM holds the dpkg lock at first boot (default 45)",
-    )
-    parser.add_argument(
         "--records-only", action="store_true", help="up: emulated VMs are records, not sandboxes"
     )
     for f in fields(Ports):
@@ -420,12 +415,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="up: keep per-build SSH keys in the Key Vault emulator, not in <state>/keys",
     )
     parser.add_argument(
-        "--default-security-type",
-        choices=("Standard", "TrustedLaunch"),
-        default="Standard",
-        help="up: the security type emulated VMs without securityProfile get (Azure's default)",
-    )
-    parser.add_argument(
         "--auth-settings",
         type=Path,
         help="up: App Service authentication for the Functions host (authsettingsV2 JSON)",
@@ -435,19 +424,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--role", action="append", default=[], help="token: an app role it holds (repeatable)"
     )
-    parser.add_argument(
-        "--lro-scale",
-        type=float,
-        help="up: operations take Azure's usual seconds times this "
-        "(default: the emulator's, see localcloud/arm/durations.py; 0: instant)",
-    )
-    parser.add_argument(
-        "--lro-seconds",
-        action="append",
-        default=[],
-        metavar="TYPE=SECONDS",
-        help="up: exact operation duration for one resource type (repeatable)",
-    )
+    add_platform_options(parser, for_up=True)
     args = parser.parse_args(argv)
     if args.command == "token" and not args.name:
         parser.error("token wants --name")

@@ -11,9 +11,10 @@ import logging
 import signal
 from pathlib import Path
 
-from localcloud.arm.durations import DEFAULT_LRO_SCALE, parse_override
+from localcloud.arm.durations import parse_override
 from localcloud.arm.emulator import EmulatorSettings
 from localcloud.arm.memory_runner import MemoryRunner
+from localcloud.arm.options import add_platform_options
 from localcloud.arm.server import serve_forever
 from localcloud.sandbox.api import VmRunner
 
@@ -48,20 +49,6 @@ def main() -> None:
     parser.add_argument(
         "--retry-after", type=int, default=1, help="whole seconds between LRO polls (0: omit)"
     )
-    parser.add_argument(
-        "--lro-scale",
-        type=float,
-        default=DEFAULT_LRO_SCALE,
-        help="long-running operations take Azure's usual seconds times this (0: instant); "
-        "see localcloud.arm.durations",
-    )
-    parser.add_argument(
-        "--lro-seconds",
-        action="append",
-        default=[],
-        metavar="TYPE=SECONDS",
-        help="exact duration for one resource type, e.g. Microsoft.Compute/virtualMachines=5",
-    )
     parser.add_argument("--relay-port", type=int, action="append", help="passed to SandboxHost")
     parser.add_argument("--extra-ca-pem", type=Path, help="passed to SandboxHost")
     parser.add_argument(
@@ -75,18 +62,7 @@ def main() -> None:
     parser.add_argument(
         "--vault-resource-id", help="the vault's ARM id, for role checks on its secrets"
     )
-    parser.add_argument(
-        "--default-security-type",
-        choices=("Standard", "TrustedLaunch"),
-        default="Standard",
-        help="what a VM without securityProfile gets where image and size support it",
-    )
-    parser.add_argument(
-        "--first-boot-lock-seconds",
-        type=float,
-        default=45.0,
-        help="how long a fresh VM's first-boot package job holds the dpkg lock (SandboxHost)",
-    )
+    add_platform_options(parser)
     args = parser.parse_args()
     try:
         lro_seconds = dict(parse_override(item) for item in args.lro_seconds)
