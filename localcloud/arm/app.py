@@ -139,9 +139,12 @@ async def _slow_down(request: web.Request, emu: Emulator, parts: list[str]) -> N
     """Wait as the admin route asked for calls of this method on this resource type."""
     if not emu.call_delays or len(parts) < 8 or parts[4].lower() != "providers":
         return
-    rest = parts[6:]
-    type_name = "/".join([parts[5], *rest[0::2]]).lower()
-    seconds = emu.call_delays.get((request.method, type_name))
+    # The resource the call is about: an action (POST .../start) or a child list names its
+    # resource's type, not '<type>/start'.
+    ref = parse_id("/" + "/".join(parts[: len(parts) - (len(parts) - 6) % 2]))
+    if ref is None:
+        return
+    seconds = emu.call_delays.get((request.method, ref.type_name.lower()))
     if seconds:
         await asyncio.sleep(seconds)
 

@@ -185,6 +185,10 @@ def test_the_delay_route_slows_one_method_on_one_type_only(clients: Clients) -> 
     started = time.monotonic()
     clients.network.virtual_networks.get(RG, "vn")
     assert time.monotonic() - started >= 1.0
+    # A call below the resource (its child list, an action) is a call on the resource's type.
+    started = time.monotonic()
+    list(clients.network.subnets.list(RG, "vn"))
+    assert time.monotonic() - started >= 1.0
     clients.raw(
         "POST",
         "/localcloud/delay",
