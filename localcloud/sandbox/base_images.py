@@ -207,8 +207,22 @@ def _deb822(text: str) -> list[Entry]:
 # --- making and caching --------------------------------------------------------------------
 
 
+# Trees already found in this process, by (image, cache folder): a VM start does not read the apt
+# sources and hash the recipe again.
+_FOUND: dict[tuple[BaseImage, Path], Path] = {}
+
+
 def ensure(image: BaseImage, progress: Callable[[str], None] | None = None) -> Path:
     """The image's root tree, made first if the cache lacks it (a progress line while it is)."""
+    found = _FOUND.get((image, cache_dir()))
+    if found is not None and found.is_dir():
+        return found
+    root = _ensure(image, progress)
+    _FOUND[(image, cache_dir())] = root
+    return root
+
+
+def _ensure(image: BaseImage, progress: Callable[[str], None] | None) -> Path:
     sources = configured_sources(image.suite)
     if not sources:
         raise SandboxError(
@@ -237,6 +251,18 @@ def purge() -> Path:
     return folder
 
 
+def _remove_temp(temp: Path) -> None:
+    """Unmount what a killed mmdebstrap left mounted below `temp` (deepest first), then remove
+    it: rmtree must never walk into a mounted /proc or /dev of the tree."""
+    listed = subprocess.run(
+        ["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    inside = [m for m in listed if Path(m) == temp or temp in Path(m).parents]
+    for mount in sorted(inside, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
 def _print(line: str) -> None:
     print(line, flush=True)
 
@@ -246,8 +272,11 @@ def _build(
 ) -> None:
     if shutil.which("mmdebstrap") is None:
         raise SandboxError("mmdebstrap is not installed (`make setup` installs it)")
+    # Under the lock no one else is making this tree: any temporary folder left is from a run
+    # that was killed (its mounts too), and goes before a new one starts.
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        _remove_temp(stale)
     temp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(parents=True)
     log_path = final.with_name(f"{final.name}.log")
     hooks = [
@@ -291,10 +320,13 @@ def _build(
                 timeout=BUILD_TIMEOUT_S,
                 check=False,
             )
+    except BaseException:  # a time-out or Ctrl-C: no half-made tree stays in the cache
+        _remove_temp(temp)
+        raise
     finally:
         done.set()
     if proc.returncode != 0:
-        shutil.rmtree(temp, ignore_errors=True)
+        _remove_temp(temp)
         tail = log_path.read_text(errors="replace")[-800:]
         raise SandboxError(f"mmdebstrap failed with status {proc.returncode}: {tail}")
     (temp / "recipe.json").write_text(

@@ -152,3 +152,27 @@ def test_down_purge_removes_the_cache_but_down_keeps_it(cache: Path, tmp_path: P
     )
     assert "removing the cached base images" in purged.stdout
     assert not cache.exists()
+
+
+def test_a_build_that_times_out_or_was_killed_earlier_leaves_no_temporary_tree(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "mmdebstrap"  # writes into its target, then hangs
+    fake.write_text(
+        "#!/bin/sh\n"
+        'for a; do case $a in */root) mkdir -p "$a/etc"; touch "$a/etc/half";; esac; done\n'
+        "exec sleep 30\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(base_images, "BUILD_TIMEOUT_S", 1)
+    image = fake_image(tmp_path)
+    sources = base_images.configured_sources(image.suite)
+    final = cache / f"{image.name}-{image.key(sources)}"
+    killed_earlier = final.with_name(f".{final.name}.tmp-99999999")
+    (killed_earlier / "root").mkdir(parents=True)
+    with pytest.raises(subprocess.TimeoutExpired):
+        base_images.ensure(image, progress=lambda line: None)
+    assert not [p for p in cache.iterdir() if p.is_dir()], "a temporary tree was left"
