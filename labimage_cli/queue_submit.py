@@ -14,7 +14,7 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -35,7 +35,7 @@ class NoQueue(ValueError):
 
 @dataclass(frozen=True)
 class QueueSubmitter:
-    connection: str | None = None
+    connection: str | None = field(default=None, repr=False)  # may hold an account key
     url: str | None = None
     queue: str = REQUESTS_QUEUE
 

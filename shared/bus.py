@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
     BinaryBase64EncodePolicy,
@@ -72,6 +72,21 @@ class QueueBus:
     def send(self, message: StageMessage, delay_s: float = 0) -> None:
         """Enqueue a stage message, invisible for `delay_s` seconds (polling a long operation)."""
         self.send_raw(queue_name(message.stage), message.to_json(), delay_s)
+
+    def reply(self, queue: str, body: str) -> bool:
+        """Send to a queue someone else made (a submitter's reply_to): it is never created here
+        and its client is not kept, so a message cannot make the controller create queues or
+        hold clients for names of its choosing. False when the queue does not exist."""
+        client = self._service.get_queue_client(
+            queue,
+            message_encode_policy=BinaryBase64EncodePolicy(),
+            message_decode_policy=BinaryBase64DecodePolicy(),
+        )
+        try:
+            client.send_message(body.encode())
+        except ResourceNotFoundError:
+            return False
+        return True
 
     def send_raw(self, queue: str, body: str, delay_s: float = 0) -> None:
         delay = max(0, min(round(delay_s), MAX_VISIBILITY_DELAY_S))

@@ -231,7 +231,19 @@ async def _commit(
     elif build.state.terminal:
         telemetry.build_ended(build.state.value)
         if build.reply_to:  # a queue submission asked to hear how it ended
-            rt.bus.send_raw(build.reply_to, json.dumps(outcome_reply(build)))
+            _reply_outcome(rt, build)
+
+
+def _reply_outcome(rt: Runtime, build: Build) -> None:
+    """Tell the submitter's reply queue how the build ended; the build is already recorded as
+    ended, so a reply that cannot be sent is logged, never retried through the stage."""
+    try:
+        sent = rt.bus.reply(build.reply_to, json.dumps(outcome_reply(build)))
+    except Exception as exc:
+        logger.warning("outcome reply for %s not sent: %s", build.id, type(exc).__name__)
+        return
+    if not sent:
+        logger.warning("outcome reply for %s not sent: queue %s is gone", build.id, build.reply_to)
 
 
 def outcome_reply(build: Build) -> dict[str, object]:

@@ -117,5 +117,5 @@ def handle_request_message(rt: Runtime, body: bytes, message_id: str) -> str:
 
 
 def _reply(rt: Runtime, reply_to: str | None, message: dict[str, Any]) -> None:
-    if reply_to:
-        rt.bus.send_raw(reply_to, json.dumps(message))
+    if reply_to and not rt.bus.reply(reply_to, json.dumps(message)):
+        logger.warning("reply queue %s does not exist: the answer was not sent", reply_to)

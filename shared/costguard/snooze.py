@@ -90,7 +90,7 @@ def snooze(
     name: str,
     hours: int,
     now: datetime,
-    may_snooze: Callable[[dict[str, str]], bool] = lambda tags: True,
+    may_snooze: Callable[[dict[str, str]], bool],
 ) -> Snoozed:
     """Apply a snooze to the VM; NoSuchVm (also for a VM `may_snooze` refuses by its tags),
     SnoozeRefused, or the ARM error kinds."""

@@ -42,7 +42,6 @@ class Taken:
 
     build_id: str
     same_body: bool
-    claimed_at: datetime
 
 
 def check_key(key: str) -> str | None:
@@ -94,7 +93,7 @@ class IdempotencyKeys:
             claimed_at = held["ClaimedAt"]
             orphaned = now - claimed_at > ORPHANED_AFTER and not is_recorded(held["BuildId"])
             if now - claimed_at < LIFETIME and not orphaned:
-                return Taken(str(held["BuildId"]), held["Digest"] == body_digest, claimed_at)
+                return Taken(str(held["BuildId"]), held["Digest"] == body_digest)
             if self.take_over(held, entity):
                 return Claimed(build_id)
         raise RuntimeError(f"idempotency key row {row} keeps changing")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.functions.queue import QueueMessage
+from azure.storage.queue import QueueServiceClient
 from test_function_app import SEED, app_runtime, call, functions, http  # noqa: F401
 
 from shared.api.queue_submit import UndecodableMessage
@@ -37,6 +38,13 @@ def replies(rt: Runtime, queue: str) -> list[dict[str, Any]]:
     return [json.loads(bytes(m.content)) for m in found]
 
 
+def reply_queue(rt: Runtime) -> str:
+    """A reply queue made by its submitter, as a submitter must (the controller makes none)."""
+    name = f"replies-{uuid.uuid4().hex[:8]}"
+    rt.bus.client(name)
+    return name
+
+
 def wrapped(request: Any, client_id: str, reply_to: str) -> bytes:
     return json.dumps(
         {"request": request, "client_request_id": client_id, "reply_to": reply_to}
@@ -47,7 +55,7 @@ def test_a_queued_request_becomes_one_build_and_is_answered(
     functions: dict[str, Any],  # noqa: F811
     queue_rt: Runtime,
 ) -> None:
-    reply_to = f"replies-{uuid.uuid4().hex[:8]}"
+    reply_to = reply_queue(queue_rt)
     message = wrapped(json.loads(SEED), "pipeline-run-7", reply_to)
     deliver(functions, message, "m-1")
     deliver(functions, message, "m-2")  # delivered again: the same client_request_id
@@ -67,7 +75,7 @@ def test_a_bad_queued_request_is_recorded_as_rejected_and_answered(
     functions: dict[str, Any],  # noqa: F811
     queue_rt: Runtime,
 ) -> None:
-    reply_to = f"replies-{uuid.uuid4().hex[:8]}"
+    reply_to = reply_queue(queue_rt)
     bad = {**json.loads(SEED), "colour": "blue"}
     deliver(functions, wrapped(bad, "bad-1", reply_to))
     assert queue_rt.store.list(page_size=10).builds == []
@@ -98,7 +106,7 @@ def test_an_undecodable_message_raises_for_the_poison_queue_and_records_nothing(
 
 
 async def test_reply_to_hears_how_the_build_ended(queue_rt: Runtime) -> None:
-    reply_to = f"replies-{uuid.uuid4().hex[:8]}"
+    reply_to = reply_queue(queue_rt)
     build = Build(
         id="bqueued001",
         request=json.loads(SEED),
@@ -124,7 +132,7 @@ def test_twenty_racing_deliveries_of_one_request_make_one_build(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    reply_to = f"replies-{uuid.uuid4().hex[:8]}"
+    reply_to = reply_queue(queue_rt)
     message = wrapped(json.loads(SEED), "raced-request", reply_to)
     with ThreadPoolExecutor(max_workers=20) as pool:
         list(pool.map(lambda i: deliver(functions, message, f"m-{i}"), range(20)))
@@ -152,3 +160,15 @@ def test_a_reply_is_never_sent_to_a_queue_the_controller_reads(
     assert queue.get_queue_properties().approximate_message_count == before
     [rejected] = queue_rt.store.list_rejected().submissions
     assert rejected.client_request_id == f"hostile-{reply_to}"
+
+
+def test_a_reply_to_a_queue_that_does_not_exist_creates_nothing(
+    functions: dict[str, Any],  # noqa: F811
+    queue_rt: Runtime,
+) -> None:
+    missing = f"nobody-{uuid.uuid4().hex[:8]}"
+    deliver(functions, wrapped({**json.loads(SEED), "colour": "blue"}, "unheard-1", missing))
+    service = QueueServiceClient.from_connection_string(queue_rt.settings.storage_connection)
+    assert missing not in [q.name for q in service.list_queues()]
+    [rejected] = queue_rt.store.list_rejected().submissions
+    assert rejected.client_request_id == "unheard-1"
