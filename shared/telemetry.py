@@ -47,6 +47,8 @@ _build_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _QUERY_SECRET = re.compile(
     r"(?i)(?:\b|(?<=%3F)|(?<=%26))(sig|signature|code|token|access_token)(=|%3D)[^&\s\"'<>]+"
 )
+# Credentials in a URL's user part: https://user:password@host, https://token@host.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@'\"<>]+@")
 _BEARER = re.compile(r"(?i)\b(bearer|token)(\s+)[A-Za-z0-9\-._~+/]{16,}=*")
 _FUNCTION_KEY_HEADER = re.compile(r"(?i)\b(x-functions-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+")
 _PRIVATE_KEY = re.compile(
@@ -60,6 +62,7 @@ def scrub(text: str) -> str:
     private keys or the identity header."""
     text = _QUERY_SECRET.sub(r"\1\2REDACTED", text)
     text = _BEARER.sub(r"\1\2REDACTED", text)
+    text = _URL_USERINFO.sub(r"\1REDACTED@", text)
     text = _FUNCTION_KEY_HEADER.sub(r"\1REDACTED", text)
     text = _ACCOUNT_KEY.sub(r"\1=REDACTED", text)
     text = _PRIVATE_KEY.sub("[private key redacted]", text)

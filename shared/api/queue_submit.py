@@ -32,6 +32,10 @@ QUEUE_SUBMITTER = "queue"
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
 
+class SubmissionUnavailable(RuntimeError):
+    """The controller could not take the submission now: raised, so the host delivers it again."""
+
+
 class UndecodableMessage(ValueError):
     """Not a JSON object: nothing to record or answer; the host moves it to poison."""
 
@@ -93,13 +97,14 @@ def handle_request_message(rt: Runtime, body: bytes, message_id: str) -> str:
         }
         _reply(rt, reply_to, reply)
         return f"build {answer.body['id']} ({'accepted' if answer.status == 202 else 'known'})"
-    problems = list(answer.body.get("problems") or [])
+    if answer.status >= 500:  # storage busy or down: not the request's fault, so try it again
+        raise SubmissionUnavailable(f"submission answered {answer.status}: {answer.body}")
     rejected = RejectedSubmission.new(
         source="queue",
         client_request_id=key,
         owner=str(request.get("owner") or "")[:128],
         error=str(answer.body.get("error") or ""),
-        problems=problems,
+        problems=list(answer.body.get("problems") or []),
     )
     rt.store.record_rejected(rejected)
     _reply(
@@ -110,10 +115,10 @@ def handle_request_message(rt: Runtime, body: bytes, message_id: str) -> str:
             "id": rejected.id,
             "client_request_id": key,
             "error": rejected.error,
-            "problems": problems,
+            "problems": rejected.problems,  # bounded and scrubbed, as recorded
         },
     )
-    return f"rejected as {rejected.id}: {rejected.error} ({len(problems)} problems)"
+    return f"rejected as {rejected.id}: {rejected.error} ({len(rejected.problems)} problems)"
 
 
 def _reply(rt: Runtime, reply_to: str | None, message: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from datetime import datetime
 from typing import Any
@@ -10,9 +9,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.state.record import utcnow
+from shared.state.table_docs import doc_of, doc_properties
+from shared.telemetry import scrub
 
 PARTITION = "rejected"
 MAX_PROBLEMS = 50
+MAX_TEXT = 200  # client_request_id and owner come from the message: bounded like a field path
 
 
 class RejectedSubmission(BaseModel):
@@ -29,10 +31,17 @@ class RejectedSubmission(BaseModel):
     @classmethod
     def new(cls, **fields: Any) -> RejectedSubmission:
         fields["problems"] = [
-            {"field": str(p.get("field", ""))[:200], "message": str(p.get("message", ""))[:1000]}
+            # Problems repeat what was sent: a package URL may carry a token (user:pass@).
+            {
+                "field": scrub(str(p.get("field", ""))[:200]),
+                "message": scrub(str(p.get("message", ""))[:1000]),
+            }
             for p in fields.get("problems", [])[:MAX_PROBLEMS]
             if isinstance(p, dict)
         ]
+        for name in ("client_request_id", "owner"):
+            fields[name] = str(fields.get(name) or "")[:MAX_TEXT]
+        fields["error"] = str(fields.get("error") or "")[:1000]
         return cls(id="r" + secrets.token_hex(5), **fields)
 
     def to_entity(self) -> dict[str, Any]:
@@ -41,12 +50,12 @@ class RejectedSubmission(BaseModel):
             "RowKey": self.id,
             "CreatedAt": self.created_at,
             "Owner": self.owner,
-            "Doc": self.model_dump_json()[:30_000],
+            **doc_properties(self.model_dump_json(), f"rejected submission {self.id}"),
         }
 
     @classmethod
     def from_entity(cls, entity: dict[str, Any]) -> RejectedSubmission:
-        return cls.model_validate(json.loads(entity["Doc"]))
+        return cls.model_validate_json(doc_of(entity))
 
     def summary(self) -> dict[str, Any]:
         """As GET /api/builds?state=rejected lists it."""

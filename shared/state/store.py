@@ -18,11 +18,9 @@ from shared.state.idempotency import IdempotencyKeys
 from shared.state.record import Build
 from shared.state.rejected import PARTITION as REJECTED
 from shared.state.rejected import RejectedSubmission
+from shared.state.table_docs import doc_of, doc_properties
 
 PARTITION = "build"
-# A string property holds at most 64 KiB (32 K UTF-16 characters); the document is split.
-CHUNK_CHARS = 30_000
-MAX_CHUNKS = 30
 
 
 class BuildNotFound(Exception):
@@ -154,11 +152,7 @@ class BuildStore:
 
 
 def _to_entity(build: Build) -> dict[str, Any]:
-    doc = build.model_dump_json()
-    chunks = [doc[i : i + CHUNK_CHARS] for i in range(0, len(doc), CHUNK_CHARS)]
-    if len(chunks) > MAX_CHUNKS:
-        raise ValueError(f"build {build.id} record is too large to store ({len(doc)} chars)")
-    entity: dict[str, Any] = {
+    return {
         "PartitionKey": PARTITION,
         "RowKey": build.id,
         "State": build.state.value,
@@ -166,16 +160,12 @@ def _to_entity(build: Build) -> dict[str, Any]:
         "Owner": build.owner,
         "OwnerId": build.owner_id,
         "CreatedAt": build.created_at,
-        "Chunks": len(chunks),
+        **doc_properties(build.model_dump_json(), f"build {build.id} record"),
     }
-    for i, chunk in enumerate(chunks):
-        entity[f"Doc{i}"] = chunk
-    return entity
 
 
 def _from_entity(entity: dict[str, Any]) -> Build:
-    doc = "".join(entity[f"Doc{i}"] for i in range(int(entity["Chunks"])))
-    return Build.model_validate_json(doc)
+    return Build.model_validate_json(doc_of(entity))
 
 
 def _encode_token(token: Any) -> str | None:

@@ -172,3 +172,21 @@ def test_a_reply_to_a_queue_that_does_not_exist_creates_nothing(
     assert missing not in [q.name for q in service.list_queues()]
     [rejected] = queue_rt.store.list_rejected().submissions
     assert rejected.client_request_id == "unheard-1"
+
+
+def test_a_rejection_with_a_long_id_and_a_token_in_a_package_is_recorded_whole_and_scrubbed(
+    functions: dict[str, Any],  # noqa: F811
+    queue_rt: Runtime,
+) -> None:
+    reply_to = reply_queue(queue_rt)
+    bad = json.loads(SEED)
+    bad["python"]["packages"] = [
+        f"pkg{i} @ https://ghp_secrettoken{i}@example.org/pkg{i}.tar.gz; rm -rf /"
+        for i in range(60)
+    ]
+    deliver(functions, wrapped(bad, "k" * 5000, reply_to))
+    [rejected] = queue_rt.store.list_rejected().submissions  # the record reads back whole
+    assert len(rejected.client_request_id) == 200 and rejected.problems
+    [answer] = replies(queue_rt, reply_to)
+    shown = json.dumps(rejected.model_dump(mode="json")) + json.dumps(answer)
+    assert "ghp_secrettoken" not in shown

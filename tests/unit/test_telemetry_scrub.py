@@ -14,6 +14,8 @@ SECRETS = [
     ("open http://localhost:8889/lab?token=0123456789abcdef0123456789abcdef", "0123456789abcdef"),
     ("headers={'x-functions-key': 'k3y-that-must-never-be-printed'}", "k3y-that-must"),
     ("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0a2V5PT0=;", "c2VjcmV0a2V5"),
+    ("pkg @ git+https://ghp_tokentokentoken@github.com/org/pkg.git", "ghp_tokentoken"),
+    ("--extra-index-url https://user:s3cret-pass@mirror.example/simple", "s3cret-pass"),
 ]
 
 
