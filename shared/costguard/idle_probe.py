@@ -8,9 +8,10 @@ two seconds. Tokens never leave the guest: only the activity figures come back.
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.costguard.idle import Activity, KernelActivity
+from shared.remote.reports import BadGuestReport, parse_guest_json
 from shared.ssh.quoting import RemoteCommand
 from shared.ssh.runner import SshRunner
 
@@ -44,8 +45,8 @@ print(json.dumps(out))
 PROBE_COMMAND = RemoteCommand(("python3", "-c", PROBE), 30, sudo=True)
 
 
-class BadProbeOutput(ValueError):
-    """The guest answered something that is not the probe's report (one VM's problem)."""
+# The guest answered something that is not the probe's report (one VM's problem).
+BadProbeOutput = BadGuestReport
 
 
 class _Status(BaseModel):
@@ -83,12 +84,7 @@ def parse_probe(output: str) -> Activity:
 
     The output comes from the guest, which anyone with the VM controls: BadProbeOutput for
     anything that is not a well-formed, bounded report."""
-    if len(output) > MAX_PROBE_OUTPUT:
-        raise BadProbeOutput(f"the probe printed {len(output)} bytes; at most {MAX_PROBE_OUTPUT}")
-    try:
-        report = _ProbeReport.model_validate_json(output)
-    except (ValidationError, RecursionError) as exc:
-        raise BadProbeOutput(f"the probe's report is malformed ({_first_problem(exc)})") from None
+    report = parse_guest_json(_ProbeReport, output, "probe's report", MAX_PROBE_OUTPUT)
     kernels = [
         KernelActivity(k.execution_state, k.last_activity, k.connections)
         for server in report.servers
@@ -102,14 +98,6 @@ def parse_probe(output: str) -> Activity:
         kernels=kernels,
         cpu_percent=report.cpu_percent,
     )
-
-
-def _first_problem(exc: Exception) -> str:
-    if isinstance(exc, ValidationError) and exc.errors():
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "report"
-        return f"{where}: {error['type']}"
-    return type(exc).__name__
 
 
 async def probe_activity(runner: SshRunner) -> Activity:

@@ -77,10 +77,13 @@ class InstallReport(BaseModel):
     failed: list[str] = Field(default_factory=list, max_length=2_000)
 
 
-def parse_guest_json(model: type[_M], text: str, what: str) -> _M:
-    """`text` (a guest file) as `model`; BadGuestReport saying what is wrong otherwise."""
-    if len(text) > MAX_MANIFEST_BYTES:
-        raise BadGuestReport(f"the {what} is {len(text)} bytes; at most {MAX_MANIFEST_BYTES}")
+def parse_guest_json(
+    model: type[_M], text: str, what: str, max_bytes: int = MAX_MANIFEST_BYTES
+) -> _M:
+    """`text` (a guest file or output) as `model`; BadGuestReport saying what is wrong
+    otherwise: too long, not JSON, nested too deeply, or not the model's shape and bounds."""
+    if len(text) > max_bytes:
+        raise BadGuestReport(f"the {what} is {len(text)} bytes; at most {max_bytes}")
     try:
         return model.model_validate_json(text)
     except ValidationError as exc:
@@ -91,14 +94,7 @@ def parse_guest_json(model: type[_M], text: str, what: str) -> _M:
 
 def parse_notebook_report(text: str) -> GuestNotebookReport:
     """report.json as written by run_notebooks.py; BadGuestReport for anything else."""
-    if len(text) > MAX_REPORT_BYTES:
-        raise BadGuestReport(f"the report is {len(text)} bytes; at most {MAX_REPORT_BYTES}")
-    try:
-        report = GuestNotebookReport.model_validate_json(text)
-    except ValidationError as exc:
-        raise BadGuestReport(f"the report is malformed ({_where(exc)})") from None
-    except RecursionError:
-        raise BadGuestReport("the report is nested too deeply") from None
+    report = parse_guest_json(GuestNotebookReport, text, "report", MAX_REPORT_BYTES)
     if len(report.notebooks) > MAX_NOTEBOOKS:
         raise BadGuestReport(f"the report names {len(report.notebooks)} notebooks")
     if any(not 0 < len(name) <= 1_024 for name in report.notebooks):
