@@ -27,10 +27,9 @@ from localcloud.sandbox.api import BootSpec
 from localcloud.sandbox.commands import SandboxError
 from localcloud.sandbox.layout import Layout
 from localcloud.sandbox.processes import ProcessRef, children, wait_gone
-from localcloud.sandbox.provisioning import resolv_conf, write_media
+from localcloud.sandbox.provisioning import GUEST_INIT, resolv_conf, write_media
 from localcloud.sandbox.teardown import teardown_state_dir
 
-GUEST_INIT = Path(__file__).with_name("guest_init.py")
 RELAY = Path(__file__).with_name("relay.py")
 HOST_PYTHON = "/usr/bin/python3"  # mounts the guest's root, then hands over to the image's
 SSH_PORT = 22

@@ -57,27 +57,26 @@ class SweepResult:
     waiting: list[str] = field(default_factory=list)  # builds still running or within grace
 
 
-def list_tagged(azure: AzureClients, groups: Iterable[str]) -> list[Tagged]:
-    """Every resource of `groups` that carries the build tag, with its tags and creation time.
+def list_tagged(azure: AzureClients, group: str) -> list[Tagged]:
+    """Every resource of `group` that carries the build tag, with its tags and creation time.
 
     Listed per resource group without a filter and filtered here: with a tag filter Resource
     Manager returns no tags and may drop `$expand` (Resources REST spec, `resources.list`),
     and the tags are what the sweeper decides by."""
     found = []
-    for group in dict.fromkeys(groups):
-        with arm_call(f"list resources of {group}"):
-            try:
-                items = list(
-                    azure.resources.resources.list_by_resource_group(group, expand="createdTime")
-                )
-            except ResourceNotFoundError:
-                continue  # no such group: nothing leaked there
-        for item in items:
-            tags = dict(item.tags or {})
-            if not tags.get(BUILD_TAG):
-                continue
-            created = getattr(item, "created_time", None)
-            found.append(Tagged(str(item.id), str(item.type), tags, created))
+    with arm_call(f"list resources of {group}"):
+        try:
+            items = list(
+                azure.resources.resources.list_by_resource_group(group, expand="createdTime")
+            )
+        except ResourceNotFoundError:
+            items = []  # no such group: nothing leaked there
+    for item in items:
+        tags = dict(item.tags or {})
+        if not tags.get(BUILD_TAG):
+            continue
+        created = getattr(item, "created_time", None)
+        found.append(Tagged(str(item.id), str(item.type), tags, created))
     return found
 
 
@@ -116,15 +115,12 @@ def sweep(
     attempts: int = 3,
     wait_s: float = 120,
     sleep: Callable[[float], None] = time.sleep,
-    groups: Iterable[str] | None = None,
 ) -> SweepResult:
-    """Delete leaked resources of finished builds; record every deletion and every failure.
-
-    `groups` are the resource groups to look in (default: the one builds use)."""
+    """Delete leaked resources of finished builds (in the build resource group); record every
+    deletion and every failure."""
     result = SweepResult()
     by_build: dict[str, list[Tagged]] = {}
-    scope = groups if groups is not None else (azure.settings.resource_group,)
-    for resource in list_tagged(azure, scope):
+    for resource in list_tagged(azure, azure.settings.resource_group):
         by_build.setdefault(resource.build_id, []).append(resource)
     for build_id, tagged in sorted(by_build.items()):
         build = _load(store, build_id)

@@ -52,6 +52,7 @@ def record_vm_body(ref: ResourceRef, location: str, tags: dict[str, str]) -> dic
         "type": VM,
         "location": location,
         "tags": dict(tags),
+        "etag": FIRST_ETAG,
         "properties": {
             "vmId": str(uuid.uuid4()),
             "hardwareProfile": {"vmSize": "Standard_B1s"},
@@ -272,7 +273,6 @@ class VirtualMachineKind(Kind):
 
     # --- views ------------------------------------------------------------------------------
     def view(self, emu: Emulator, resource: Resource, request: web.Request) -> dict[str, Any]:
-        resource.body.setdefault("etag", FIRST_ETAG)
         expand = request.query.get("$expand", "").lower()
         if expand != "instanceview" and request.query.get("statusOnly", "").lower() != "true":
             return resource.body
