@@ -52,6 +52,11 @@ def _not_found(build_id: str) -> ApiResponse:
     return _error(404, "not found", "id", f"there is no build {build_id!r}")
 
 
+def status_url(base_url: str, build_id: str) -> str:
+    """Where a build's status is read: GET <base>/api/builds/<id>."""
+    return f"{base_url.rstrip('/')}/api/builds/{build_id}"
+
+
 def _visible(caller: Caller, build: Build) -> bool:
     return caller.is_admin or caller.owns(build.owner_id)
 
@@ -146,7 +151,7 @@ def _submit(
     # Should this send fail, the watchdog sends it later: the build is recorded as due.
     rt.bus.send(StageMessage(build_id, Stage.PROVISION, token))
     logger.info("build %s accepted for %s", build_id, request.owner)
-    url = f"{base_url.rstrip('/')}/api/builds/{build_id}"
+    url = status_url(base_url, build_id)
     return ApiResponse(202, {"id": build_id, "status_url": url})
 
 
@@ -282,5 +287,5 @@ def cancel(rt: Runtime, build_id: str, base_url: str, caller: Caller) -> ApiResp
             continue
     else:
         return _error(503, "busy", "", "the build is changing fast; try again")
-    url = f"{base_url.rstrip('/')}/api/builds/{build_id}"
+    url = status_url(base_url, build_id)
     return ApiResponse(202, {"id": build_id, "status_url": url})

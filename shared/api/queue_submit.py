@@ -91,8 +91,7 @@ def handle_request_message(rt: Runtime, body: bytes, message_id: str) -> str:
         reply = {
             "status": "accepted",
             "id": answer.body["id"],
-            "status_url": f"{(rt.settings.public_url or '').rstrip('/')}/api/builds/"
-            f"{answer.body['id']}",
+            "status_url": builds.status_url(rt.settings.public_url or "", answer.body["id"]),
             "client_request_id": key,
         }
         _reply(rt, reply_to, reply)
