@@ -1,7 +1,7 @@
 """`localcloud up|status|down`: start, inspect and tear down one localcloud instance.
 
     python -m localcloud up     [--state-dir DIR] [--app-dir DIR] [--<component>-port N ...]
-                                [--setting NAME=VALUE ...] [--key-vault]
+                                [--setting NAME=VALUE ...] [--key-vault] [--faults PLAN.json]
     python -m localcloud status [--state-dir DIR]
     python -m localcloud down   [--state-dir DIR] [--all] [--purge]
     python -m localcloud token  [--state-dir DIR] --name NAME [--object-id ID] [--role ROLE ...]
@@ -43,6 +43,7 @@ from pathlib import Path
 from localcloud import azurite, processes, registry
 from localcloud.arm.certs import ensure_certificates
 from localcloud.arm.options import add_platform_options
+from localcloud.faults import FaultPlanError, read_plan
 from localcloud.funchost.easyauth import mint_token
 from localcloud.instance import (
     DEFAULT_STATE_DIR,
@@ -424,8 +425,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--role", action="append", default=[], help="token: an app role it holds (repeatable)"
     )
+    parser.add_argument(
+        "--faults",
+        type=Path,
+        metavar="PLAN.json",
+        help="up: answer calls badly as this fault plan says (localcloud/faults.py); "
+        "change it at run time with POST /localcloud/faults on the ARM port",
+    )
     add_platform_options(parser, for_up=True)
     args = parser.parse_args(argv)
+    if args.command == "up" and args.faults is not None:
+        try:
+            read_plan(args.faults)
+        except (OSError, FaultPlanError) as error:
+            parser.error(f"--faults: {error}")
     if args.command == "token" and not args.name:
         parser.error("token wants --name")
     for item in args.setting:
@@ -440,6 +453,8 @@ def _arm_options(args: argparse.Namespace) -> tuple[str, ...]:
         options += ["--lro-scale", str(args.lro_scale)]
     for item in args.lro_seconds:
         options += ["--lro-seconds", item]
+    if args.faults is not None:
+        options += ["--faults", str(args.faults.resolve())]
     return tuple(options)
 
 

@@ -1,6 +1,7 @@
 """`python -m localcloud.arm --state-dir DIR --port 8443 --identity-port 8444 --vault-port 8446
 [--records-only] [--subnet 10.213.0.0/16] [--authorization-file roles.json]
-[--default-security-type Standard|TrustedLaunch] [--first-boot-lock-seconds 45]`"""
+[--default-security-type Standard|TrustedLaunch] [--first-boot-lock-seconds 45]
+[--faults PLAN.json]`"""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from localcloud.arm.emulator import EmulatorSettings
 from localcloud.arm.memory_runner import MemoryRunner
 from localcloud.arm.options import add_platform_options
 from localcloud.arm.server import serve_forever
+from localcloud.faults import FaultPlanError, read_plan
 from localcloud.sandbox.api import VmRunner
 
 
@@ -62,8 +64,15 @@ def main() -> None:
     parser.add_argument(
         "--vault-resource-id", help="the vault's ARM id, for role checks on its secrets"
     )
+    parser.add_argument(
+        "--faults", type=Path, help="a fault plan (JSON, localcloud/faults.py); default: none"
+    )
     add_platform_options(parser)
     args = parser.parse_args()
+    try:
+        faults = read_plan(args.faults) if args.faults else None
+    except (OSError, FaultPlanError) as error:
+        parser.error(f"--faults: {error}")
     try:
         lro_seconds = dict(parse_override(item) for item in args.lro_seconds)
     except ValueError as error:
@@ -82,6 +91,7 @@ def main() -> None:
         default_security_type=args.default_security_type,
         lro_scale=args.lro_scale,
         lro_seconds=lro_seconds,
+        faults=faults,
     )
 
     async def run() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -11,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from localcloud.arm import errors
+from localcloud.arm import errors, fault_layer
 from localcloud.arm.authz import Authorization, enforce
 from localcloud.arm.emulator import RESOURCE_GROUP_TYPE, Emulator, json_response
 from localcloud.arm.identity import TokenIssuer
@@ -43,6 +42,8 @@ def build_app(emulator: Emulator, issuer: TokenIssuer) -> web.Application:
     app.router.add_post("/localcloud/records", _add_records)
     app.router.add_post("/localcloud/throttle", _throttle)
     app.router.add_post("/localcloud/delay", _delay)
+    app.router.add_get("/localcloud/faults", _faults)
+    app.router.add_post("/localcloud/faults", _set_faults)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
 
@@ -57,13 +58,24 @@ async def _arm_middleware(request: web.Request, handler: Handler) -> web.StreamR
         claims = request.app[ISSUER_KEY].verify(request.headers.get("Authorization"))
         if request.path.startswith("/localcloud/"):
             return await handler(request)
-        if emu.throttle_remaining > 0:
-            emu.throttle_remaining -= 1
-            raise errors.ArmError(
-                429,
-                "TooManyRequests",
-                "The request is being throttled as the limit has been reached.",
-            )
+        key = fault_layer.arm_key(request.method, request.path)
+        return await fault_layer.with_faults(
+            emu.faults, key, request, _checked(claims, handler), emu.operations
+        )
+    except errors.ArmError as error:
+        if request.method == "HEAD":
+            return web.Response(status=error.status)
+        return error.response()
+    except json.JSONDecodeError as error:
+        return errors.ArmError(
+            400, "InvalidRequestContent", f"The request content was invalid: {error.msg}."
+        ).response()
+
+
+def _checked(claims: dict[str, Any], handler: Handler) -> Handler:
+    """`handler` behind the api-version and authorization checks."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
         if not request.query.get("api-version"):
             raise errors.ArmError(
                 400,
@@ -73,15 +85,8 @@ async def _arm_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if AUTHZ_KEY in request.app:
             await enforce(request.app[AUTHZ_KEY], request, claims)
         return await handler(request)
-    except errors.ArmError as error:
-        headers = {"Retry-After": emu.throttle_retry_after} if error.status == 429 else None
-        if request.method == "HEAD":
-            return web.Response(status=error.status, headers=headers)
-        return error.response(headers)
-    except json.JSONDecodeError as error:
-        return errors.ArmError(
-            400, "InvalidRequestContent", f"The request content was invalid: {error.msg}."
-        ).response()
+
+    return checked
 
 
 # --- admin ----------------------------------------------------------------------------------------
@@ -113,40 +118,20 @@ async def _add_records(request: web.Request) -> web.Response:
 
 
 async def _throttle(request: web.Request) -> web.Response:
-    """Answer the next `count` ARM calls with 429 and `Retry-After: retryAfter`."""
-    emu = request.app[EMULATOR_KEY]
-    spec = await request.json()
-    emu.throttle_remaining = int(spec.get("count", 1))
-    emu.throttle_retry_after = str(spec.get("retryAfter", 1))
-    return json_response({"throttled": emu.throttle_remaining})
+    return await fault_layer.throttle(request, request.app[EMULATOR_KEY].faults)
 
 
 async def _delay(request: web.Request) -> web.Response:
-    """Make every `{"method", "type", "seconds"}` call wait before it is answered (a slow
-    Resource Manager, as under load); seconds 0 removes the delay."""
-    emu = request.app[EMULATOR_KEY]
-    spec = await request.json()
-    key = (str(spec["method"]).upper(), str(spec["type"]).lower())
-    seconds = float(spec.get("seconds", 0))
-    if seconds > 0:
-        emu.call_delays[key] = seconds
-    else:
-        emu.call_delays.pop(key, None)
-    return json_response({"delays": len(emu.call_delays)})
+    return await fault_layer.delay(request, request.app[EMULATOR_KEY].faults)
 
 
-async def _slow_down(request: web.Request, emu: Emulator, parts: list[str]) -> None:
-    """Wait as the admin route asked for calls of this method on this resource type."""
-    if not emu.call_delays or len(parts) < 8 or parts[4].lower() != "providers":
-        return
-    # The resource the call is about: an action (POST .../start) or a child list names its
-    # resource's type, not '<type>/start'.
-    ref = parse_id("/" + "/".join(parts[: len(parts) - (len(parts) - 6) % 2]))
-    if ref is None:
-        return
-    seconds = emu.call_delays.get((request.method, ref.type_name.lower()))
-    if seconds:
-        await asyncio.sleep(seconds)
+async def _faults(request: web.Request) -> web.Response:
+    """The fault plan in force and how many faults of each kind it injected so far."""
+    return web.json_response(request.app[EMULATOR_KEY].faults.report())
+
+
+async def _set_faults(request: web.Request) -> web.Response:
+    return await fault_layer.set_plan(request, request.app[EMULATOR_KEY].faults)
 
 
 # --- routing ------------------------------------------------------------------------------------
@@ -179,7 +164,6 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if len(parts) == 5 and low[2] == "providers" and method == "GET":
         return _list(request, emu, _kind(f"{parts[3]}/{parts[4]}"), f"/subscriptions/{sub}/")
     if len(parts) >= 7 and low[2] == "resourcegroups" and low[4] == "providers":
-        await _slow_down(request, emu, parts)
         return await _provider(request, emu, parts)
     raise _no_route(request)
 

@@ -16,6 +16,7 @@ from localcloud.arm.durations import operation_seconds
 from localcloud.arm.ids import ResourceRef, group_id
 from localcloud.arm.operations import Operations, Work
 from localcloud.arm.store import Resource, Store
+from localcloud.faults import FaultInjector, FaultPlan
 from localcloud.sandbox.api import VmRunner
 
 T = TypeVar("T")
@@ -43,6 +44,7 @@ class EmulatorSettings:
     # exactly lro_seconds[type] for the types named there (lower-case type names).
     lro_scale: float = 0.0
     lro_seconds: dict[str, float] = field(default_factory=dict)
+    faults: FaultPlan | None = None  # localcloud.faults; None: every call is answered well
 
 
 class Emulator:
@@ -53,11 +55,9 @@ class Emulator:
         self.runner = runner
         self.store = Store(settings.state_dir / "arm" / "state.json")
         self.operations = Operations(self.store)
-        self.throttle_remaining = 0
-        self.throttle_retry_after = "1"
         self._locks: dict[str, asyncio.Lock] = {}
-        # (METHOD, lower-case resource type) -> seconds the next answers wait (admin route).
-        self.call_delays: dict[tuple[str, str], float] = {}
+        # What calls are answered badly (off unless a plan is given or POSTed at run time).
+        self.faults = FaultInjector(settings.faults)
 
     @property
     def state_dir(self) -> Path:

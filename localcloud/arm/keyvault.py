@@ -39,7 +39,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from localcloud.arm.fault_layer import with_faults
 from localcloud.arm.identity import TokenIssuer
+from localcloud.faults import FaultInjector
 
 TENANT_ID = "00000000-0000-4000-8000-0000000a11b0"  # localcloud's one fake tenant
 RECOVERABLE_DAYS = 7
@@ -119,6 +121,8 @@ class Vault:
         self.state = VaultState(state_path)
         self.state.load()
         self.issuer = issuer
+        # The emulator's fault plan (`VAULT <METHOD>` keys); start_emulator shares it.
+        self.faults = FaultInjector()
         self.url = ""  # https://127.0.0.1:<port>, set by the server after binding
         self.resource_id = resource_id  # its ARM id: where role assignments name it
 
@@ -316,7 +320,7 @@ async def _vault_middleware(request: web.Request, handler: Handler) -> web.Strea
                 "dashes.",
             )
         vault.check_role(claims, _data_action(request), name)
-        return await handler(request)
+        return await with_faults(vault.faults, f"VAULT {request.method}", request, handler)
     except VaultError as error:
         return error.response()
     except web.HTTPException:

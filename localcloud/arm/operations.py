@@ -27,6 +27,7 @@ class Operations:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._tasks: set[asyncio.Task[None]] = set()
+        self._doomed: dict[str, ArmError] = {}  # operations a fault plan makes end Failed
 
     def start(
         self,
@@ -56,6 +57,18 @@ class Operations:
 
     def get(self, op_id: str) -> dict[str, Any] | None:
         return self._store.operations.get(op_id)
+
+    def fail(self, op_id: str, error: ArmError) -> None:
+        """Make operation `op_id` end Failed with `error` (a fault plan's `lro_failed`): at
+        once when it has already ended, else when its work is done."""
+        record = self._store.operations.get(op_id)
+        if record is None:
+            return
+        if record["status"] == "InProgress":
+            self._doomed[op_id] = error
+        else:
+            record.pop("error", None)
+            self._finish(record, error)
 
     def fail_interrupted(self) -> None:
         """After a restart, work that was running is gone: mark its operations Failed."""
@@ -99,6 +112,7 @@ class Operations:
             self._finish(record, None)
 
     def _finish(self, record: dict[str, Any], error: ArmError | None) -> None:
+        error = error or self._doomed.pop(record["name"], None)
         record["endTime"] = now_iso()
         if error is None:
             record["status"] = "Succeeded"

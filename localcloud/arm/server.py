@@ -106,6 +106,7 @@ async def start_emulator(
     await id_site.start()
 
     vault = Vault(arm_dir / "keyvault.json", issuer, settings.vault_resource_id)
+    vault.faults = emulator.faults
     vault_runner = web.AppRunner(build_vault_app(vault), access_log=None)
     await vault_runner.setup()
     vault_site = web.TCPSite(
