@@ -254,6 +254,18 @@ class FaultInjector:
                 return Fault(rule.kind, rule.status, rule.retry_after, rule.seconds, rule.when)
         return None
 
+    def ssh_drop_due(self, vm: str, tick: int) -> bool:
+        """Whether VM `vm`'s SSH connections are cut at the `tick`-th check (every
+        `ssh.everySeconds`)."""
+        with self._lock:
+            rate = self._plan.ssh.drop_rate
+            return rate > 0 and chance(self._plan.seed, "ssh", vm.lower(), tick) < rate
+
+    def count(self, label: str, times: int = 1) -> None:
+        """Tally a fault injected outside `decide` (an SSH drop)."""
+        with self._lock:
+            self.injected[label] = self.injected.get(label, 0) + times
+
     def report(self) -> dict[str, Any]:
         with self._lock:
             return {"plan": self._plan.to_json(), "injected": dict(self.injected)}

@@ -39,6 +39,7 @@ class RunningEmulator:
     vault_url: str  # LABIMAGE_KEY_VAULT_URL: Key Vault's secrets data plane (keyvault.py)
     _runners: tuple[web.AppRunner, ...]
     _saver: asyncio.Task[None]
+    _dropper: asyncio.Task[None]
 
     @property
     def identity_header(self) -> str:
@@ -54,9 +55,10 @@ class RunningEmulator:
     async def stop(self) -> None:
         """Finish running operations, write the snapshot, close both ports."""
         await self.emulator.operations.drain()
-        self._saver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._saver
+        for task in (self._saver, self._dropper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self.emulator.store.save()
         for runner in self._runners:
             await runner.cleanup()
@@ -126,6 +128,7 @@ async def start_emulator(
         vault_url=vault.url,
         _runners=(arm_runner, id_runner, vault_runner),
         _saver=asyncio.get_running_loop().create_task(_save_periodically(emulator)),
+        _dropper=asyncio.get_running_loop().create_task(drop_ssh_periodically(emulator)),
     )
     _write_endpoints(arm_dir, running)
     return running
@@ -159,6 +162,33 @@ async def _save_periodically(emulator: Emulator) -> None:
                 emulator.store.save()
             except OSError:
                 logger.exception("could not write the ARM snapshot; retrying")
+
+
+async def drop_ssh_periodically(emulator: Emulator) -> None:
+    """The fault plan's SSH drops: every `ssh.everySeconds`, each running VM's open SSH
+    connections are cut with the plan's `ssh.dropRate` (a runner without sandboxes has none)."""
+    drop = getattr(emulator.runner, "drop_ssh", None)
+    tick = 0
+    while True:
+        plan = emulator.faults.plan
+        await asyncio.sleep(plan.ssh.every_seconds if plan.ssh.drop_rate > 0 else 1.0)
+        if drop is None or plan.ssh.drop_rate <= 0:
+            continue
+        tick += 1
+        for vm in emulator.store.of_type(VM):
+            key = vm.internal.get("vm_key")
+            if not key or vm.internal.get("power") != "running":
+                continue
+            if not emulator.faults.ssh_drop_due(str(vm.body.get("name", key)), tick):
+                continue
+            try:
+                cut = await asyncio.to_thread(drop, key)
+            except OSError:
+                logger.exception("could not cut the SSH connections of %s", key)
+                continue
+            if cut:
+                logger.info("fault plan: cut %d SSH connection process(es) of %s", cut, key)
+                emulator.faults.count(f"ssh_drop {vm.body.get('name', key)}")
 
 
 async def serve_forever(

@@ -28,6 +28,7 @@ from localcloud.sandbox.commands import SandboxError
 from localcloud.sandbox.layout import Layout
 from localcloud.sandbox.processes import ProcessRef, children, wait_gone
 from localcloud.sandbox.provisioning import GUEST_INIT, resolv_conf, write_media
+from localcloud.sandbox.ssh_drops import drop_sessions
 from localcloud.sandbox.teardown import teardown_state_dir
 
 RELAY = Path(__file__).with_name("relay.py")
@@ -147,6 +148,13 @@ class SandboxHost:
     def is_running(self, vm_key: str) -> bool:
         record = self._record(vm_key)
         return record is not None and self._alive(record)
+
+    def drop_ssh(self, vm_key: str) -> int:
+        """Cut the VM's open SSH connections (a fault plan's SSH drops); how many."""
+        record = self._record(vm_key)
+        if record is None or not self._alive(record) or record.init is None:
+            return 0
+        return drop_sessions(record.init[0])
 
     def teardown_all(self) -> None:
         self._launchers.clear()

@@ -78,8 +78,14 @@ class SshRunner:
                     f"ssh to {self.target.host}:{self.target.port} failed while running "
                     f"{cmd.describe()}: {type(exc).__name__}"
                 ) from None
-            # No exit status means the command died by a signal; report it as ssh(1) does.
-            status = completed.exit_status if completed.exit_status is not None else 255
+            if completed.exit_status is None and completed.exit_signal is None:
+                # Neither status nor signal came back: the connection was cut mid-command.
+                raise SshConnectionError(
+                    f"ssh to {self.target.host}:{self.target.port} was cut while running "
+                    f"{cmd.describe()}: no exit status came back"
+                )
+            # A command killed by a signal (asyncssh's -1); report it as ssh(1) does.
+            status = completed.exit_status if completed.exit_status not in (None, -1) else 255
             span.set("labimage.ssh.exit_status", status)
             return Result(_text(completed.stdout), _text(completed.stderr), status)
 

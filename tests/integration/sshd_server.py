@@ -34,6 +34,7 @@ class SshdServer:
     client_key: KeyPair
     host_key: KeyPair
     home: Path
+    pid: int = 0  # the listener's; its per-connection processes run below it
 
     def target(self, host_public_key: str | None = None) -> SshTarget:
         return SshTarget(
@@ -138,7 +139,7 @@ def running_sshd(host: str = "127.0.0.1", port: int | None = None) -> Iterator[S
                 [SSHD, "-D", "-e", "-f", str(config)], stdout=log_file, stderr=log_file
             )
         _wait_for_port(host, port, proc, log)
-        yield SshdServer(host, port, TEST_USER, client_key, host_key, home)
+        yield SshdServer(host, port, TEST_USER, client_key, host_key, home, proc.pid)
     finally:
         if proc is not None:
             proc.terminate()

@@ -401,3 +401,17 @@ def test_run_notebooks_reports_passes_failures_and_timeouts(
     assert "broken data" in bad["evalue"]
     assert report["slow.ipynb"]["status"] == "timeout"
     assert "bad.ipynb failed: ValueError" in done.stderr
+
+
+async def test_a_connection_cut_mid_command_is_a_connection_error_not_a_failed_command(
+    sshd: SshdServer, runner: SshRunner
+) -> None:
+    """An SSH drop (localcloud's fault plan cuts sessions the same way): the command never
+    reported an exit status, so it is transient, not the command's failure."""
+    from localcloud.sandbox.ssh_drops import drop_sessions
+
+    command = asyncio.ensure_future(runner.run(RemoteCommand(("sleep", "30"), timeout_s=60)))
+    await asyncio.sleep(1)
+    assert await asyncio.to_thread(drop_sessions, sshd.pid) >= 1
+    with pytest.raises(SshConnectionError, match="sleep"):
+        await asyncio.wait_for(command, 20)

@@ -337,6 +337,31 @@ async def test_detached_job_survives_its_session_and_serves_through_a_port_forwa
 
 
 @pytest.mark.root
+async def test_an_ssh_drop_cuts_the_command_but_not_the_server_nor_a_detached_job(
+    sandbox: SandboxHost,
+) -> None:
+    """The fault plan's SSH drop (localcloud.faults): open connections die mid-command."""
+    guest = GuestIdentity.new("vm-drop", "azureuser")
+    disk = Disks(sandbox, "drop")
+    sandbox.new_os_disk(disk.os)
+    address = sandbox.boot(BootSpec("drop", disk.os, [], guest.guest_config()))
+    async with await guest.connect(address) as conn:
+        await run(conn, "setsid nohup sleep 300 >/dev/null 2>&1 </dev/null & echo started")
+        command = asyncio.ensure_future(conn.run("sleep 60", check=False))
+        await asyncio.sleep(1)
+        assert sandbox.drop_ssh("drop") >= 1
+        try:
+            result = await asyncio.wait_for(command, 20)
+        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError):
+            pass  # cut mid-command
+        else:  # the channel closed under it: no exit status was ever sent
+            assert result.exit_status in (None, -1), result
+    async with await guest.connect(address) as conn:  # the server still accepts
+        assert "sleep 300" in await run(conn, "ps -o args= -C sleep")
+    sandbox.shutdown("drop")
+
+
+@pytest.mark.root
 async def test_data_disk_mounted_by_fstab_after_restart_with_a_new_address(
     sandbox: SandboxHost,
 ) -> None:
