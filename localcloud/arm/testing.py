@@ -45,6 +45,24 @@ class EmulatorThread:
         self.loop.close()
 
 
+def post_admin(running: RunningEmulator, route: str, body: Any) -> Any:
+    """POST `body` to the admin route `/localcloud/<route>` (for example a fault plan to
+    `faults`), signed in with the emulator's managed identity; the JSON answer."""
+    import requests
+    from azure.identity import ManagedIdentityCredential
+
+    token = ManagedIdentityCredential().get_token("https://management.azure.com/.default").token
+    reply = requests.post(
+        f"{running.arm_url}/localcloud/{route}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        verify=str(running.ca_pem),
+        timeout=30,
+    )
+    reply.raise_for_status()
+    return reply.json()
+
+
 @contextmanager
 def emulator_in_thread(
     state_dir: Path, runner: VmRunner | None = None, **settings: Any

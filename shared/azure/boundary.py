@@ -27,6 +27,16 @@ TRANSIENT_CONFLICTS = {
     "RetryableError",
     "AnotherOperationInProgress",
 }
+# An operation that ended Failed with one of these codes failed inside the platform, not
+# because of the request: trying again is what Azure's messages ask for ("Please retry").
+# azure-core raises such an end as an HttpResponseError carrying the status poll's 200.
+TRANSIENT_OPERATION_CODES = {
+    "InternalExecutionError",
+    "InternalServerError",
+    "InternalOperationError",
+    "ServiceUnavailable",
+    "RetryableError",
+}
 
 
 def describe(exc: HttpResponseError) -> str:
@@ -62,6 +72,8 @@ def _mapped_errors(what: str) -> Iterator[None]:
         if exc.status_code in TRANSIENT_STATUS and (
             exc.status_code != 409 or code in TRANSIENT_CONFLICTS
         ):
+            raise TemporaryError(f"{what}: {describe(exc)}", retry_after) from exc
+        if code in TRANSIENT_OPERATION_CODES:
             raise TemporaryError(f"{what}: {describe(exc)}", retry_after) from exc
         raise PermanentError(f"{what}: {describe(exc)}") from exc
 
