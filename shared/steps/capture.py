@@ -34,7 +34,9 @@ async def capture_image(ctx: StepContext) -> Outcome:
             raise PermanentError(
                 f"deprovisioning did not report done: {last_lines(result.stdout + result.stderr)}"
             )
-        build = build.with_progress(stage, deprovision_done=True)
+        # Recorded before any other call: deprovisioning cannot be done twice (the admin user
+        # is gone), and a later call's failure must not lose that it was done.
+        return Poll(build.with_progress(stage, deprovision_done=True), 0, "guest deprovisioned")
 
     state = vms.vm_state(ctx.azure, vm.vm)
     trusted_launch = request.security_choice()[0] == "TrustedLaunch"
