@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 300.0
 HOP_GRACE = timedelta(minutes=5)
+# How long an invocation holds its hop: longer than any one invocation of a stage runs (it
+# waits at most about a minute on Resource Manager, 90 s for Jupyter, a few for SSH).
+CLAIM = timedelta(minutes=3)
 
 
 async def handle_stage_message(rt: Runtime, body: str | bytes) -> None:
@@ -69,6 +72,10 @@ async def _run_stage(
         reason = f"{stage} passed its time limit of {_minutes(budget)} min"
         await _move(rt, stored, _fail_stage(build, reason))
         return _ended(invocation, build, "failed")
+    claimed = _claim(rt, stored, build, message)
+    if claimed is None:
+        return "dropped"
+    stored, build = claimed
     context = StepContext(settings=rt.settings, build=build, azure=rt.azure, keys=rt.keys)
     try:
         outcome: Outcome = await STEPS[stage](context)
@@ -88,6 +95,39 @@ async def _run_stage(
         return "poll"
     await _move(rt, stored, _finish_stage(outcome))
     return _ended(invocation, build, "succeeded")
+
+
+def _claim(
+    rt: Runtime, stored: Stored, build: Build, message: StageMessage
+) -> tuple[Stored, Build] | None:
+    """Hold this hop while its step runs, so that a second copy of the message (a queue
+    delivers at least once; a resent hop) cannot run the same step beside it. None: another
+    invocation holds it; a copy that finds it held comes back once the hold has ended (the
+    holder may have crashed)."""
+    now = utcnow()
+    held = build.stage_record(build.stage).claimed_until
+    if held is not None and held > now:
+        logger.info(
+            "%s of %s is being run by another invocation: this copy waits for it",
+            build.stage,
+            build.id,
+        )
+        rt.bus.send(message, (held - now).total_seconds() + 1)
+        return None
+    claimed = _record(build, build.stage, claimed_until=now + CLAIM)
+    try:
+        return rt.store.replace(stored, claimed), claimed
+    except ConcurrentUpdate:
+        logger.info("%s of %s was claimed by another copy: dropped", build.stage, build.id)
+        return None
+
+
+def _released(build: Build) -> Build:
+    """The build without any stage's hold (written when an invocation commits)."""
+    for name, record in build.stages.items():
+        if record.claimed_until is not None:
+            build = build.with_stage_record(name, record.model_copy(update={"claimed_until": None}))
+    return build
 
 
 def _ended(invocation: telemetry.StageInvocation, build: Build, outcome: str) -> str:
@@ -215,7 +255,9 @@ async def _commit(
 ) -> None:
     token = new_token() if target else ""
     due = utcnow() + timedelta(seconds=delay_s) + HOP_GRACE if target else None
-    build = build.model_copy(update={"token": token, "next_hop_due": due, "updated_at": utcnow()})
+    build = _released(build).model_copy(
+        update={"token": token, "next_hop_due": due, "updated_at": utcnow()}
+    )
     try:
         rt.store.replace(stored, build)
     except ConcurrentUpdate:

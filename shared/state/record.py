@@ -42,6 +42,9 @@ class StageRecord(BaseModel):
     attempts: int = 0
     polls: int = 0
     last_error: str | None = None
+    # While an invocation runs this stage's hop: until when it holds it (a copy of the same
+    # message delivered meanwhile waits instead of running the step a second time).
+    claimed_until: datetime | None = None
 
 
 class Event(BaseModel):

@@ -1,12 +1,24 @@
-"""Duplicate, stale and poison messages, and cancel, through the real pipeline and Azurite."""
+"""Duplicate, stale and poison messages, and cancel, through the real pipeline and Azurite.
+
+A stage step is replaced by one that counts its runs where the test is about how often the
+pipeline runs a step (two copies of one message at once)."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
 
 from shared.bus import StageMessage
 from shared.pipeline import fail_from_poison, handle_stage_message
 from shared.runtime import Runtime
 from shared.state.machine import Stage
-from shared.state.record import Build, BuildState
+from shared.state.record import Build, BuildState, StageRecord, utcnow
+from shared.steps.base import Done, Outcome, Poll, StepContext
+from shared.steps.registry import STEPS
 
 
 def _seed(runtime: Runtime, **changes: object) -> Build:
@@ -71,3 +83,63 @@ async def test_a_poison_message_fails_its_build_and_starts_cleanup(runtime: Runt
     assert build.outcome == BuildState.FAILED
     assert "verify crashed repeatedly" in (build.error or "")
     assert len(_queued(runtime, "build-cleanup")) == 1
+
+
+def _counting_step(runs: list[str], outcome: str = "done") -> Callable[[StepContext], Any]:
+    """A stage step that records each run and takes a moment, as a real one does."""
+
+    async def step(ctx: StepContext) -> Outcome:
+        runs.append(ctx.build.id)
+        await asyncio.sleep(0.3)
+        if outcome == "poll":
+            return Poll(ctx.build, 0, "still working")
+        return Done(ctx.build, "done")
+
+    return step
+
+
+async def test_a_message_delivered_twice_at_once_runs_its_step_once(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _seed(runtime, stage=Stage.MOUNT, state=BuildState.RUNNING)
+    runs: list[str] = []
+    monkeypatch.setitem(STEPS, Stage.MOUNT, _counting_step(runs))
+    body = StageMessage("bmsg000001", Stage.MOUNT, "current").to_json()
+    await asyncio.gather(handle_stage_message(runtime, body), handle_stage_message(runtime, body))
+    assert runs == ["bmsg000001"]
+    build = runtime.store.get("bmsg000001").build
+    assert build.stage == Stage.INSTALL
+    assert build.stage_record(Stage.MOUNT).claimed_until is None  # released with the commit
+    assert len(_queued(runtime, "build-install")) == 1
+
+
+async def test_a_hold_left_by_a_crashed_invocation_delays_the_hop_but_does_not_lose_it(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = StageRecord(state="running", claimed_until=utcnow() + timedelta(seconds=1))
+    _seed(runtime, stage=Stage.MOUNT, state=BuildState.RUNNING, stages={"mount": held})
+    runs: list[str] = []
+    monkeypatch.setitem(STEPS, Stage.MOUNT, _counting_step(runs))
+    body = StageMessage("bmsg000001", Stage.MOUNT, "current").to_json()
+    await handle_stage_message(runtime, body)
+    assert runs == []  # held: the copy waits for the hold to end
+    await asyncio.sleep(3)
+    waiting = _queued(runtime, "build-mount")
+    assert [m.token for m in waiting] == ["current"]
+    await handle_stage_message(runtime, waiting[0].to_json())
+    assert runs == ["bmsg000001"]
+
+
+async def test_a_polling_stage_is_not_held_up_by_its_own_earlier_hop(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _seed(runtime, stage=Stage.MOUNT, state=BuildState.RUNNING)
+    runs: list[str] = []
+    monkeypatch.setitem(STEPS, Stage.MOUNT, _counting_step(runs, "poll"))
+    await handle_stage_message(
+        runtime, StageMessage("bmsg000001", Stage.MOUNT, "current").to_json()
+    )
+    again = _queued(runtime, "build-mount")
+    assert len(again) == 1
+    await handle_stage_message(runtime, again[0].to_json())
+    assert runs == ["bmsg000001", "bmsg000001"]
