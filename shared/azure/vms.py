@@ -6,11 +6,13 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.compute.models import VirtualMachine
 
-from shared.azure.boundary import arm_call, get_or_none
+from shared.azure.boundary import arm_call, describe, get_or_none
 from shared.azure.clients import AzureClients
 from shared.azure.naming import VmNames
+from shared.errors import PermanentError
 
 
 @dataclass(frozen=True)
@@ -108,12 +110,17 @@ def security_profile(security_type: str) -> dict[str, Any]:
 def begin_create_vm(azure: AzureClients, spec: VmSpec) -> None:
     """Start creating the VM; the caller polls its state instead of waiting here."""
     s = azure.settings
-    with arm_call(f"create VM {spec.names.vm}"):
-        azure.compute.virtual_machines.begin_create_or_update(
-            s.resource_group,
-            spec.names.vm,
-            VirtualMachine(vm_body(spec, s.location)),
-        )
+    what = f"create VM {spec.names.vm}"
+    with arm_call(what):
+        try:
+            azure.compute.virtual_machines.begin_create_or_update(
+                s.resource_group,
+                spec.names.vm,
+                VirtualMachine(vm_body(spec, s.location)),
+            )
+        except ResourceNotFoundError as exc:
+            # What the VM is made from is gone (an image deleted outside the build): say so.
+            raise PermanentError(f"{what}: {describe(exc)}") from exc
 
 
 @dataclass(frozen=True)

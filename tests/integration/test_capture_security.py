@@ -197,3 +197,17 @@ async def test_an_existing_definition_that_cannot_take_the_image_fails_the_build
         message = str(caught.value)
         assert "lab_gallery/jupyter cannot take this build's image" in message
         assert "hyperVGeneration is V1" in message and "needs TrustedLaunch" in message
+
+
+async def test_an_image_deleted_between_capture_and_relaunch_fails_the_relaunch_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An out-of-band deletion (a person, a policy) of the captured image: the build fails with
+    a sentence that says which image is gone, instead of crashing until its message is poison."""
+    with controller_on_emulator(tmp_path, monkeypatch, "Standard") as (settings, azure):
+        steps = Steps(settings, azure, request())
+        await steps.provision_until_the_vm_runs()
+        await steps.capture()
+        azure.compute.images.begin_delete(RG, "jupyter-ooi-ubuntu2404").result()
+        with pytest.raises(PermanentError, match="jupyter-ooi-ubuntu2404.*cannot be found"):
+            await steps.start_relaunch()
