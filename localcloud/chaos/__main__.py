@@ -6,7 +6,8 @@ waits for each to end, runs the sweeper once, prints and writes the tally as JSO
 the instance down (also on an error, Ctrl-C or SIGTERM).
 
 Outside faults (--outside, comma-separated; each strikes once per build, at a seeded stage and
-moment): kill_host, restart_azurite, duplicate, delete_vm, deallocate_vm, delete_image.
+moment; with --one-fault-each build i gets only the i-th): kill_host, restart_azurite,
+duplicate, delete_vm, deallocate_vm, delete_image.
 --baseline first runs the same builds without any fault, for the extra wall time faults cost.
 
 Tally: succeeded, failed_cleanly (an out-of-band deletion, named in the build's error),
@@ -44,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--plan", type=Path, help="fault plan (localcloud/faults.py); none: off")
     parser.add_argument("--outside", default="", help="outside faults, comma-separated")
+    parser.add_argument(
+        "--one-fault-each",
+        action="store_true",
+        help="build i gets only the i-th outside fault (round robin), not all of them",
+    )
     parser.add_argument("--baseline", action="store_true", help="first run without faults")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before 'stuck'")
     parser.add_argument("--out", type=Path, help="where the JSON goes (default: printed only)")
@@ -83,13 +89,14 @@ def chaos(args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
         "seed": args.seed,
         "plan": plan,
         "outside": list(args.outside),
+        "one_fault_each": args.one_fault_each,
     }
     if args.baseline:
         calm = Round(instance, args.seed, args.builds, (), "calm")
         result["baseline_wall_s"] = round(calm.run(args.timeout), 1)
         result["baseline"] = calm.tally(lambda: _sweep(instance))
     instance.arm_admin("POST", "faults", plan)
-    stormy = Round(instance, args.seed, args.builds, args.outside, "chaos")
+    stormy = Round(instance, args.seed, args.builds, args.outside, "chaos", args.one_fault_each)
     wall = stormy.run(args.timeout)
     instance.arm_admin("POST", "faults", {})  # the tally's own calls go through unharmed
     result["injected"] = instance_report(instance)

@@ -74,12 +74,28 @@ class Round:
     """N builds submitted together, followed until they end or `timeout_s` passes."""
 
     def __init__(
-        self, instance: Instance, seed: int, builds: int, faults: tuple[str, ...], label: str
+        self,
+        instance: Instance,
+        seed: int,
+        builds: int,
+        faults: tuple[str, ...],
+        label: str,
+        one_each: bool = False,
     ) -> None:
         self.instance = instance
         self.seed = seed
         self.label = label
-        self.followed = [Followed(i, strikes=plan_strikes(seed, i, faults)) for i in range(builds)]
+        # one_each: build i gets only faults[i % len(faults)] (each out-of-band deletion on
+        # its own build); else every build gets every fault.
+        self.followed = [
+            Followed(
+                i,
+                strikes=plan_strikes(
+                    seed, i, (faults[i % len(faults)],) if one_each and faults else faults
+                ),
+            )
+            for i in range(builds)
+        ]
         self.instance_wide = threading.Lock()
         settings = read_settings(instance.settings)
         self.group = settings.resource_group

@@ -81,20 +81,20 @@ def test_two_builds_survive_arm_faults_ssh_drops_a_host_kill_and_a_storage_resta
 def test_out_of_band_deletions_fail_their_builds_cleanly_and_leave_nothing(
     tmp_path: Path,
 ) -> None:
-    for fault in ("delete_vm", "deallocate_vm", "delete_image"):
-        result = chaos(
-            tmp_path,
-            "--builds=2",
-            "--seed=2",
-            f"--outside={fault}",
-            "--timeout=1500",
-            timeout_s=2400,
-        )
-        struck = [b for b in result["details"] if any(s["done"] for s in b["strikes"])]
-        assert struck, result["details"]
-        for build in struck:
-            assert build["verdict"] == "failed_cleanly", build
-        assert_nothing_lost_stuck_leaked_or_doubled(result)
+    result = chaos(
+        tmp_path,
+        "--builds=3",
+        "--seed=2",
+        "--outside=delete_vm,deallocate_vm,delete_image",
+        "--one-fault-each",
+        "--timeout=1500",
+        timeout_s=2400,
+    )
+    struck = [b for b in result["details"] if any(s["done"] for s in b["strikes"])]
+    assert len(struck) == 3, result["details"]
+    for build in struck:
+        assert build["verdict"] == "failed_cleanly", build
+    assert_nothing_lost_stuck_leaked_or_doubled(result)
 
 
 @pytest.mark.chaos_long
