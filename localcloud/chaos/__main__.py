@@ -51,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="build i gets only the i-th outside fault (round robin), not all of them",
     )
     parser.add_argument("--baseline", action="store_true", help="first run without faults")
+    parser.add_argument(
+        "--key-vault",
+        action="store_true",
+        help="SSH keys in the Key Vault emulator (so `VAULT <METHOD>` rules meet the controller)",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before 'stuck'")
     parser.add_argument("--out", type=Path, help="where the JSON goes (default: printed only)")
     parser.add_argument("--state-dir", type=Path, help="default: a fresh temporary folder")
@@ -78,7 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def chaos(args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
     plan = json.loads(args.plan.read_text()) if args.plan else {}
-    if localcloud("up", state_dir, args.port_offset) != 0:
+    extra = ["--key-vault"] if args.key_vault else []
+    if localcloud("up", state_dir, args.port_offset, extra) != 0:
         raise RuntimeError(f"localcloud did not come up; see {state_dir / 'logs'}")
     instance = Instance.read(state_dir)
     wait_for_api(instance)

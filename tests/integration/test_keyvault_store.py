@@ -22,8 +22,8 @@ from azure.core.credentials import AccessToken
 from azure.identity import DefaultAzureCredential
 
 from localcloud.arm.server import RunningEmulator
-from localcloud.arm.testing import emulator_in_thread
-from shared.errors import PermanentError
+from localcloud.arm.testing import emulator_in_thread, post_admin
+from shared.errors import PermanentError, TemporaryError
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.ssh.keys import KeyKind, KeyPair, generate_keypair
@@ -193,3 +193,25 @@ def test_secrets_survive_an_emulator_restart(
                 keys.save(build_id, "host", pair)
             else:
                 assert keys.load(build_id, "host") == pair
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"kind": "throttle", "retryAfter": 0},
+        {"kind": "server_error", "status": 503},
+        {"kind": "reset"},
+    ],
+)
+def test_vault_faults_past_the_clients_retries_are_temporary_and_then_pass(
+    store: KeyVaultKeyStore, emulator: RunningEmulator, rule: dict[str, object]
+) -> None:
+    """localcloud's fault plan on Key Vault calls: the stage retries, nothing is lost."""
+    build_id = _build_id()
+    pairs = _pairs(build_id)
+    store.save(build_id, "client", pairs["client"])
+    post_admin(emulator, "faults", {"rules": [{"match": "VAULT GET", "count": 8, **rule}]})
+    with pytest.raises(TemporaryError, match=secret_name(build_id, "client")):
+        store.load(build_id, "client")
+    post_admin(emulator, "faults", {})
+    assert store.load(build_id, "client") == pairs["client"]
