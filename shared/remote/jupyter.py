@@ -12,7 +12,7 @@ from typing import Any
 from shared.errors import PermanentError, TemporaryError
 from shared.remote import render
 from shared.ssh.forward import forward_local_port
-from shared.ssh.jobs import poll_job, remove_job, stop_job
+from shared.ssh.jobs import end_job, poll_job, stop_job
 from shared.ssh.runner import SshRunner
 
 
@@ -52,7 +52,9 @@ async def check_jupyter(
     or the job dies (with the log tail), so a person can see why.
     """
     token = new_token()
-    await remove_job(runner, job_name)  # a fresh token needs a fresh job
+    # A fresh token needs a fresh job, and the port free: a Jupyter an interrupted check left
+    # running would answer the new token with 403.
+    await end_job(runner, job_name)
     await render.start(
         runner, job_name, render.start_jupyter(remote_port, token, prefix=prefix), 3600
     )

@@ -7,10 +7,12 @@ Secrets go in files, never on a command line (visible in `ps`) and never in the 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from shared.errors import TemporaryError
 from shared.remote import load_script
 from shared.ssh.errors import RemoteCommandError
 from shared.ssh.quoting import RemoteCommand
@@ -173,6 +175,20 @@ async def read_job_file(runner: SshRunner, job_name: str, name: str) -> str:
 async def remove_job(runner: SshRunner, job_name: str) -> None:
     """Delete the job's directory (after its results were read), so it could run again."""
     await runner.check(RemoteCommand(("rm", "-rf", "--", job_dir(job_name)), 60, sudo=True))
+
+
+async def end_job(runner: SshRunner, job_name: str, wait_s: float = 20) -> None:
+    """Stop the job if an earlier run of it still runs (an invocation cut off mid-way leaves
+    it behind), wait for it to end, then remove it, so that a new run starts clean."""
+    state = await poll_job(runner, job_name)
+    if state.exists and not state.finished:
+        await stop_job(runner, job_name)
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while not (await poll_job(runner, job_name)).finished:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TemporaryError(f"an earlier run of job {job_name} does not stop")
+            await asyncio.sleep(0.5)
+    await remove_job(runner, job_name)
 
 
 async def run_script(

@@ -209,5 +209,5 @@ async def test_an_image_deleted_between_capture_and_relaunch_fails_the_relaunch_
         await steps.provision_until_the_vm_runs()
         await steps.capture()
         azure.compute.images.begin_delete(RG, "jupyter-ooi-ubuntu2404").result()
-        with pytest.raises(PermanentError, match="jupyter-ooi-ubuntu2404.*cannot be found"):
+        with pytest.raises(PermanentError, match=r"jupyter-ooi-ubuntu2404.*cannot be found"):
             await steps.start_relaunch()

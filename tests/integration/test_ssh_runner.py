@@ -26,7 +26,15 @@ from sshd_server import TEST_USER, SshdServer, running_sshd, unavailable_reason
 from shared.remote import render
 from shared.ssh.errors import HostKeyMismatch, RemoteCommandError, SshConnectionError
 from shared.ssh.forward import forward_local_port
-from shared.ssh.jobs import JOBS_ROOT, poll_job, read_job_file, run_script, start_job, stop_job
+from shared.ssh.jobs import (
+    JOBS_ROOT,
+    end_job,
+    poll_job,
+    read_job_file,
+    run_script,
+    start_job,
+    stop_job,
+)
 from shared.ssh.keys import generate_keypair
 from shared.ssh.quoting import RemoteCommand
 from shared.ssh.runner import SshRunner, connect, open_runner
@@ -415,3 +423,19 @@ async def test_a_connection_cut_mid_command_is_a_connection_error_not_a_failed_c
     assert await asyncio.to_thread(drop_sessions, sshd.pid) >= 1
     with pytest.raises(SshConnectionError, match="sleep"):
         await asyncio.wait_for(command, 20)
+
+
+async def test_end_job_stops_an_earlier_run_left_running_and_clears_it(
+    runner: SshRunner, job_name: str
+) -> None:
+    """What an invocation cut off mid-way (host killed, SSH dropped) leaves behind does not
+    outlive the next run's start: a fresh start finds the name free (no 'already-started')."""
+    assert await start_job(runner, job_name, "#!/bin/sh\nsleep 100\n", [], timeout_s=300)
+    await asyncio.sleep(0.5)
+    pid = (await read_job_file(runner, job_name, "pid")).strip()
+    await end_job(runner, job_name)
+    assert not (await poll_job(runner, job_name)).exists
+    alive = await runner.run(RemoteCommand(("kill", "-0", pid), 10, sudo=True))
+    assert alive.exit_status != 0  # the earlier run is gone, not only its folder
+    assert await start_job(runner, job_name, "#!/bin/sh\nsleep 100\n", [], timeout_s=300)
+    await end_job(runner, job_name)
