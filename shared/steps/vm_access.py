@@ -119,7 +119,7 @@ async def open_guest(ctx: StepContext, role: str = "build") -> AsyncIterator[Ssh
         # A VM that died mid-command shows up as a dropped connection or a 255 exit: ask
         # Azure whether the VM still runs before blaming the guest.
         state = vms.vm_state(ctx.azure, vm.vm)
-        if not state.exists:
+        if not state.exists or state.provisioning == "Deleting":
             raise PermanentError(
                 f"VM {vm.vm} was deleted from outside the build while the build needed it: {exc}"
             ) from exc
