@@ -98,6 +98,7 @@ class Container:
                 stored_md5 = response.headers.get("x-ms-blob-content-md5") or response.headers.get(
                     "Content-MD5"
                 )
+                etag = response.headers.get("ETag")
                 while chunk := response.read(CHUNK):
                     md5.update(chunk)
                     sha256.update(chunk)
@@ -119,6 +120,7 @@ class Container:
             "md5": actual_md5,
             "md5_verified": bool(stored_md5),
             "sha256": sha256.hexdigest(),
+            "etag": etag,
         }
 
 
