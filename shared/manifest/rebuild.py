@@ -43,8 +43,8 @@ def request_from_manifest(
     manifest: dict[str, Any], ask: RebuildRequest, now: datetime | None = None
 ) -> tuple[dict[str, Any] | None, list[Problem]]:
     """The build request that repeats `manifest`: its base image's exact version, the
-    commits its repositories were at, exactly its blobs (unless data is 'latest'), a new
-    image name; the packages come from the manifest's lock at install time."""
+    commits its repositories were at, a new image name; the packages come from the
+    manifest's lock and (unless data is 'latest') exactly its blobs at install time."""
     original = manifest.get("request")
     if not isinstance(original, dict):
         return None, [Problem(field="from_manifest", message="the manifest holds no request")]
@@ -69,16 +69,8 @@ def request_from_manifest(
         commit = commits.get((repo.get("url"), repo.get("destination")))
         if commit:
             repo["ref"] = commit
-    if ask.data == "exact":
-        recorded = manifest.get("data") or []
-        for index, source in enumerate(request.get("data") or []):
-            names = [
-                b["name"]
-                for b in (recorded[index] if index < len(recorded) else {}).get("blobs", [])
-            ]
-            if names:
-                source.pop("prefix", None)
-                source["blobs"] = names
+    # The data sources stay as asked (a prefix still places files as it did); with exact
+    # data the install step pulls exactly the recorded blobs, each pinned to its sha256.
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
     image = request.get("image") or {}
     base_name = str(image.get("name") or "image")

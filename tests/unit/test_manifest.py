@@ -15,7 +15,12 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from shared.manifest.compare import diff
 from shared.manifest.document import GuestFacts, environment
-from shared.manifest.rebuild import RebuildRequest, locked_requirements, request_from_manifest
+from shared.manifest.rebuild import (
+    RebuildRequest,
+    locked_requirements,
+    pinned_blobs,
+    request_from_manifest,
+)
 from shared.manifest.sbom import sbom_json
 from shared.manifest.tags import MANIFEST_TAG, manifest_digest_from_tags, manifest_tags
 from shared.models.parse import parse_build_request
@@ -62,12 +67,13 @@ def test_a_rebuild_request_pins_image_commits_and_blobs_and_still_validates() ->
     parsed = parse_build_request(json.dumps(request).encode())  # the API's own validation
     assert parsed.vm.image.version == "24.04.202501010"
     assert parsed.repositories[0].ref == "c" * 40
-    assert parsed.data[0].blobs == ["a/b.csv"] and parsed.data[0].prefix is None
+    assert parsed.data[0].prefix == "AT4212/" and parsed.data[0].blobs is None
     assert parsed.image.name == "jupyter-ooi-ubuntu2404-r20261128010203"
     assert parsed.reproduce is not None and parsed.reproduce.from_manifest == DIGEST
 
     latest, _ = request_from_manifest(manifest, RebuildRequest(from_manifest=DIGEST, data="latest"))
-    assert latest is not None and latest["data"][0]["prefix"] == "AT4212/"
+    assert latest is not None and latest["reproduce"]["data"] == "latest"
+    assert pinned_blobs(manifest, 0) == [{"name": "a/b.csv", "sha256": "f" * 64}]
 
 
 def test_a_conda_environment_is_refused_for_an_exact_rebuild() -> None:

@@ -197,7 +197,9 @@ def pull(container: Container, params: dict) -> dict:
             raise PullError("no blob matches the requested prefix")
 
     files = []
-    prefix = "" if wanted else (params.get("prefix") or "")
+    # Blobs and a prefix together (an exact rebuild of a prefix): exactly those blobs, placed
+    # as the prefix places them.
+    prefix = params.get("prefix") or ""
     for entry in entries:
         name = entry["name"]
         target = safe_target(root, local_name(name, prefix))
