@@ -3,13 +3,16 @@ trusted, see shared.remote.reports)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA = "labimage-manifest/1"
 SHA256 = r"^[0-9a-f]{64}$"
 MAX_PACKAGES = 20_000
+
+
+CommitId = Annotated[str, Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")]  # SHA-1 or SHA-256
 
 
 class _Guest(BaseModel):
@@ -38,7 +41,9 @@ class GuestFacts(_Guest):
     packages: list[GuestPythonPackage] = Field(default_factory=list, max_length=MAX_PACKAGES)
     os_id: str | None = Field(None, pattern=r"^[a-z0-9._-]{1,40}$")
     os_packages: list[GuestOsPackage] = Field(default_factory=list, max_length=MAX_PACKAGES)
-    commits: dict[str, str | None] = Field(default_factory=dict, max_length=100)
+    commits: dict[Annotated[str, Field(max_length=1_024)], CommitId | None] = Field(
+        default_factory=dict, max_length=100
+    )
 
 
 # Parts of a manifest that name this build rather than what the image holds: left out when

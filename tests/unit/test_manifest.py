@@ -98,7 +98,11 @@ def test_the_lock_pins_every_package_with_hashes_only_when_all_have_some() -> No
 def test_guest_facts_are_bounded() -> None:
     good = {"python_version": "3.11.9", "packages": [{"name": "x", "version": "1"}]}
     assert parse_guest_json(GuestFacts, json.dumps(good), "facts").packages[0].name == "x"
-    for bad in ({"packages": [{"name": "", "version": "1"}]}, {"os_id": "ubuntu; rm -rf /"}):
+    for bad in (
+        {"packages": [{"name": "", "version": "1"}]},
+        {"os_id": "ubuntu; rm -rf /"},
+        {"commits": {"/datadrive/notebooks": "main; echo"}},
+    ):
         with pytest.raises(BadGuestReport):
             parse_guest_json(GuestFacts, json.dumps(bad), "facts")
 
