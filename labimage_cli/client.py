@@ -118,6 +118,14 @@ class ApiClient:
         """POST /api/builds/{id}/cancel."""
         return self.request("POST", f"/api/builds/{_segment(build_id)}/cancel", body=b"")
 
+    def manifest(self, digest: str) -> dict[str, Any]:
+        """GET /api/manifests/{sha256}: what an image holds."""
+        return self.request("GET", f"/api/manifests/{_segment(digest)}")
+
+    def manifest_diff(self, a: str, b: str) -> dict[str, Any]:
+        """GET /api/manifests/{a}/diff/{b}: what changed from a to b."""
+        return self.request("GET", f"/api/manifests/{_segment(a)}/diff/{_segment(b)}")
+
     def costs(self, date_from: str | None = None, date_to: str | None = None) -> Any:
         """GET /api/costs for a date range."""
         return self.request("GET", "/api/costs", query={"from": date_from, "to": date_to})

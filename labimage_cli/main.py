@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from labimage_cli import commands, wizard
+from labimage_cli import commands, manifests, wizard
 from labimage_cli.client import (
     API_URL_ENV,
     DEFAULT_API_URL,
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="date_from", metavar="DATE", help="first day (YYYY-MM-DD)")
     p.add_argument("--to", dest="date_to", metavar="DATE", help="last day (YYYY-MM-DD)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    manifests.add_commands(command)
     return parser
 
 

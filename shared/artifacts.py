@@ -44,28 +44,54 @@ def canonical(document: Any) -> bytes:
 
 
 def put_json(
-    settings: Settings, credential: TokenCredential | None, kind: str, document: Any
+    settings: Settings,
+    credential: TokenCredential | None,
+    kind: str,
+    document: Any,
+    container_name: str = ARTIFACTS_CONTAINER,
 ) -> ArtifactRef:
-    """Store `document` as `<kind>/<sha256>.json`; returns where, and its digest."""
+    """Store `document` as `<kind>/<sha256>.json` (`<sha256>.json` for kind ""); returns
+    where, and its digest."""
     data = canonical(document)
     digest = hashlib.sha256(data).hexdigest()
-    name = f"{kind}/{digest}.json"
-    container = _service(settings, credential).get_container_client(ARTIFACTS_CONTAINER)
-    with contextlib.suppress(ResourceExistsError):
-        container.create_container()
-    container.upload_blob(
-        name,
-        data,
-        overwrite=True,
-        content_settings=ContentSettings(content_type="application/json"),
-    )
+    name = f"{kind}/{digest}.json" if kind else f"{digest}.json"
+    put_bytes(settings, credential, container_name, name, data)
     return ArtifactRef(name, digest, len(data))
 
 
-def get_json(settings: Settings, credential: TokenCredential | None, blob: str) -> Any:
+def put_bytes(
+    settings: Settings,
+    credential: TokenCredential | None,
+    container_name: str,
+    name: str,
+    data: bytes,
+    content_type: str = "application/json",
+) -> None:
+    """Write one blob (the container is made on first use)."""
+    container = _service(settings, credential).get_container_client(container_name)
+    with contextlib.suppress(ResourceExistsError):
+        container.create_container()
+    container.upload_blob(
+        name, data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+    )
+
+
+def get_bytes(
+    settings: Settings, credential: TokenCredential | None, container_name: str, name: str
+) -> bytes:
+    """One blob's content; ResourceNotFoundError when it is not there."""
+    container = _service(settings, credential).get_container_client(container_name)
+    return container.download_blob(name).readall()
+
+
+def get_json(
+    settings: Settings,
+    credential: TokenCredential | None,
+    blob: str,
+    container_name: str = ARTIFACTS_CONTAINER,
+) -> Any:
     """The document stored under `blob`; its digest is checked against its name."""
-    container = _service(settings, credential).get_container_client(ARTIFACTS_CONTAINER)
-    data = container.download_blob(blob).readall()
+    data = get_bytes(settings, credential, container_name, blob)
     expected = blob.rsplit("/", 1)[-1].removesuffix(".json")
     if hashlib.sha256(data).hexdigest() != expected:
         raise ValueError(f"artifact {blob} does not match its digest")

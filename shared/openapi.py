@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from shared.api.caller import ADMIN_ROLE
+from shared.manifest.rebuild import RebuildRequest
 from shared.models import (
     MAX_REQUEST_BYTES,
     BuildAccepted,
@@ -18,6 +19,7 @@ from shared.models import (
     BuildStatus,
     ErrorBody,
 )
+from shared.models.status import ManifestDiff
 
 API_TITLE = "labimage"
 API_VERSION = "0.1.0"
@@ -28,6 +30,8 @@ _SCHEMA_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (BuildStatus, "serialization"),
     (BuildList, "serialization"),
     (ErrorBody, "serialization"),
+    (RebuildRequest, "validation"),
+    (ManifestDiff, "serialization"),
 ]
 
 
@@ -74,7 +78,15 @@ def _document() -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": request_ref}},
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [request_ref, ref(RebuildRequest, "validation")],
+                                "description": "A build request, or {from_manifest} to "
+                                "rebuild exactly what a manifest records.",
+                            }
+                        }
+                    },
                 },
                 "responses": {
                     "202": accepted,
@@ -83,8 +95,11 @@ def _document() -> dict[str, Any]:
                         ref(BuildStatus, "serialization"),
                     ),
                     "409": _json_response(
-                        "This Idempotency-Key was used for a different request.", error
+                        "This Idempotency-Key was used for a different request; or, for a "
+                        "rebuild, a blob changed since the manifest (the problem names it).",
+                        error,
                     ),
+                    "404": _json_response("from_manifest names no manifest of yours.", error),
                     "400": _json_response(
                         "Invalid request: every problem, each with the field to change.", error
                     ),
@@ -181,6 +196,49 @@ def _document() -> dict[str, Any]:
                         error,
                     ),
                     "409": _json_response("The VM changed meanwhile; try again.", error),
+                },
+            }
+        },
+        "/api/manifests/{sha256}": {
+            "get": {
+                "operationId": "getManifest",
+                "summary": "What an image holds",
+                "description": "The manifest a build recorded after verify: base image exact "
+                "version, VM size, installer, Python, every Python package with version and "
+                "hashes, the OS packages, every blob with size, MD5, ETag and sha256, every "
+                "repository's commit, the notebooks' output digests, labimage's version.",
+                "parameters": [_path("sha256", "The manifest's sha256 (the image's tag).")],
+                "responses": {
+                    "200": _json_response("The manifest.", {"type": "object"}),
+                    "404": _json_response("No manifest of the caller's has this digest.", error),
+                },
+            }
+        },
+        "/api/manifests/{sha256}/sbom": {
+            "get": {
+                "operationId": "getManifestSbom",
+                "summary": "The image's CycloneDX SBOM (Python and OS packages)",
+                "parameters": [_path("sha256", "The manifest's sha256.")],
+                "responses": {
+                    "200": _json_response("A CycloneDX 1.6 JSON document.", {"type": "object"}),
+                    "404": _json_response("No manifest of the caller's has this digest.", error),
+                },
+            }
+        },
+        "/api/manifests/{a}/diff/{b}": {
+            "get": {
+                "operationId": "diffManifests",
+                "summary": "What changed between two builds",
+                "parameters": [
+                    _path("a", "sha256 of the older manifest."),
+                    _path("b", "sha256 of the newer manifest."),
+                ],
+                "responses": {
+                    "200": _json_response(
+                        "Packages added, removed, upgraded; data changed; commits moved.",
+                        ref(ManifestDiff, "serialization"),
+                    ),
+                    "404": _json_response("a or b names no manifest of the caller's.", error),
                 },
             }
         },

@@ -72,8 +72,17 @@ def build_status(build: Build, now: datetime | None = None) -> BuildStatus:
             else None,
             "error": build.error,
             "cost": build_cost(build, default_prices(), now or utcnow()),
+            "manifest": manifest_link((outputs.get("manifest") or {}).get("sha256")),
+            "rebuild": outputs.get("rebuild"),
         }
     )
+
+
+def manifest_link(digest: str | None) -> dict[str, str] | None:
+    if not digest:
+        return None
+    url = f"/api/manifests/{digest}"
+    return {"sha256": digest, "url": url, "sbom_url": f"{url}/sbom"}
 
 
 def build_summary(build: Build) -> BuildSummary:

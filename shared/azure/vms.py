@@ -170,6 +170,24 @@ def disk_controller(azure: AzureClients, name: str) -> str | None:
     return str(getattr(controller, "value", controller)) if controller else None
 
 
+def image_reference(azure: AzureClients, name: str) -> dict[str, str | None] | None:
+    """storageProfile.imageReference of a VM as Azure answers it, with exactVersion (the
+    version `latest` resolved to at creation); None when the VM is gone."""
+    group = azure.settings.resource_group
+    vm = get_or_none(f"read VM {name}", lambda: azure.compute.virtual_machines.get(group, name))
+    if vm is None or vm.storage_profile is None or vm.storage_profile.image_reference is None:
+        return None
+    ref = vm.storage_profile.image_reference
+    return {
+        "publisher": ref.publisher,
+        "offer": ref.offer,
+        "sku": ref.sku,
+        "version": ref.version,
+        "exact_version": ref.exact_version,
+        "id": ref.id,
+    }
+
+
 def begin_deallocate(azure: AzureClients, name: str, group: str | None = None) -> None:
     with arm_call(f"deallocate VM {name}"):
         azure.compute.virtual_machines.begin_deallocate(

@@ -364,6 +364,19 @@ class AutoStop(_Model):
     )
 
 
+class Reproduce(_Model):
+    """Set by POST /api/builds {"from_manifest": ...}: the manifest this build repeats."""
+
+    from_manifest: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="sha256 of the manifest this build repeats."
+    )
+    data: Literal["exact", "latest"] = Field(
+        "exact",
+        description="'exact': every blob must still be what the manifest recorded (MD5), or "
+        "the rebuild is refused naming the blob; 'latest': take the blobs as they are now.",
+    )
+
+
 class BuildRequest(_Model):
     """POST /api/builds: the image to build, check and capture."""
 
@@ -410,6 +423,11 @@ class BuildRequest(_Model):
     )
     autostop: AutoStop = Field(
         default_factory=AutoStop, description="Auto-stop for a VM kept running."
+    )
+    reproduce: Reproduce | None = Field(
+        None,
+        description="Rebuild from a manifest: the packages come from its lock, without "
+        'resolution. Filled in by the controller from a {"from_manifest": ...} request.',
     )
 
     def resource_tags(self) -> dict[str, str]:

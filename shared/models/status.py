@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -105,6 +105,53 @@ class CostEstimate(_Model):
     note: str | None = Field(None, description="Why the estimate is unknown, if it is.")
 
 
+class ManifestLink(_Model):
+    """Where the build's manifest (what its image holds) and SBOM are read."""
+
+    sha256: str = Field(description="The manifest's sha256; the image carries it as a tag.")
+    url: str = Field(description="GET this path for the manifest.", examples=["/api/manifests/…"])
+    sbom_url: str = Field(description="GET this path for the CycloneDX SBOM.")
+
+
+class ManifestChange(_Model):
+    """One difference between two manifests."""
+
+    kind: str = Field(
+        description="python_package, os_package, data_blob, repository, notebook, base_image, "
+        "vm_size, python, labimage_version or conda_explicit_sha256."
+    )
+    name: str = Field(description="What changed: a package, a blob (container/name), a URL.")
+    change: str = Field(
+        description="added, removed, upgraded, downgraded, changed, moved, hashes changed, "
+        "outputs changed."
+    )
+    before: Any = Field(None, description="The old value (version, commit, blob digests).")
+    after: Any = Field(None, description="The new value.")
+
+
+class RebuildReport(_Model):
+    """A rebuild from a manifest: what differs from the manifest it repeats."""
+
+    from_manifest: str = Field(description="sha256 of the manifest this build repeats.")
+    data: Literal["exact", "latest"] = Field(description="How its blobs were taken.")
+    equal: bool = Field(description="True when the environments are the same.")
+    counts: dict[str, int] = Field(default_factory=dict, description="Changes per kind.")
+    differences: list[ManifestChange] = Field(
+        default_factory=list,
+        description="The first 50 differences; GET /api/manifests/{a}/diff/{b} lists all.",
+    )
+
+
+class ManifestDiff(_Model):
+    """GET /api/manifests/{a}/diff/{b}: what changed from a to b (ids and times left out)."""
+
+    a: str = Field(description="sha256 of the older manifest.")
+    b: str = Field(description="sha256 of the newer manifest.")
+    equal: bool = Field(description="True when the two environments are the same.")
+    counts: dict[str, int] = Field(default_factory=dict, description="Changes per kind.")
+    changes: list[ManifestChange] = Field(default_factory=list, description="Every change.")
+
+
 class BuildStatus(_Model):
     """GET /api/builds/{id}: everything known about one build."""
 
@@ -139,6 +186,12 @@ class BuildStatus(_Model):
     error: str | None = Field(None, description="Why the build failed, if it did.")
     cost: CostEstimate | None = Field(
         None, description="Estimated cost so far, from approximate list prices."
+    )
+    manifest: ManifestLink | None = Field(
+        None, description="What the image holds, once verify has recorded it."
+    )
+    rebuild: RebuildReport | None = Field(
+        None, description="For a rebuild from a manifest: how the new environment differs."
     )
 
 

@@ -68,8 +68,12 @@ def install_python(
     prefix: str = DEFAULT_PREFIX,
     installer_url: str | None = None,
     owner: str | None = None,
+    lock: str | None = None,
+    require_hashes: bool = False,
 ) -> ScriptRun:
-    """Install Python, Jupyter and `packages` into `<prefix>/env`; report in `report.json`."""
+    """Install Python, Jupyter and `packages` into `<prefix>/env`; report in `report.json`.
+    With `lock` (exact pins, from a manifest) only the lock is installed, without resolving
+    dependencies; `packages` are then only checked to import."""
     if installer == "miniforge":
         installer_url = installer_url or MINIFORGE_URL
     elif installer == "anaconda" and not installer_url:
@@ -85,6 +89,8 @@ def install_python(
         "prefix": prefix,
         "installer_url": installer_url if installer != "uv" else None,
         "owner": owner,
+        "lock": lock,
+        "require_hashes": require_hashes,
     }
     return ScriptRun("install_python.sh", (PARAMS_FILE,), _params(params))
 
@@ -144,6 +150,12 @@ def start_jupyter(
         {"token": token.encode("ascii")},
         ("/bin/bash",),
     )
+
+
+def collect_guest(repositories: Sequence[str], prefix: str = DEFAULT_PREFIX) -> ScriptRun:
+    """What the guest holds (packages, versions, commits) for the manifest; read-only."""
+    params = {"prefix": prefix, "repositories": list(repositories)}
+    return ScriptRun("collect_guest.py", (PARAMS_FILE,), _params(params), ("python3",))
 
 
 def deprovision() -> ScriptRun:

@@ -31,6 +31,7 @@ class GuestNotebookResult(BaseModel):
     ename: str | None = Field(None, max_length=200)
     evalue: str | None = Field(None, max_length=2_000)
     duration_s: float | None = Field(None, ge=0, le=10_000_000, allow_inf_nan=False)
+    outputs_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
 
 class GuestNotebookReport(BaseModel):
@@ -46,6 +47,7 @@ class PulledFile(BaseModel):
     md5: str | None = Field(None, pattern=r"^[A-Za-z0-9+/]{22}==$")  # base64, as Blob storage
     md5_verified: bool = False
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    etag: str | None = Field(None, max_length=200)
 
 
 class DataManifest(BaseModel):
@@ -112,6 +114,7 @@ def notebook_entries(report: GuestNotebookReport) -> list[dict[str, Any]]:
             "ename": result.ename,
             "evalue": result.evalue,
             "duration_s": result.duration_s,
+            "outputs_sha256": result.outputs_sha256,
         }
         for name, result in report.notebooks.items()
     ]

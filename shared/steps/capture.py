@@ -6,6 +6,7 @@ from __future__ import annotations
 from shared.azure import images, vms
 from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
+from shared.manifest.tags import manifest_tags
 from shared.remote import render
 from shared.state.record import Build
 from shared.steps.base import Done, Outcome, Poll, StepContext
@@ -141,4 +142,5 @@ def _generation(state: vms.VmState, vm_name: str) -> str:
 def _tags(ctx: StepContext) -> dict[str, str]:
     from shared.steps.vm_access import build_tags
 
-    return build_tags(ctx, "image")
+    digest = (ctx.build.outputs.get("manifest") or {}).get("sha256")
+    return {**build_tags(ctx, "image"), **manifest_tags(digest)}

@@ -9,6 +9,7 @@ from shared.artifacts import put_json
 from shared.azure.blob_sas import read_only_container_url
 from shared.data_access import data_problems
 from shared.errors import PermanentError
+from shared.manifest.reproduce import reproduced_blobs, reproduced_lock
 from shared.remote import render
 from shared.remote.reports import (
     BadGuestReport,
@@ -44,6 +45,7 @@ async def install_environment(ctx: StepContext) -> Outcome:
                 requirements=python.requirements_txt,
                 environment_yml=python.environment_yml,
                 owner=user,
+                **reproduced_lock(ctx),
             ),
             INSTALL_TIMEOUT_S,
             "installing Python and packages",
@@ -53,7 +55,7 @@ async def install_environment(ctx: StepContext) -> Outcome:
         build = result
         for index, source in enumerate(request.data or []):
 
-            def pull(source: Any = source) -> render.ScriptRun:
+            def pull(source: Any = source, index: int = index) -> render.ScriptRun:
                 # The SAS is made only when the job starts, and travels in a 0600 file.
                 # The API refused containers outside the allow-list; the settings may have
                 # changed since, so ask again right before signing.
@@ -63,8 +65,9 @@ async def install_environment(ctx: StepContext) -> Outcome:
                     reasons = "; ".join(f"{p.field}: {p.message}" for p in refused)
                     raise PermanentError(reasons or "no data storage account is configured")
                 url = read_only_container_url(connection, source.container, ctx.azure.credential)
+                blobs = reproduced_blobs(ctx, index) or source.blobs
                 return render.pull_data(
-                    url, source.destination, blobs=source.blobs, prefix=source.prefix, owner=user
+                    url, source.destination, blobs=blobs, prefix=source.prefix, owner=user
                 )
 
             result = await drive_job(

@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 from shared.errors import PermanentError
+from shared.manifest.collect import record_manifest
 from shared.remote import render
 from shared.remote.jupyter import check_jupyter
 from shared.remote.reports import BadGuestReport, notebook_entries, parse_notebook_report
@@ -25,8 +26,10 @@ OPT = "/opt"
 async def verify_jupyter(ctx: StepContext) -> Outcome:
     async with open_guest(ctx) as runner:
         result = await verify_guest(ctx, runner, ctx.build)
-    if isinstance(result, Poll):
-        return result
+        if isinstance(result, Poll):
+            return result
+        # What the verified guest holds, before capture tags the image with it.
+        result = await record_manifest(ctx, runner, result)
     report = result.outputs.get("verification", {})
     count = len(report.get("notebooks", []))
     return Done(result, f"Jupyter answered with its token and {count} notebook(s) ran cleanly")

@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 
 from localcloud.arm.kinds.vms import FIRST_BOOT_LOCK_TAG, vm_key
 from localcloud.sandbox.layout import Layout
-from localcloud.seed_content import raising_repository
+from localcloud.seed_content import OOI_CSV, ooi_csv, raising_repository, upload_data
 from shared.artifacts import get_json
 from shared.azure.naming import BUILD_TAG
+from shared.manifest.tags import manifest_digest_from_tags
 from tests.e2e.conftest import PORTS, ROOT, Cloud
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
@@ -48,11 +51,18 @@ def builds(cloud: Cloud) -> Iterator[dict[str, str]]:
         "kill": cloud.submit(cloud.seed_request(name="kill-me", image={"name": "kill-me"})),
         "keep": cloud.submit(gallery_keep_request(cloud)),
     }
+    BUILD_IDS.update(ids)
     # The seed build's guest host key, read now: cleanup deletes the build's keys at the end.
     SECRETS["seed_host_key"] = (cloud.state_dir / "keys" / f"{ids['seed']}.host").read_text()
-    actions = {"cancel": cancel_in_install, "kill": kill_in_install}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        ACTIONS.update({name: pool.submit(act, cloud, ids[name]) for name, act in actions.items()})
+    actions = {"cancel": cancel_in_install, "kill": kill_in_install, "rebuild": rebuild_seed}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        on = {"rebuild": "seed"}  # the build each action acts on, when not its own
+        ACTIONS.update(
+            {
+                name: pool.submit(act, cloud, ids[on.get(name, name)])
+                for name, act in actions.items()
+            }
+        )
         yield ids
 
 
@@ -81,6 +91,39 @@ def kill_in_install(cloud: Cloud, build_id: str) -> int:
     pid = int(record["init"][0])
     os.kill(pid, signal.SIGKILL)
     return pid
+
+
+def past_install(status: dict[str, Any]) -> bool:
+    return status["stage"] not in ("provision", "mount", "install") or status["state"] in (
+        "succeeded",
+        "failed",
+        "cancelled",
+    )
+
+
+CHANGED_CSV = ooi_csv() + b"AT4212,S99,4000\r\n"
+
+
+def rebuild_seed(cloud: Cloud, seed_id: str) -> dict[str, Any]:
+    """As soon as the seed build has its manifest: an exact rebuild from it; once that rebuild
+    (and every other build of the module) has pulled its data, one blob changes, an exact
+    rebuild is refused naming it, and a rebuild with data "latest" starts. The rebuilds run
+    beside the module's other builds."""
+    seed = cloud.wait(seed_id, timeout_s=1800, until=lambda s: s.get("manifest"))
+    digest = seed["manifest"]["sha256"]
+    exact = cloud.submit({"from_manifest": digest, "image_name": "ooi-rebuild-exact"})
+    others = [b for b in ("broken", "keep") if b in BUILD_IDS]
+    for build_id in [exact, *(BUILD_IDS[b] for b in others)]:
+        cloud.wait(build_id, timeout_s=1800, until=past_install)
+    upload_data(cloud.settings.storage_connection, "ooi-data", {f"AT4212/{OOI_CSV}": CHANGED_CSV})
+    refused = cloud.request("POST", "/api/builds", {"from_manifest": digest})
+    latest = cloud.submit(
+        {"from_manifest": digest, "data": "latest", "image_name": "ooi-rebuild-latest"}
+    )
+    return {"manifest": digest, "exact": exact, "refused": refused, "latest": latest}
+
+
+BUILD_IDS: dict[str, str] = {}
 
 
 def gallery_keep_request(cloud: Cloud) -> dict[str, Any]:
@@ -332,8 +375,75 @@ def test_a_kept_vm_runs_from_the_gallery_image_and_its_ssh_command_works(
     azure.compute.virtual_machines.begin_delete(group, str(kept.name)).result()
 
 
+def test_a_rebuild_from_the_seed_manifest_is_the_same_environment(
+    cloud: Cloud, builds: dict[str, str]
+) -> None:
+    """The seed's manifest records what its image holds; an exact rebuild from it gives an
+    equal environment; a changed blob refuses the exact rebuild by name, and data "latest"
+    rebuilds and lists the blob as changed."""
+    rebuilds = ACTIONS["rebuild"].result(timeout=3600)
+    digest = rebuilds["manifest"]
+    seed = cloud.wait(builds["seed"])
+    assert seed["state"] == "succeeded" and seed["manifest"]["sha256"] == digest
+    group = cloud.settings.resource_group
+    image = cloud.azure().compute.images.get(group, "jupyter-ooi-ubuntu2404")
+    assert manifest_digest_from_tags(image.tags) == digest
+
+    code, manifest = cloud.request("GET", f"/api/manifests/{digest}")
+    assert code == 200
+    assert manifest["base_image"]["exact_version"] == "24.04.202501010"  # 'latest', resolved
+    packages = {p["name"].lower(): p for p in manifest["python_packages"]}
+    assert packages["numpy"]["version"] and packages["numpy"]["hashes"]
+    assert manifest["python"]["installer"] == "uv" and manifest["python"]["python_version"]
+    assert any(p["name"] == "bash" for p in manifest["os_packages"])
+    [blob] = manifest["data"][0]["blobs"]
+    assert blob["name"] == f"AT4212/{OOI_CSV}" and blob["md5"] and blob["etag"]
+    assert blob["size"] == len(ooi_csv())
+    commit = subprocess.run(
+        ["git", "-C", str(cloud.state_dir / "git" / "ooi-notebooks.git"), "rev-parse", "v1.0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert manifest["repositories"][0]["commit"] == commit
+    assert [n["name"] for n in manifest["notebooks"]] == ["notebooks/explore.ipynb"]
+    assert manifest["notebooks"][0]["outputs_sha256"]
+    code, sbom = cloud.request("GET", f"/api/manifests/{digest}/sbom")
+    assert code == 200
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(sbom)) is None
+
+    exact = cloud.wait(rebuilds["exact"], timeout_s=1800)
+    assert exact["state"] == "succeeded", exact["error"]
+    rebuilt = cloud.store().get(rebuilds["exact"]).build.request
+    assert rebuilt["vm"]["image"]["version"] == "24.04.202501010"
+    assert rebuilt["repositories"][0]["ref"] == commit
+    assert exact["rebuild"]["equal"] is True, exact["rebuild"]
+    new_digest = exact["manifest"]["sha256"]
+    assert new_digest != digest  # another build id and time ...
+    code, diff = cloud.request("GET", f"/api/manifests/{digest}/diff/{new_digest}")
+    assert code == 200 and diff["equal"] is True, diff  # ... and the same environment
+
+    code, body = rebuilds["refused"]
+    assert code == 409, body
+    assert f"AT4212/{OOI_CSV}" in body["problems"][0]["message"]
+    latest = cloud.wait(rebuilds["latest"], timeout_s=1800)
+    assert latest["state"] == "succeeded", latest["error"]
+    changed = {(c["kind"], c["name"]) for c in latest["rebuild"]["differences"]}
+    assert ("data_blob", f"ooi-data/AT4212/{OOI_CSV}") in changed
+    assert {kind for kind, _ in changed} <= {"data_blob", "notebook"}  # nothing else moved
+    upload_data(cloud.settings.storage_connection, "ooi-data", {f"AT4212/{OOI_CSV}": ooi_csv()})
+
+
+def rebuild_ids() -> list[str]:
+    """The rebuilds rebuild_seed started, if it got that far."""
+    future = ACTIONS.get("rebuild")
+    if future is None or future.exception(timeout=3600) is not None:
+        return []
+    return [future.result()["exact"], future.result()["latest"]]
+
+
 def test_no_sandbox_is_left_on_the_host(cloud: Cloud, builds: dict[str, str]) -> None:
-    for build_id in builds.values():
+    for build_id in [*builds.values(), *rebuild_ids()]:
         cloud.wait(build_id)
     assert not any((cloud.state_dir / "vms").glob("*/run.json"))
     tag = Path(cloud.state_dir).name

@@ -330,3 +330,17 @@ def test_localcloud_up_takes_the_platform_default_security_type() -> None:
     assert chosen.default_security_type == "TrustedLaunch"
     with pytest.raises(SystemExit):
         parse_args(["up", "--default-security-type", "ConfidentialVM"])
+
+
+def test_exact_version_is_the_version_latest_resolved_to(azure: Azure) -> None:
+    """imageReference.exactVersion "differs from 'version', only if the value specified in
+    'version' field is 'latest'" (Compute REST ImageReference, as azure-mgmt-compute documents
+    it): latest resolves to the image's newest version, a pinned version is answered as sent."""
+    latest = create_vm(azure, "v1", make_network(azure))
+    assert latest.storage_profile.image_reference.version == "latest"
+    resolved = latest.storage_profile.image_reference.exact_version
+    assert resolved and resolved.startswith("24.04.")
+    pinned = vm_parameters(make_network_nic_only(azure, "v2"), "v2")
+    pinned.storage_profile.image_reference.version = "24.04.202409120"
+    made = azure.compute.virtual_machines.begin_create_or_update(RG, "v2-vm", pinned).result()
+    assert made.storage_profile.image_reference.exact_version == "24.04.202409120"

@@ -69,13 +69,16 @@ def test_it_lists_every_route(document: dict[str, Any]) -> None:
         ("/api/openapi.json", "get"),
         ("/api/costs", "get"),
         ("/api/vms/{resource_group}/{name}/snooze", "post"),
+        ("/api/manifests/{sha256}", "get"),
+        ("/api/manifests/{sha256}/sbom", "get"),
+        ("/api/manifests/{a}/diff/{b}", "get"),
     }
 
 
 def test_post_builds_documents_its_answers(document: dict[str, Any]) -> None:
     post = document["paths"]["/api/builds"]["post"]
 
-    assert set(post["responses"]) == {"200", "202", "400", "401", "409", "413"}
+    assert set(post["responses"]) == {"200", "202", "400", "401", "404", "409", "413"}
     assert [p["name"] for p in post["parameters"]] == ["Idempotency-Key"]
     accepted = resolve(
         document, post["responses"]["202"]["content"]["application/json"]["schema"]["$ref"]
@@ -94,26 +97,34 @@ def test_list_builds_takes_the_documented_filters(document: dict[str, Any]) -> N
     assert {p["name"] for p in parameters} == {"state", "owner", "page_token", "page_size"}
 
 
+def request_refs(document: dict[str, Any]) -> list[str]:
+    """The POST /api/builds body: a build request, or a rebuild from a manifest."""
+    body = document["paths"]["/api/builds"]["post"]["requestBody"]["content"]["application/json"]
+    return [choice["$ref"] for choice in body["schema"]["oneOf"]]
+
+
+def test_post_builds_takes_a_request_or_a_rebuild(document: dict[str, Any]) -> None:
+    names = [ref.rsplit("/", 1)[1] for ref in request_refs(document)]
+    assert names == ["BuildRequest", "RebuildRequest"]
+    assert "from_manifest" in schema(document, "RebuildRequest")["required"]
+
+
 def test_the_request_schema_refuses_unknown_fields_everywhere(document: dict[str, Any]) -> None:
-    request_ref = document["paths"]["/api/builds"]["post"]["requestBody"]["content"][
-        "application/json"
-    ]["schema"]["$ref"]
-    request = resolve(document, request_ref)
+    request = resolve(document, request_refs(document)[0])
     assert request["additionalProperties"] is False
 
     reachable = {ref.rsplit("/", 1)[1] for ref in refs(request)}
     assert {"VmSpec", "DataDisk", "PythonEnvironment", "DataSource", "Repository"} <= reachable
-    for name in reachable:
+    for name in reachable | {"RebuildRequest"}:
         assert schema(document, name)["additionalProperties"] is False, name
 
 
 def test_every_request_field_is_described(document: dict[str, Any]) -> None:
-    request_ref = document["paths"]["/api/builds"]["post"]["requestBody"]["content"][
-        "application/json"
-    ]["schema"]["$ref"]
-    names = {request_ref.rsplit("/", 1)[1]} | {
-        r.rsplit("/", 1)[1] for r in refs(resolve(document, request_ref))
-    }
+    names = set()
+    for request_ref in request_refs(document):
+        names |= {request_ref.rsplit("/", 1)[1]} | {
+            r.rsplit("/", 1)[1] for r in refs(resolve(document, request_ref))
+        }
     for name in names:
         for field, spec in schema(document, name)["properties"].items():
             assert spec.get("description"), f"{name}.{field} has no description"

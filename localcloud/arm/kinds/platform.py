@@ -80,6 +80,29 @@ MARKETPLACE_IMAGES = {
 }
 
 
+# The version `latest` stands for at deploy time, per (publisher, offer, sku), lower case.
+LATEST_VERSIONS = {
+    ("canonical", "ubuntu-24_04-lts", "server"): "24.04.202501010",
+    ("canonical", "ubuntu-24_04-lts", "server-gen1"): "24.04.202501010",
+    ("canonical", "0001-com-ubuntu-server-jammy", "22_04-lts-gen2"): "22.04.202501010",
+    ("canonical", "0001-com-ubuntu-server-jammy", "22_04-lts"): "22.04.202501010",
+}
+UNKNOWN_IMAGE_LATEST = "1.0.0"
+
+
+def exact_version(image_ref: dict[str, Any]) -> str:
+    """imageReference.exactVersion of a VM made from a platform image: "the version of platform
+    image or marketplace image used to create the virtual machine. This readonly field differs
+    from 'version', only if the value specified in 'version' field is 'latest'" (the
+    ImageReference model of the Compute REST API, 2025-04-01, as azure-mgmt-compute documents
+    it). A version left out means latest, as in the marketplace."""
+    version = str(image_ref.get("version") or "latest")
+    if version.lower() != "latest":
+        return version
+    key = tuple(str(image_ref.get(k, "")).lower() for k in ("publisher", "offer", "sku"))
+    return LATEST_VERSIONS.get(key, UNKNOWN_IMAGE_LATEST)  # type: ignore[arg-type]
+
+
 def size_traits(size: str) -> SizeTraits:
     """v6 and newer: NVMe only and Gen2 only; v4/v5 and B: SCSI, both generations, Trusted
     Launch; v2/v3 and anything unknown: SCSI, both generations, no Trusted Launch."""

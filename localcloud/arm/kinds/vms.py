@@ -19,7 +19,7 @@ from localcloud.arm.kinds.base import Kind, copy_json, ref_id
 from localcloud.arm.kinds.disks import DISK, disk_path, new_disk
 from localcloud.arm.kinds.images import ImageSource, resolve_image
 from localcloud.arm.kinds.network import NIC, nic_public_ips, remove_nic
-from localcloud.arm.kinds.platform import decide
+from localcloud.arm.kinds.platform import decide, exact_version
 from localcloud.arm.operations import now_iso
 from localcloud.arm.store import Resource
 from localcloud.sandbox.api import DEFAULT_BASE_IMAGE, BootSpec, DataDisk, GuestConfig
@@ -195,7 +195,8 @@ class VirtualMachineKind(Kind):
 
         image_ref = dict(storage.get("imageReference") or {})
         if not image_ref.get("id"):
-            image_ref.setdefault("exactVersion", "24.04.202501010")
+            # Read-only: what the caller sent is replaced by what the platform resolved.
+            image_ref["exactVersion"] = exact_version(image_ref)
         os_profile = _public_os_profile(props.get("osProfile") or {}, guest)
         props["storageProfile"] = {
             "imageReference": image_ref,

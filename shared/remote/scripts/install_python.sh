@@ -42,7 +42,8 @@ done
 python3 - "$params" "$work" <<'PY'
 import json, os, sys
 params = json.load(open(sys.argv[1]))
-for key, name in (("requirements", "requirements.txt"), ("environment_yml", "environment.yml")):
+for key, name in (("requirements", "requirements.txt"), ("environment_yml", "environment.yml"),
+                  ("lock", "lock.txt")):
     path = os.path.join(sys.argv[2], name)
     if params.get(key):
         with open(path, "w") as f:
@@ -118,10 +119,18 @@ install_with_uv() {
         "$uv" venv --seed --python "$python_version" "$env_dir" >&2 \
             || die "uv could not provide Python $python_version (no matching system Python and no download possible?)"
     fi
-    local req=()
-    [ -f "$work/requirements.txt" ] && req=(-r "$work/requirements.txt")
-    "$uv" pip install --python "$env_dir/bin/python" "${base[@]}" "${packages[@]}" "${req[@]}" >&2 \
-        || die "uv pip install failed (see the lines above)"
+    if [ -f "$work/lock.txt" ]; then
+        # An exact rebuild: the manifest's pins, no resolution (--no-deps), hashes when known.
+        local hashes=()
+        [ "$(param require_hashes)" = True ] && hashes=(--require-hashes)
+        "$uv" pip install --python "$env_dir/bin/python" --no-deps "${hashes[@]}" \
+            -r "$work/lock.txt" >&2 || die "uv pip install of the manifest's lock failed"
+    else
+        local req=()
+        [ -f "$work/requirements.txt" ] && req=(-r "$work/requirements.txt")
+        "$uv" pip install --python "$env_dir/bin/python" "${base[@]}" "${packages[@]}" "${req[@]}" >&2 \
+            || die "uv pip install failed (see the lines above)"
+    fi
     rm -rf "$UV_CACHE_DIR"
 }
 

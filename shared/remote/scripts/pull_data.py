@@ -98,6 +98,7 @@ class Container:
                 stored_md5 = response.headers.get("x-ms-blob-content-md5") or response.headers.get(
                     "Content-MD5"
                 )
+                etag = response.headers.get("ETag")
                 while chunk := response.read(CHUNK):
                     md5.update(chunk)
                     sha256.update(chunk)
@@ -119,6 +120,7 @@ class Container:
             "md5": actual_md5,
             "md5_verified": bool(stored_md5),
             "sha256": sha256.hexdigest(),
+            "etag": etag,
         }
 
 
@@ -195,7 +197,9 @@ def pull(container: Container, params: dict) -> dict:
             raise PullError("no blob matches the requested prefix")
 
     files = []
-    prefix = "" if wanted else (params.get("prefix") or "")
+    # Blobs and a prefix together (an exact rebuild of a prefix): exactly those blobs, placed
+    # as the prefix places them.
+    prefix = params.get("prefix") or ""
     for entry in entries:
         name = entry["name"]
         target = safe_target(root, local_name(name, prefix))

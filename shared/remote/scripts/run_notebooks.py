@@ -60,7 +60,25 @@ def execute_one(path: str, kernel: str, timeout_s: int) -> dict:
             "evalue": exc.evalue,
             "traceback_tail": strip_ansi(str(exc.traceback))[-TRACEBACK_TAIL:],
         }
-    return {"status": "ok"}
+    return {"status": "ok", "outputs_sha256": outputs_digest(nb)}
+
+
+def outputs_digest(nb) -> str:
+    """sha256 of what the cells printed and drew (outputs without execution counts or
+    metadata), so two runs of a deterministic notebook give the same digest."""
+    import hashlib
+
+    kept = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            kept.append(
+                {
+                    key: output.get(key)
+                    for key in ("output_type", "name", "text", "data", "ename", "evalue")
+                    if output.get(key) is not None
+                }
+            )
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
 
 def run_isolated(path: str, kernel: str, timeout_s: int) -> dict[str, object]:
