@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
+from shared import telemetry
 from shared.errors import PermanentError
 from shared.remote import render
 from shared.remote.render import ScriptRun
@@ -47,6 +49,7 @@ async def drive_job(
     if not state.succeeded:
         status = "was lost" if state.exit_status is None else f"exited with {state.exit_status}"
         raise PermanentError(f"{what} {status}: {last_lines(state.log_tail)}")
+    telemetry.record_interval(f"job {job}", state.started_at, state.ended_at, noticed=time.time())
     return build.with_progress(stage, **{marker: "done"})
 
 
