@@ -114,7 +114,9 @@ def analyse(status: dict[str, Any], spans: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-def _stage_figures(name: str, start: float, end: float, spans: list[dict[str, Any]]) -> StageFigures:
+def _stage_figures(
+    name: str, start: float, end: float, spans: list[dict[str, Any]]
+) -> StageFigures:
     inside = [s for s in spans if s["end"] > start and s["start"] < end]
     row = StageFigures(name, end - start)
 
