@@ -51,3 +51,26 @@ def ensure(what: str, get: Callable[[], T], create: Callable[[], LROPoller[T]]) 
             return None
     with arm_call(f"create {what}"):
         return finished(create(), LRO_WAIT_S)
+
+
+def ended(what: str, poller: LROPoller[Any], wait_s: float = LRO_WAIT_S) -> bool:
+    """Wait at most `wait_s` for a started operation; True once it succeeded.
+
+    azure-core's ARM polling asks again after the `Retry-After` each answer carries (the
+    clients' `polling_interval` only applies when an answer has none), so the end is noticed
+    when Resource Manager says to look, not on a fixed timer. A failed operation raises, mapped
+    as every Resource Manager error is."""
+    with arm_call(f"wait for {what}"):
+        poller.result(timeout=wait_s)
+        return poller.done()
+
+
+def retry_after(poller: LROPoller[Any], default: float) -> float:
+    """The `Retry-After` (seconds) of the operation's last answer, else `default`."""
+    method = poller.polling_method()
+    response = getattr(method, "_pipeline_response", None)
+    headers = getattr(getattr(response, "http_response", None), "headers", None) or {}
+    try:
+        return max(0.0, float(headers.get("Retry-After", default)))
+    except (TypeError, ValueError):
+        return default

@@ -6,6 +6,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
+from azure.core.polling import LROPoller
 from azure.mgmt.compute.models import VirtualMachine
 
 from shared.azure.boundary import arm_call, get_or_none
@@ -163,9 +164,9 @@ def disk_controller(azure: AzureClients, name: str) -> str | None:
     return str(getattr(controller, "value", controller)) if controller else None
 
 
-def begin_deallocate(azure: AzureClients, name: str, group: str | None = None) -> None:
+def begin_deallocate(azure: AzureClients, name: str, group: str | None = None) -> LROPoller[None]:
     with arm_call(f"deallocate VM {name}"):
-        azure.compute.virtual_machines.begin_deallocate(
+        return azure.compute.virtual_machines.begin_deallocate(
             group or azure.settings.resource_group, name
         )
 
@@ -175,9 +176,9 @@ def generalize(azure: AzureClients, name: str) -> None:
         azure.compute.virtual_machines.generalize(azure.settings.resource_group, name)
 
 
-def begin_delete_vm(azure: AzureClients, name: str) -> None:
+def begin_delete_vm(azure: AzureClients, name: str) -> LROPoller[None]:
     with arm_call(f"delete VM {name}"):
-        azure.compute.virtual_machines.begin_delete(azure.settings.resource_group, name)
+        return azure.compute.virtual_machines.begin_delete(azure.settings.resource_group, name)
 
 
 def vm_id(azure: AzureClients, name: str) -> str:

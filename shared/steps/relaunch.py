@@ -1,11 +1,12 @@
-"""relaunch: a new VM from the image, no mount step; the data disk must be mounted by fstab alone,
-then verify again; the VM is deleted, or kept with its auto-stop tag and connection commands."""
+"""relaunch: a new VM from the image (made while the build VM is still being deleted), no mount
+step; the data disk must be mounted by fstab alone, then verify again; the VM is deleted, or
+kept with its auto-stop tag and connection commands. Ends once the build VM is gone too."""
 
 from __future__ import annotations
 
 import json
 
-from shared.azure import vms
+from shared.azure import lro, vms
 from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
 from shared.remote import render
@@ -34,7 +35,9 @@ async def relaunch_vm(ctx: StepContext) -> Outcome:
 
     build = ctx.build
     if not request.relaunch.verify and not request.relaunch.keep_running:
-        return Done(build, "relaunch skipped: the request asks neither to verify nor to keep a VM")
+        return _after_build_vm_deleted(
+            ctx, build, "relaunch skipped: the request asks neither to verify nor to keep a VM"
+        )
     if not build.marker(stage, "checked"):
         up = await bring_up_vm(ctx, "relaunch", image_id)
         if isinstance(up, Poll):
@@ -61,14 +64,26 @@ async def relaunch_vm(ctx: StepContext) -> Outcome:
 
     if request.relaunch.keep_running:
         build = _keep(ctx, build)
-        return Done(build, f"relaunched VM {vm.vm} verified and kept running")
+        return _after_build_vm_deleted(
+            ctx, build, f"relaunched VM {vm.vm} verified and kept running"
+        )
     state = vms.vm_state(ctx.azure, vm.vm)
     if state.exists:
-        if not build.marker(stage, "delete_started"):
-            vms.begin_delete_vm(ctx.azure, vm.vm)
-            build = build.with_progress(stage, delete_started=True)
-        return Poll(build, POLL_S, f"deleting relaunched VM {vm.vm}")
-    return Done(build, "relaunched VM verified and deleted")
+        if build.marker(stage, "delete_started"):
+            return Poll(build, POLL_S, f"deleting relaunched VM {vm.vm}")
+        poller = vms.begin_delete_vm(ctx.azure, vm.vm)
+        build = build.with_progress(stage, delete_started=True)
+        if not lro.ended(f"deletion of VM {vm.vm}", poller):
+            return Poll(build, lro.retry_after(poller, POLL_S), f"deleting relaunched VM {vm.vm}")
+    return _after_build_vm_deleted(ctx, build, "relaunched VM verified and deleted")
+
+
+def _after_build_vm_deleted(ctx: StepContext, build: Build, note: str) -> Done | Poll:
+    """Done once the build VM, whose deletion capture started, is gone."""
+    build_vm = BuildNames(build.id).vm("build").vm
+    if vms.vm_state(ctx.azure, build_vm).exists:
+        return Poll(build, POLL_S, f"waiting for the deletion of build VM {build_vm}")
+    return Done(build, note)
 
 
 def _keep(ctx: StepContext, build: Build) -> Build:
