@@ -106,11 +106,11 @@ def security_profile(security_type: str) -> dict[str, Any]:
     return {"securityType": "Standard"}
 
 
-def begin_create_vm(azure: AzureClients, spec: VmSpec) -> None:
-    """Start creating the VM; the caller polls its state instead of waiting here."""
+def begin_create_vm(azure: AzureClients, spec: VmSpec) -> LROPoller[VirtualMachine]:
+    """Start creating the VM; its operation's poller (wait on it, or poll the VM's state)."""
     s = azure.settings
     with arm_call(f"create VM {spec.names.vm}"):
-        azure.compute.virtual_machines.begin_create_or_update(
+        return azure.compute.virtual_machines.begin_create_or_update(
             s.resource_group,
             spec.names.vm,
             VirtualMachine(vm_body(spec, s.location)),

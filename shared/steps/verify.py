@@ -6,6 +6,7 @@ import posixpath
 from functools import partial
 from typing import Any
 
+from shared import telemetry
 from shared.errors import PermanentError
 from shared.remote import render
 from shared.remote.jupyter import check_jupyter
@@ -56,9 +57,12 @@ async def verify_guest(
     """Jupyter check, then the notebooks; the report lands in the build's outputs[report_key]."""
     stage = build.stage
     if not build.marker(stage, "jupyter_ok"):
-        await check_jupyter(runner, f"jupyter-{stage}", JUPYTER_PORT, wait_s=JUPYTER_WAIT_S)
-        build = build.with_progress(stage, jupyter_ok=True)
-        return Poll(build, 0, "Jupyter answered through the SSH tunnel with its token")
+        # Jupyter starting on the guest is work the build waits for, timed as such.
+        with telemetry.span("ssh jupyter start and answer"):
+            await check_jupyter(runner, f"jupyter-{stage}", JUPYTER_PORT, wait_s=JUPYTER_WAIT_S)
+        build = build.with_progress(stage, jupyter_ok=True).with_event(
+            "Jupyter answered through the SSH tunnel with its token", stage
+        )
     timeout_s = ctx.request.notebooks.timeout_minutes * 60
     kernel = ctx.request.notebooks.kernel or "python3"
     results: list[dict[str, Any]] = []
