@@ -3,6 +3,7 @@ start deleting the build VM (relaunch waits for that deletion to end)."""
 
 from __future__ import annotations
 
+from shared import rebuild
 from shared.azure import images, lro, vms
 from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
@@ -147,4 +148,8 @@ def _generation(state: vms.VmState, vm_name: str) -> str:
 def _tags(ctx: StepContext) -> dict[str, str]:
     from shared.steps.vm_access import build_tags
 
-    return build_tags(ctx, "image")
+    tags = build_tags(ctx, "image")
+    digest = ctx.build.outputs.get("environment_digest")
+    if digest:  # what `rebuild: auto` compares before it starts from this image
+        tags[rebuild.DIGEST_TAG] = digest
+    return tags

@@ -28,15 +28,19 @@ CLONE_TIMEOUT_S = 900
 
 
 async def install_environment(ctx: StepContext) -> Outcome:
-    """The Python install, each data pull and each clone as separate guest jobs, at most
-    `MAX_PARALLEL` at once (they touch different folders); done when all have succeeded."""
+    """The Python install, each data pull and each clone as separate guest jobs (they touch
+    different folders), `install_parallel` at once (a setting, 4 by default); done when all
+    have succeeded."""
     request = ctx.request
     async with open_guest(ctx) as runner:
-        result = await drive_jobs(runner, ctx.build, install_jobs(ctx))
+        jobs = install_jobs(ctx)
+        result = await drive_jobs(runner, ctx.build, jobs, ctx.settings.install_parallel)
         if isinstance(result, Poll):
             return result
         build = result
-        reports: dict[str, Any] = {"python": await _install_report(runner)}
+        reused = (build.outputs.get("start") or {}).get("image_id")
+        python = {"reused_from": reused} if reused else await _install_report(runner)
+        reports: dict[str, Any] = {"python": python}
         for index in range(len(request.data or [])):
             reports[f"data-{index}"] = await _data_summary(ctx, runner, f"pull-data-{index}")
     return Done(
@@ -50,21 +54,26 @@ def install_jobs(ctx: StepContext) -> list[GuestJob]:
     request = ctx.request
     user = request.vm.admin_username
     python = request.python
-    jobs = [
-        GuestJob(
-            "install-python",
-            lambda: render.install_python(
-                list(python.packages or []),
-                installer=python.installer,
-                python_version=python.version,
-                requirements=python.requirements_txt,
-                environment_yml=python.environment_yml,
-                owner=user,
-            ),
-            INSTALL_TIMEOUT_S,
-            "installing Python and packages",
-        )
-    ]
+    reused = (ctx.build.outputs.get("start") or {}).get("image_id")
+    jobs = (
+        []
+        if reused
+        else [
+            GuestJob(
+                "install-python",
+                lambda: render.install_python(
+                    list(python.packages or []),
+                    installer=python.installer,
+                    python_version=python.version,
+                    requirements=python.requirements_txt,
+                    environment_yml=python.environment_yml,
+                    owner=user,
+                ),
+                INSTALL_TIMEOUT_S,
+                "installing Python and packages",
+            )
+        ]
+    )
     for index, source in enumerate(request.data or []):
 
         def pull(source: Any = source) -> render.ScriptRun:
