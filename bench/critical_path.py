@@ -15,13 +15,18 @@ polling, so the slack of an operation polled at its Retry-After counts as ARM ti
     python bench/critical_path.py --state-dir S --spans S/spans.jsonl --submit REQUEST.json
 
 `--submit` sends the request file(s) one after another (each waits for the previous to end)
-and reports each; `--json` prints the figures as JSON too.
+and reports each; `--json` writes the figures as JSON too. `--prepare MB` first puts the
+figures' inputs into the instance and writes their request files next to the spans file:
+two data sources of MB megabytes each (random bytes under ooi-data/bench-a/ and bench-b/) and a
+second repository (for `overlap.json`), a copy of the seed data under another prefix (for
+`weekly-2.json`, the rebuild with only the data changed after `weekly-1.json`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
@@ -36,6 +41,7 @@ from localcloud.funchost.hostkeys import read_host_keys
 from localcloud.instance import Layout, read_env_file
 
 Interval = tuple[float, float]
+REPO = Path(__file__).resolve().parent.parent
 
 
 def union_length(intervals: Iterable[Interval], lo: float, hi: float) -> float:
@@ -199,6 +205,64 @@ def wait_for(client: ApiClient, build_id: str, timeout_s: float = 3600) -> dict[
     raise TimeoutError(f"build {build_id} did not end in {timeout_s} s")
 
 
+PART_BYTES = 32 << 20
+
+
+def prepare(state_dir: Path, out_dir: Path, megabytes: int) -> None:
+    """The figures' data, repository and request files (see the module docstring)."""
+    from localcloud.seed_content import OOI_CSV, make_repository, ooi_csv, seed_ooi, upload_data
+
+    env = read_env_file(Layout(state_dir))
+    assert env is not None
+    connection = env["settings"]["AzureWebJobsStorage"]
+    git_port = env["endpoints"]["git"].rsplit(":", 1)[1]
+    seed_ooi(connection, state_dir / "git")
+    make_repository(
+        state_dir / "git", "ooi-extra.git", {"README.md": "more notebooks to come\n"}, "v1.0"
+    )
+    for prefix in ("bench-a", "bench-b"):
+        left = megabytes << 20
+        part = 0
+        while left > 0:
+            size = min(PART_BYTES, left)
+            upload_data(connection, "ooi-data", {f"{prefix}/part-{part:03d}.bin": os.urandom(size)})
+            left -= size
+            part += 1
+    upload_data(connection, "ooi-data", {f"AT4213/{OOI_CSV}": ooi_csv()})
+    seed = json.loads((REPO / "examples" / "seed-request.json").read_text())
+    for repo in seed["repositories"]:
+        repo["url"] = repo["url"].replace(":8445/", f":{git_port}/")
+    stamp = uuid.uuid4().hex[:6]
+
+    def write(file: str, **changes: Any) -> None:
+        request = {**json.loads(json.dumps(seed)), **changes}
+        request["image"] = {"name": f"bench-{file}-{stamp}"}
+        (out_dir / f"{file}.json").write_text(json.dumps(request, indent=2) + "\n")
+
+    write("seed")
+    write(
+        "overlap",
+        name="ooi-overlap",
+        data=[
+            {"container": "ooi-data", "prefix": "bench-a/", "destination": "/datadrive/data/a"},
+            {"container": "ooi-data", "prefix": "bench-b/", "destination": "/datadrive/data/b"},
+        ],
+        repositories=[
+            *seed["repositories"],
+            {
+                "url": seed["repositories"][0]["url"].replace("ooi-notebooks", "ooi-extra"),
+                "ref": "v1.0",
+                "destination": "/datadrive/extra",
+            },
+        ],
+    )
+    weekly = {"name": f"ooi-weekly-{stamp}", "rebuild": "auto"}
+    write("weekly-1", **weekly)
+    changed = [{**seed["data"][0], "prefix": "AT4213/"}]
+    write("weekly-2", **weekly, data=changed)
+    print(f"request files in {out_dir}: seed, overlap, weekly-1, weekly-2 (.json)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True)
@@ -206,7 +270,12 @@ def main() -> None:
     parser.add_argument("--build", action="append", default=[], help="build id (repeatable)")
     parser.add_argument("--submit", action="append", default=[], type=Path, help="request file")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--prepare", type=int, metavar="MB", help="make the figures' inputs first")
     args = parser.parse_args()
+    if args.prepare is not None:
+        prepare(args.state_dir, args.spans.parent, args.prepare)
+        if not args.submit and not args.build:
+            return
     client = client_for(args.state_dir)
     builds = list(args.build)
     for request in args.submit:

@@ -8,11 +8,13 @@ stage polls again later.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from azure.core.polling import LROPoller
 
+from shared import telemetry
 from shared.azure.boundary import arm_call, get_or_none
 
 T = TypeVar("T")
@@ -74,3 +76,23 @@ def retry_after(poller: LROPoller[Any], default: float) -> float:
         return max(0.0, float(headers.get("Retry-After", default)))
     except (TypeError, ValueError):
         return default
+
+
+RECHECK_S = 1.0  # between reads of a resource whose operation an earlier invocation started
+
+
+def wait_until(
+    what: str, done: Callable[[], bool], wait_s: float = LRO_WAIT_S, every_s: float = RECHECK_S
+) -> bool:
+    """Read until `done()` is true or `wait_s` passed; True if it became true.
+
+    For an operation an earlier invocation started (its poller is gone with that invocation):
+    its end is still seen within `every_s` rather than on the stage's next visit."""
+    deadline = time.monotonic() + wait_s
+    with telemetry.span(f"arm wait until {what}"):
+        while True:
+            if done():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))

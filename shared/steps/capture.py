@@ -50,7 +50,12 @@ async def capture_image(ctx: StepContext) -> Outcome:
             if not deallocated:
                 return Poll(build, lro.retry_after(poller, POLL_S), "deallocating")
         if not deallocated:
-            return Poll(build, POLL_S, f"deallocating (VM is {state.power})")
+            deallocated = lro.wait_until(
+                f"VM {vm.vm} is deallocated",
+                lambda: vms.vm_state(ctx.azure, vm.vm).power == "deallocated",
+            )
+        if not deallocated:
+            return Poll(build, 0, f"deallocating (VM is {state.power})")
         if not state.generalized:
             vms.generalize(ctx.azure, vm.vm)
         if trusted_launch:

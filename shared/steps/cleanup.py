@@ -9,6 +9,7 @@ names what is left so a person can delete it.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from shared.azure import lro
@@ -56,7 +57,8 @@ async def clean_up(ctx: StepContext) -> Outcome:
                 # A refused delete (e.g. still attached) is retried on the next poll.
                 build = build.with_progress(build.stage, **{f"delete:{p}": None for p in pending})
             kinds = sorted({r.type.rsplit("/", 1)[-1] for r in targets if r.id in pending})
-            return Poll(build, POLL_S, f"deleting {len(pending)} resource(s): {', '.join(kinds)}")
+            after_s = POLL_S if problems else 0  # not gone yet: the next visit waits again
+            return Poll(build, after_s, f"deleting {len(pending)} resource(s): {', '.join(kinds)}")
     if not any(r.kept for r in build.resources):
         ctx.keys.delete(build.id)
     kept = [r.id for r in build.resources if r.kept]
@@ -84,7 +86,7 @@ def _delete_wave(
                 )
                 build = build.with_progress(stage, **{marker: True})
             else:
-                pending.append(resource.id)
+                started.append((resource.id, None))  # started by an earlier invocation
         except StepError as exc:
             pending.append(resource.id)
             problems.append(str(exc))
@@ -92,9 +94,20 @@ def _delete_wave(
     for resource_id, poller in started:
         try:
             wait_s = max(0.0, deadline - time.monotonic())
-            if not lro.ended(f"deletion of {resource_id}", poller, wait_s):
+            if poller is not None:
+                gone = lro.ended(f"deletion of {resource_id}", poller, wait_s)
+            else:
+                gone = lro.wait_until(
+                    f"{resource_id} is gone", partial(_gone, ctx, resource_id, wave), wait_s
+                )
+            if not gone:
                 pending.append(resource_id)
         except StepError as exc:
             pending.append(resource_id)
             problems.append(str(exc))
     return build, pending, problems
+
+
+def _gone(ctx: StepContext, resource_id: str, wave: list[Resource]) -> bool:
+    type_ = next(r.type for r in wave if r.id == resource_id)
+    return not arm.exists(ctx.azure, type_, resource_id)

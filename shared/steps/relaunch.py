@@ -16,7 +16,6 @@ from shared.steps.base import Done, Outcome, Poll, StepContext
 from shared.steps.verify import JUPYTER_PORT, verify_guest
 from shared.steps.vm_access import bring_up_vm, open_guest
 
-POLL_S = 3.0
 TUNNEL_LOCAL_PORT = 7005  # the seed recipe's `ssh -N -L 7005:localhost:8889`
 
 
@@ -70,19 +69,25 @@ async def relaunch_vm(ctx: StepContext) -> Outcome:
     state = vms.vm_state(ctx.azure, vm.vm)
     if state.exists:
         if build.marker(stage, "delete_started"):
-            return Poll(build, POLL_S, f"deleting relaunched VM {vm.vm}")
-        poller = vms.begin_delete_vm(ctx.azure, vm.vm)
-        build = build.with_progress(stage, delete_started=True)
-        if not lro.ended(f"deletion of VM {vm.vm}", poller):
-            return Poll(build, lro.retry_after(poller, POLL_S), f"deleting relaunched VM {vm.vm}")
+            gone = lro.wait_until(f"VM {vm.vm} is gone", lambda: _vm_gone(ctx, vm.vm))
+        else:
+            poller = vms.begin_delete_vm(ctx.azure, vm.vm)
+            build = build.with_progress(stage, delete_started=True)
+            gone = lro.ended(f"deletion of VM {vm.vm}", poller)
+        if not gone:
+            return Poll(build, 0, f"deleting relaunched VM {vm.vm}")
     return _after_build_vm_deleted(ctx, build, "relaunched VM verified and deleted")
+
+
+def _vm_gone(ctx: StepContext, name: str) -> bool:
+    return not vms.vm_state(ctx.azure, name).exists
 
 
 def _after_build_vm_deleted(ctx: StepContext, build: Build, note: str) -> Done | Poll:
     """Done once the build VM, whose deletion capture started, is gone."""
     build_vm = BuildNames(build.id).vm("build").vm
-    if vms.vm_state(ctx.azure, build_vm).exists:
-        return Poll(build, POLL_S, f"waiting for the deletion of build VM {build_vm}")
+    if not lro.wait_until(f"build VM {build_vm} is gone", lambda: _vm_gone(ctx, build_vm)):
+        return Poll(build, 0, f"waiting for the deletion of build VM {build_vm}")
     return Done(build, note)
 
 
