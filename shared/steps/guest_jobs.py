@@ -21,8 +21,9 @@ from shared.steps.base import Poll
 
 MAX_PARALLEL = 4
 # One guest-side wait: far under the function timeout (10 min in host.json), long enough that
-# a job of minutes costs a handful of round trips instead of one poll every few seconds.
-WAIT_S = 20
+# a job of minutes costs a handful of round trips instead of one poll every few seconds, short
+# enough that a cancel is seen soon (it is asked for between two waits).
+WAIT_S = 10
 # What one invocation spends waiting before it hands back to the queue (re-enqueued at once).
 INVOCATION_WAIT_S = 50
 # After a failure: how long the other jobs get to stop (their `timeout -k 10` kills at 10 s).
@@ -44,16 +45,22 @@ def _marker(job: GuestJob) -> str:
 
 
 async def drive_jobs(
-    runner: SshRunner, build: Build, jobs: Sequence[GuestJob], parallel: int = MAX_PARALLEL
+    runner: SshRunner,
+    build: Build,
+    jobs: Sequence[GuestJob],
+    parallel: int = MAX_PARALLEL,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> Build | Poll:
     """Run `jobs` on the guest, at most `parallel` at once; the build with every job marked
-    done once all succeeded, or a Poll while some still run.
+    done once all succeeded, or a Poll while some still run (also as soon as `cancelled()`
+    says so between two waits: the pipeline then cancels, and cleanup deletes the VM).
 
     The first job seen failing is a permanent error naming it, with the tail of its log; the
     others are stopped first and waited for, so nothing of this stage keeps running.
     """
     stage = build.stage
     deadline = time.monotonic() + INVOCATION_WAIT_S
+    states_seen = False
     while True:
         running = [j for j in jobs if build.marker(stage, _marker(j)) == "started"]
         pending = [j for j in jobs if not build.marker(stage, _marker(j))]
@@ -68,8 +75,9 @@ async def drive_jobs(
         if not running:
             return build
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or (states_seen and cancelled()):
             return Poll(build, 0, f"{_whats(running)}: running")
+        states_seen = True
         states = await wait_for_jobs(
             runner, [j.name for j in running], min(WAIT_S, math.ceil(remaining))
         )
@@ -100,9 +108,11 @@ async def drive_job(
     make_run: Callable[[], ScriptRun],
     timeout_s: int,
     what: str,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> Build | Poll:
     """`drive_jobs` for one job."""
-    return await drive_jobs(runner, build, [GuestJob(job, make_run, timeout_s, what)])
+    job_list = [GuestJob(job, make_run, timeout_s, what)]
+    return await drive_jobs(runner, build, job_list, cancelled=cancelled)
 
 
 async def _stop(runner: SshRunner, jobs: Sequence[GuestJob]) -> None:

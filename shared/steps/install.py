@@ -34,7 +34,9 @@ async def install_environment(ctx: StepContext) -> Outcome:
     request = ctx.request
     async with open_guest(ctx) as runner:
         jobs = install_jobs(ctx)
-        result = await drive_jobs(runner, ctx.build, jobs, ctx.settings.install_parallel)
+        result = await drive_jobs(
+            runner, ctx.build, jobs, ctx.settings.install_parallel, ctx.cancel_requested
+        )
         if isinstance(result, Poll):
             return result
         build = result

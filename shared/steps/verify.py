@@ -77,6 +77,7 @@ async def verify_guest(
                 partial(render.run_notebooks, [root], patterns, timeout_s, kernel=kernel),
                 total_s,
                 "running the notebooks",
+                ctx.cancel_requested,
             )
         except PermanentError as exc:
             entries = await _report(runner, job)

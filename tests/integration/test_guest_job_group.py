@@ -148,3 +148,19 @@ async def test_a_long_job_hands_back_to_the_queue_after_the_invocation_wait(
     # A fixed 2 s poll would have needed three or four invocations and noticed the end late.
     assert invocations <= 4
     assert result.marker(result.stage, f"job:{tag}-long") == "done"
+
+
+async def test_a_cancel_is_seen_between_two_waits(runner: SshRunner, tag: str) -> None:
+    jobs = [job(f"{tag}-long", "#!/bin/sh\nsleep 60\n", "a long job", timeout_s=90)]
+    asked = []
+
+    def cancelled() -> bool:
+        asked.append(time.monotonic())
+        return True
+
+    started = time.monotonic()
+    result = await drive_jobs(runner, Build(id="bgroup0005", request={}), jobs, cancelled=cancelled)
+    # Handed back after one guest-side wait, not after the invocation's whole wait.
+    assert isinstance(result, Poll) and result.after_s == 0
+    assert asked and time.monotonic() - started < guest_jobs.WAIT_S + 5
+    await guest_jobs._stop(runner, jobs)  # the test's own tidying: cleanup deletes a real VM
