@@ -23,14 +23,15 @@ MAX_POLLS = 400
 KEPT_ON_SUCCESS = {"Microsoft.Compute/images", "Microsoft.Compute/galleries/images/versions"}
 # Deleted together, wave after wave: a wave holds what nothing in a later wave needs gone
 # first. VMs hold their NICs and disks; a NIC holds its public IP and the subnet; the subnet
-# refers to the NSG. Images and gallery versions depend on nothing the build leaves.
+# refers to the NSG. Images and gallery versions wait for the VMs made from them.
 WAVES: tuple[tuple[str, ...], ...] = (
+    ("Microsoft.Compute/virtualMachines",),
     (
-        "Microsoft.Compute/virtualMachines",
+        "Microsoft.Network/networkInterfaces",
+        "Microsoft.Compute/disks",
         "Microsoft.Compute/galleries/images/versions",
         "Microsoft.Compute/images",
     ),
-    ("Microsoft.Network/networkInterfaces", "Microsoft.Compute/disks"),
     ("Microsoft.Network/publicIPAddresses", "Microsoft.Network/virtualNetworks"),
     ("Microsoft.Network/networkSecurityGroups",),
 )
