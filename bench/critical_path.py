@@ -17,9 +17,10 @@ polling, so the slack of an operation polled at its Retry-After counts as ARM ti
 `--submit` sends the request file(s) one after another (each waits for the previous to end)
 and reports each; `--json` writes the figures as JSON too. `--prepare MB` first puts the
 figures' inputs into the instance and writes their request files next to the spans file:
-two data sources of MB megabytes each (random bytes under ooi-data/bench-a/ and bench-b/) and a
-second repository (for `overlap.json`), a copy of the seed data under another prefix (for
-`weekly-2.json`, the rebuild with only the data changed after `weekly-1.json`).
+two data sources of MB megabytes each (random bytes under ooi-data/bench-a/, which also holds
+the table the seed notebook reads, and bench-b/) and a second repository (for `overlap.json`),
+a copy of the seed data under another prefix (for `weekly-2.json`, the rebuild with only the
+data changed after `weekly-1.json`).
 """
 
 from __future__ import annotations
@@ -228,7 +229,9 @@ def prepare(state_dir: Path, out_dir: Path, megabytes: int) -> None:
             upload_data(connection, "ooi-data", {f"{prefix}/part-{part:03d}.bin": os.urandom(size)})
             left -= size
             part += 1
+    # The seed notebook reads the OOI table from /datadrive/data/ooi: bench-a lands there too.
     upload_data(connection, "ooi-data", {f"AT4213/{OOI_CSV}": ooi_csv()})
+    upload_data(connection, "ooi-data", {f"bench-a/{OOI_CSV}": ooi_csv()})
     seed = json.loads((REPO / "examples" / "seed-request.json").read_text())
     for repo in seed["repositories"]:
         repo["url"] = repo["url"].replace(":8445/", f":{git_port}/")
@@ -244,7 +247,7 @@ def prepare(state_dir: Path, out_dir: Path, megabytes: int) -> None:
         "overlap",
         name="ooi-overlap",
         data=[
-            {"container": "ooi-data", "prefix": "bench-a/", "destination": "/datadrive/data/a"},
+            {"container": "ooi-data", "prefix": "bench-a/", "destination": "/datadrive/data/ooi"},
             {"container": "ooi-data", "prefix": "bench-b/", "destination": "/datadrive/data/b"},
         ],
         repositories=[
