@@ -55,6 +55,7 @@ class Settings:
     idle_default_minutes: int = 60  # idle limit of kept VMs without labimage-idle-minutes
     idle_cpu_percent: float = 10.0  # CPU use above this counts as activity
     sweeper_grace_hours: float = 2.0  # a finished build's leftovers are swept after this
+    install_parallel: int = 4  # guest jobs install runs at once (Python, data pulls, clones)
     # The user-assigned managed identity to sign in as; None lets azure-identity choose.
     managed_identity_client_id: str | None = None
 
@@ -161,6 +162,13 @@ def _ssh_source(env: Mapping[str, str]) -> str:
     return str(network)
 
 
+def _install_parallel(env: Mapping[str, str]) -> int:
+    value = _number(env, "LABIMAGE_INSTALL_PARALLEL", 4)
+    if value != int(value) or not 1 <= value <= 8:
+        raise RuntimeError(f"setting LABIMAGE_INSTALL_PARALLEL must be 1 to 8, not {value!r}")
+    return int(value)
+
+
 def _client_id(env: Mapping[str, str]) -> str | None:
     # The Functions host's own setting for the storage identity, else azure-identity's.
     value = env.get("AzureWebJobsStorage__clientId", "") or env.get("AZURE_CLIENT_ID", "")
@@ -205,5 +213,6 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         idle_default_minutes=int(_number(env, "LABIMAGE_IDLE_MINUTES", 60)),
         idle_cpu_percent=_number(env, "LABIMAGE_IDLE_CPU_PERCENT", 10),
         sweeper_grace_hours=_number(env, "LABIMAGE_SWEEPER_GRACE_HOURS", 2),
+        install_parallel=_install_parallel(env),
         managed_identity_client_id=_client_id(env),
     )

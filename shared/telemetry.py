@@ -21,6 +21,7 @@ key blocks and the managed-identity header, whatever a message happens to contai
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import os
 import re
@@ -31,6 +32,8 @@ from contextlib import contextmanager
 from typing import Any
 
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+# A local copy of every span's timing (JSON lines), for bench/critical_path.py on localcloud.
+SPANS_FILE_SETTING = "LABIMAGE_SPANS_FILE"
 TRACER_NAME = "labimage"
 PREFIX = "labimage."
 
@@ -204,12 +207,43 @@ class SpanHandle:
             self._span.set_attribute(key, value)
 
 
+def record_interval(name: str, start: float, end: float, **attributes: Any) -> None:
+    """Note in the local spans file (when set) that `name` ran from `start` to `end` (epoch
+    seconds), with the build id of the stage running now. Work the controller did not do
+    itself (a guest job) is recorded this way. Never raises."""
+    path = os.environ.get(SPANS_FILE_SETTING, "").strip()
+    if not path:
+        return
+    line = {
+        "name": scrub(name),
+        "build_id": _build_id.get(),
+        "start": round(start, 4),
+        "end": round(end, 4),
+        **{key: _clean(value) for key, value in attributes.items() if value is not None},
+    }
+    try:
+        with _lock, open(path, "a", encoding="utf-8") as sink:
+            sink.write(json.dumps(line) + "\n")
+    except OSError:
+        logger.warning("could not append to %s", SPANS_FILE_SETTING)
+
+
 @contextmanager
 def span(
     name: str, attributes: dict[str, Any] | None = None, kind: str = "client"
 ) -> Iterator[SpanHandle]:
     """A span named `name` (scrubbed) around the block; an escaping exception marks it failed
     with the exception's type and scrubbed message (no traceback, which could hold locals)."""
+    start = time.time()
+    try:
+        with _exported_span(name, attributes, kind) as handle:
+            yield handle
+    finally:
+        record_interval(name, start, time.time())
+
+
+@contextmanager
+def _exported_span(name: str, attributes: dict[str, Any] | None, kind: str) -> Iterator[SpanHandle]:
     if not configure():
         yield SpanHandle()
         return

@@ -127,6 +127,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     LABIMAGE_IDLE_MINUTES: '60'
     LABIMAGE_IDLE_CPU_PERCENT: '10'
     LABIMAGE_SWEEPER_GRACE_HOURS: '2'
+    LABIMAGE_INSTALL_PARALLEL: '4'
+    LABIMAGE_SPANS_FILE: ''
   }
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from azure.core.polling import LROPoller
 from azure.mgmt.compute.models import Gallery, GalleryImage, GalleryImageVersion, Image
 
 from shared.azure.boundary import arm_call, get_or_none
@@ -20,7 +21,7 @@ def begin_create_image(
     source_vm_id: str,
     tags: dict[str, str],
     generation: str,
-) -> None:
+) -> LROPoller[Image]:
     """Start capturing a managed image; `generation` is the source VM's (Azure refuses another)."""
     s = azure.settings
     body: dict[str, Any] = {
@@ -32,7 +33,9 @@ def begin_create_image(
         },
     }
     with arm_call(f"create image {image_name}"):
-        azure.compute.images.begin_create_or_update(s.resource_group, image_name, Image(body))
+        return azure.compute.images.begin_create_or_update(
+            s.resource_group, image_name, Image(body)
+        )
 
 
 def image_state(azure: AzureClients, image_name: str) -> tuple[str | None, str | None]:

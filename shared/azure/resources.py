@@ -69,9 +69,10 @@ def exists(azure: AzureClients, type_: str, resource_id: str) -> bool:
     return get_or_none(f"read {resource_id}", lambda: get(group, *names)) is not None
 
 
-def begin_delete(azure: AzureClients, type_: str, resource_id: str) -> None:
-    """Ask Resource Manager to delete; the caller checks later whether it is gone."""
+def begin_delete(azure: AzureClients, type_: str, resource_id: str) -> Any:
+    """Ask Resource Manager to delete; the operation's poller (the caller may wait on it, or
+    check later whether the resource is gone)."""
     _, delete = _operations(azure, type_)
     group, names = _parts(resource_id)
     with arm_call(f"delete {resource_id}"):
-        delete(group, *names)
+        return delete(group, *names)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
+from azure.core.polling import LROPoller
 from azure.mgmt.compute.models import VirtualMachine
 
 from shared.azure.boundary import arm_call, describe, get_or_none
@@ -107,13 +108,13 @@ def security_profile(security_type: str) -> dict[str, Any]:
     return {"securityType": "Standard"}
 
 
-def begin_create_vm(azure: AzureClients, spec: VmSpec) -> None:
-    """Start creating the VM; the caller polls its state instead of waiting here."""
+def begin_create_vm(azure: AzureClients, spec: VmSpec) -> LROPoller[VirtualMachine]:
+    """Start creating the VM; its operation's poller (wait on it, or poll the VM's state)."""
     s = azure.settings
     what = f"create VM {spec.names.vm}"
     with arm_call(what):
         try:
-            azure.compute.virtual_machines.begin_create_or_update(
+            return azure.compute.virtual_machines.begin_create_or_update(
                 s.resource_group,
                 spec.names.vm,
                 VirtualMachine(vm_body(spec, s.location)),
@@ -188,9 +189,9 @@ def image_reference(azure: AzureClients, name: str) -> dict[str, str | None] | N
     }
 
 
-def begin_deallocate(azure: AzureClients, name: str, group: str | None = None) -> None:
+def begin_deallocate(azure: AzureClients, name: str, group: str | None = None) -> LROPoller[None]:
     with arm_call(f"deallocate VM {name}"):
-        azure.compute.virtual_machines.begin_deallocate(
+        return azure.compute.virtual_machines.begin_deallocate(
             group or azure.settings.resource_group, name
         )
 
@@ -200,9 +201,9 @@ def generalize(azure: AzureClients, name: str) -> None:
         azure.compute.virtual_machines.generalize(azure.settings.resource_group, name)
 
 
-def begin_delete_vm(azure: AzureClients, name: str) -> None:
+def begin_delete_vm(azure: AzureClients, name: str) -> LROPoller[None]:
     with arm_call(f"delete VM {name}"):
-        azure.compute.virtual_machines.begin_delete(azure.settings.resource_group, name)
+        return azure.compute.virtual_machines.begin_delete(azure.settings.resource_group, name)
 
 
 def vm_id(azure: AzureClients, name: str) -> str:

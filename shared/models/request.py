@@ -429,6 +429,16 @@ class BuildRequest(_Model):
         description="Rebuild from a manifest: the packages come from its lock, without "
         'resolution. Filled in by the controller from a {"from_manifest": ...} request.',
     )
+    rebuild: Literal["never", "auto"] = Field(
+        "never",
+        description="'auto': when an earlier succeeded build of the same name (and owner) has "
+        "an image whose recorded environment (installer, Python version, packages, "
+        "requirements, environment file, Jupyter options, base image, security type, data "
+        "disk) is the same as this request's, start from that image, skip the Python install, "
+        "refresh data and repositories and verify as usual; otherwise build from the "
+        "marketplace image. The build's events say which, and why. 'never' (default): always "
+        "from the marketplace image.",
+    )
 
     def resource_tags(self) -> dict[str, str]:
         """The user's tags plus owner and project: what every created resource carries

@@ -38,6 +38,9 @@ async def jupyter_status(local_port: int, token: str) -> dict[str, Any]:
         raise TemporaryError(f"Jupyter does not answer yet: {type(exc).__name__}") from None
 
 
+JUPYTER_RETRY_S = 0.25  # a starting Jupyter is asked again this soon
+
+
 async def check_jupyter(
     runner: SshRunner,
     job_name: str,
@@ -75,6 +78,6 @@ async def check_jupyter(
                         raise PermanentError(
                             f"Jupyter did not answer within {wait_s:.0f} s: {log}"
                         ) from None
-                    await asyncio.sleep(1)
+                    await asyncio.sleep(JUPYTER_RETRY_S)
     finally:
         await stop_job(runner, job_name)

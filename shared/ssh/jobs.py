@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shared.errors import TemporaryError
 from shared.remote import load_script
@@ -26,19 +26,38 @@ _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = {"run", "env", "log", "pid", "supervisor", "status", "job_launch.sh"}
 
-# Constant text: the job directory comes in as "$1", never spliced in.
-_POLL_SCRIPT = r"""
-d=$1
-if [ ! -d "$d" ]; then echo "state:missing"; exit 0; fi
-if [ -f "$d/status" ]; then
-    echo "state:finished:$(cat "$d/status")"
-elif [ -f "$d/supervisor" ] && ! kill -0 "$(cat "$d/supervisor")" 2>/dev/null \
-        && [ ! -f "$d/status" ]; then
-    echo "state:lost"
-else
-    echo "state:running"
-fi
-tail -c LOG_TAIL "$d/log" 2>/dev/null || true
+# Constant text: the job directories come in as arguments, never spliced in. One line per job:
+# `missing`, `lost`, `running`, or `finished <status> <started> <ended>` (epoch seconds of the
+# job's `pid` and `status` files, the guest's clock). With a wait above 0 it blocks until one
+# of the jobs is no longer running or the wait is over (the bounded long wait).
+_STATE_SCRIPT = r"""
+wait_s=$1; shift
+until_s=$(( $(date +%s) + wait_s ))
+while :; do
+    lines="" settled=0
+    for d in "$@"; do
+        if [ ! -d "$d" ]; then line="missing"; settled=1
+        elif [ -f "$d/status" ]; then
+            began=$(date -r "$d/pid" +%s.%N 2>/dev/null || echo 0)
+            line="finished $(cat "$d/status") $began $(date -r "$d/status" +%s.%N)"
+            settled=1
+        elif [ -f "$d/supervisor" ] && ! kill -0 "$(cat "$d/supervisor")" 2>/dev/null \
+                && [ ! -f "$d/status" ]; then
+            line="lost"; settled=1
+        else line="running"; fi
+        lines="$lines$line
+"
+    done
+    if [ "$settled" = 1 ] || [ "$(date +%s)" -ge "$until_s" ]; then
+        printf '%s' "$lines"
+        exit 0
+    fi
+    sleep 0.2
+done
+"""
+
+_LOG_SCRIPT = r"""
+tail -c LOG_TAIL "$1/log" 2>/dev/null || true
 """.replace("LOG_TAIL", str(LOG_TAIL_BYTES))
 
 _STOP_SCRIPT = r"""
@@ -52,16 +71,36 @@ fi
 @dataclass(frozen=True)
 class JobState:
     """What a poll saw. `exit_status` is None while running, and for a job that was lost
-    (its process is gone without a status, e.g. the VM rebooted)."""
+    (its process is gone without a status, e.g. the VM rebooted). `started_at`/`ended_at` are
+    the guest's epoch seconds of a finished job (0.0 when unknown)."""
 
     finished: bool
     exit_status: int | None
     log_tail: str
     exists: bool = True
+    started_at: float = 0.0
+    ended_at: float = 0.0
 
     @property
     def succeeded(self) -> bool:
         return self.finished and self.exit_status == 0
+
+
+def _parse_state(line: str) -> JobState:
+    word, *rest = line.split() or ["running"]
+    if word == "missing":
+        return JobState(finished=False, exit_status=None, log_tail="", exists=False)
+    if word == "lost":
+        return JobState(finished=True, exit_status=None, log_tail="")
+    if word == "finished" and len(rest) == 3:
+        return JobState(
+            finished=True,
+            exit_status=int(rest[0]),
+            log_tail="",
+            started_at=float(rest[1]),
+            ended_at=float(rest[2]),
+        )
+    return JobState(finished=False, exit_status=None, log_tail="")
 
 
 def job_dir(job_name: str) -> str:
@@ -144,18 +183,32 @@ async def start_job(
 
 
 async def poll_job(runner: SshRunner, job_name: str) -> JobState:
-    """The job's state now: running, finished with its exit status, lost, or missing."""
-    result = await runner.check(
-        RemoteCommand(("/bin/sh", "-c", _POLL_SCRIPT, "poll", job_dir(job_name)), 30, sudo=True)
+    """The job's state now: running, finished with its exit status, lost, or missing; with the
+    tail of its log."""
+    states = await wait_for_jobs(runner, [job_name], 0)
+    log = await runner.check(
+        RemoteCommand(("/bin/sh", "-c", _LOG_SCRIPT, "log", job_dir(job_name)), 30, sudo=True)
     )
-    first, _, log = result.stdout.partition("\n")
-    if first == "state:missing":
-        return JobState(finished=False, exit_status=None, log_tail="", exists=False)
-    if first == "state:lost":
-        return JobState(finished=True, exit_status=None, log_tail=log)
-    if first.startswith("state:finished:"):
-        return JobState(finished=True, exit_status=int(first.rsplit(":", 1)[1]), log_tail=log)
-    return JobState(finished=False, exit_status=None, log_tail=log)
+    return replace(states[job_name], log_tail=log.stdout if states[job_name].exists else "")
+
+
+async def wait_for_jobs(
+    runner: SshRunner, job_names: Sequence[str], wait_s: int
+) -> dict[str, JobState]:
+    """The jobs' states once one of them is no longer running, or after `wait_s` seconds,
+    whichever comes first: the guest blocks meanwhile, so an ending job is seen within a
+    fraction of a second. Log tails are not read here (`poll_job` reads one)."""
+    dirs = [job_dir(name) for name in job_names]
+    result = await runner.check(
+        RemoteCommand(
+            ("/bin/bash", "-c", _STATE_SCRIPT, "wait", str(int(wait_s)), *dirs),
+            int(wait_s) + 30,
+            sudo=True,
+        )
+    )
+    lines = result.stdout.splitlines()
+    lines += ["running"] * (len(dirs) - len(lines))
+    return {name: _parse_state(line) for name, line in zip(job_names, lines, strict=False)}
 
 
 async def stop_job(runner: SshRunner, job_name: str) -> None:

@@ -157,6 +157,27 @@ def _text(value: str | bytes | None) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+async def _connect(
+    target: SshTarget, client_key: asyncssh.SSHKey, host_key: asyncssh.SSHKey
+) -> asyncssh.SSHClientConnection:
+    return await asyncio.wait_for(
+        asyncssh.connect(
+            target.host,
+            port=target.port,
+            username=target.username,
+            client_keys=[client_key],
+            # Pinned: exactly this host key is trusted, no CA, nothing from ~/.ssh.
+            known_hosts=([host_key], [], []),
+            agent_path=None,
+            config=[],
+            connect_timeout=target.connect_timeout_s,
+            login_timeout=target.connect_timeout_s,
+            keepalive_interval=30,
+        ),
+        timeout=target.connect_timeout_s * 2,
+    )
+
+
 async def open_runner(target: SshTarget) -> SshRunner:
     """Log in to `target`, accepting only its pinned host key. Caller closes the runner."""
     try:
@@ -166,22 +187,8 @@ async def open_runner(target: SshTarget) -> SshRunner:
         # The key text itself must never reach the message.
         raise ValueError(f"unreadable SSH key for {target.host}") from None
     try:
-        conn = await asyncio.wait_for(
-            asyncssh.connect(
-                target.host,
-                port=target.port,
-                username=target.username,
-                client_keys=[client_key],
-                # Pinned: exactly this host key is trusted, no CA, nothing from ~/.ssh.
-                known_hosts=([host_key], [], []),
-                agent_path=None,
-                config=[],
-                connect_timeout=target.connect_timeout_s,
-                login_timeout=target.connect_timeout_s,
-                keepalive_interval=30,
-            ),
-            timeout=target.connect_timeout_s * 2,
-        )
+        with telemetry.span(f"ssh connect {target.host}"):
+            conn = await _connect(target, client_key, host_key)
     except asyncssh.HostKeyNotVerifiable:
         raise HostKeyMismatch(
             f"{target.host}:{target.port} presented a host key other than the one pinned for it "

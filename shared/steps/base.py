@@ -40,6 +40,20 @@ class StepContext:
     azure: AzureClients
     keys: Any  # shared.ssh.keys.KeyStore
 
+    def cancel_requested(self) -> bool:
+        """Whether a cancel came in since this invocation loaded the build (read again from
+        the table: a step that waits long inside one invocation asks between its waits)."""
+        from shared.state.store import BuildStore
+
+        s = self.settings
+        try:
+            store = BuildStore.from_connection_string(
+                s.storage_connection, s.builds_table, self.azure.credential
+            )
+            return store.get(self.build.id).build.cancel_requested
+        except Exception:  # a failed look is no reason to stop; the next invocation sees it
+            return False
+
     @cached_property
     def request(self) -> Any:
         from shared.models.request import BuildRequest

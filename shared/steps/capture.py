@@ -1,9 +1,10 @@
 """capture: deprovision the guest, deallocate, generalize, image (and gallery version), then
-delete the build VM."""
+start deleting the build VM (relaunch waits for that deletion to end)."""
 
 from __future__ import annotations
 
-from shared.azure import images, vms
+from shared import rebuild
+from shared.azure import images, lro, vms
 from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
 from shared.manifest.tags import manifest_tags
@@ -44,11 +45,20 @@ async def capture_image(ctx: StepContext) -> Outcome:
     if not build.marker(stage, "image_done"):
         if not state.exists:
             raise PermanentError(f"build VM {vm.vm} disappeared before it was captured")
-        if not build.marker(stage, "deallocate_started"):
-            vms.begin_deallocate(ctx.azure, vm.vm)
-            return Poll(build.with_progress(stage, deallocate_started=True), POLL_S, "deallocating")
-        if state.power != "deallocated":
-            return Poll(build, POLL_S, f"deallocating (VM is {state.power})")
+        deallocated = state.power == "deallocated"
+        if not deallocated and not build.marker(stage, "deallocate_started"):
+            poller = vms.begin_deallocate(ctx.azure, vm.vm)
+            build = build.with_progress(stage, deallocate_started=True)
+            deallocated = lro.ended(f"deallocation of VM {vm.vm}", poller)
+            if not deallocated:
+                return Poll(build, lro.retry_after(poller, POLL_S), "deallocating")
+        if not deallocated:
+            deallocated = lro.wait_until(
+                f"VM {vm.vm} is deallocated",
+                lambda: vms.vm_state(ctx.azure, vm.vm).power == "deallocated",
+            )
+        if not deallocated:
+            return Poll(build, 0, f"deallocating (VM is {state.power})")
         if not state.generalized:
             vms.generalize(ctx.azure, vm.vm)
         if trusted_launch:
@@ -103,13 +113,13 @@ async def capture_image(ctx: StepContext) -> Outcome:
         build = build.with_resource("Microsoft.Compute/galleries/images/versions", g_id)
         build = build.with_outputs(gallery_image_version_id=g_id)
 
-    if state.exists:
-        if not build.marker(stage, "vm_delete_started"):
-            vms.begin_delete_vm(ctx.azure, vm.vm)
-            build = build.with_progress(stage, vm_delete_started=True)
-        return Poll(build, POLL_S, f"deleting build VM {vm.vm}")
     captured = build.outputs.get("image_id") or build.outputs.get("gallery_image_version_id")
-    return Done(build, f"image {captured} captured; build VM deleted")
+    if state.exists and not build.marker(stage, "vm_delete_started"):
+        # Relaunch needs only the image: it starts while the build VM is deleted, and waits
+        # for that deletion before it ends (cleanup deletes what is left if it cannot).
+        vms.begin_delete_vm(ctx.azure, vm.vm)
+        build = build.with_progress(stage, vm_delete_started=True)
+    return Done(build, f"image {captured} captured; build VM {vm.vm} is being deleted")
 
 
 def _capture_managed_image(
@@ -122,8 +132,12 @@ def _capture_managed_image(
     if image_state is None:
         tags = {**_tags(ctx), "labimage-role": "image"}
         vm_id = vms.vm_id(ctx.azure, vm_name)
-        images.begin_create_image(ctx.azure, name, vm_id, tags, _generation(state, vm_name))
-        return Poll(build, POLL_S, f"creating image {name}")
+        poller = images.begin_create_image(
+            ctx.azure, name, vm_id, tags, _generation(state, vm_name)
+        )
+        if not lro.ended(f"image {name}", poller):
+            return Poll(build, lro.retry_after(poller, POLL_S), f"creating image {name}")
+        image_state, image_id = images.image_state(ctx.azure, name)
     if image_state == "Failed":
         raise PermanentError(f"Azure could not create image {name}")
     if image_state != "Succeeded" or not image_id:
@@ -142,5 +156,9 @@ def _generation(state: vms.VmState, vm_name: str) -> str:
 def _tags(ctx: StepContext) -> dict[str, str]:
     from shared.steps.vm_access import build_tags
 
-    digest = (ctx.build.outputs.get("manifest") or {}).get("sha256")
-    return {**build_tags(ctx, "image"), **manifest_tags(digest)}
+    manifest = (ctx.build.outputs.get("manifest") or {}).get("sha256")
+    tags = {**build_tags(ctx, "image"), **manifest_tags(manifest)}
+    digest = ctx.build.outputs.get("environment_digest")
+    if digest:  # what `rebuild: auto` compares before it starts from this image
+        tags[rebuild.DIGEST_TAG] = digest
+    return tags

@@ -1,11 +1,12 @@
-"""relaunch: a new VM from the image, no mount step; the data disk must be mounted by fstab alone,
-then verify again; the VM is deleted, or kept with its auto-stop tag and connection commands."""
+"""relaunch: a new VM from the image (made while the build VM is still being deleted), no mount
+step; the data disk must be mounted by fstab alone, then verify again; the VM is deleted, or
+kept with its auto-stop tag and connection commands. Ends once the build VM is gone too."""
 
 from __future__ import annotations
 
 import json
 
-from shared.azure import vms
+from shared.azure import lro, vms
 from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
 from shared.remote import render
@@ -15,7 +16,6 @@ from shared.steps.base import Done, Outcome, Poll, StepContext
 from shared.steps.verify import JUPYTER_PORT, verify_guest
 from shared.steps.vm_access import bring_up_vm, open_guest
 
-POLL_S = 3.0
 TUNNEL_LOCAL_PORT = 7005  # the seed recipe's `ssh -N -L 7005:localhost:8889`
 
 
@@ -34,7 +34,9 @@ async def relaunch_vm(ctx: StepContext) -> Outcome:
 
     build = ctx.build
     if not request.relaunch.verify and not request.relaunch.keep_running:
-        return Done(build, "relaunch skipped: the request asks neither to verify nor to keep a VM")
+        return _after_build_vm_deleted(
+            ctx, build, "relaunch skipped: the request asks neither to verify nor to keep a VM"
+        )
     if not build.marker(stage, "checked"):
         up = await bring_up_vm(ctx, "relaunch", image_id)
         if isinstance(up, Poll):
@@ -61,14 +63,32 @@ async def relaunch_vm(ctx: StepContext) -> Outcome:
 
     if request.relaunch.keep_running:
         build = _keep(ctx, build)
-        return Done(build, f"relaunched VM {vm.vm} verified and kept running")
+        return _after_build_vm_deleted(
+            ctx, build, f"relaunched VM {vm.vm} verified and kept running"
+        )
     state = vms.vm_state(ctx.azure, vm.vm)
     if state.exists:
-        if not build.marker(stage, "delete_started"):
-            vms.begin_delete_vm(ctx.azure, vm.vm)
+        if build.marker(stage, "delete_started"):
+            gone = lro.wait_until(f"VM {vm.vm} is gone", lambda: _vm_gone(ctx, vm.vm))
+        else:
+            poller = vms.begin_delete_vm(ctx.azure, vm.vm)
             build = build.with_progress(stage, delete_started=True)
-        return Poll(build, POLL_S, f"deleting relaunched VM {vm.vm}")
-    return Done(build, "relaunched VM verified and deleted")
+            gone = lro.ended(f"deletion of VM {vm.vm}", poller)
+        if not gone:
+            return Poll(build, 0, f"deleting relaunched VM {vm.vm}")
+    return _after_build_vm_deleted(ctx, build, "relaunched VM verified and deleted")
+
+
+def _vm_gone(ctx: StepContext, name: str) -> bool:
+    return not vms.vm_state(ctx.azure, name).exists
+
+
+def _after_build_vm_deleted(ctx: StepContext, build: Build, note: str) -> Done | Poll:
+    """Done once the build VM, whose deletion capture started, is gone."""
+    build_vm = BuildNames(build.id).vm("build").vm
+    if not lro.wait_until(f"build VM {build_vm} is gone", lambda: _vm_gone(ctx, build_vm)):
+        return Poll(build, 0, f"waiting for the deletion of build VM {build_vm}")
+    return Done(build, note)
 
 
 def _keep(ctx: StepContext, build: Build) -> Build:

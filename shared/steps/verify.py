@@ -6,6 +6,7 @@ import posixpath
 from functools import partial
 from typing import Any
 
+from shared import telemetry
 from shared.errors import PermanentError
 from shared.manifest.collect import record_manifest
 from shared.remote import render
@@ -59,9 +60,12 @@ async def verify_guest(
     """Jupyter check, then the notebooks; the report lands in the build's outputs[report_key]."""
     stage = build.stage
     if not build.marker(stage, "jupyter_ok"):
-        await check_jupyter(runner, f"jupyter-{stage}", JUPYTER_PORT, wait_s=JUPYTER_WAIT_S)
-        build = build.with_progress(stage, jupyter_ok=True)
-        return Poll(build, 0, "Jupyter answered through the SSH tunnel with its token")
+        # Jupyter starting on the guest is work the build waits for, timed as such.
+        with telemetry.span("ssh jupyter start and answer"):
+            await check_jupyter(runner, f"jupyter-{stage}", JUPYTER_PORT, wait_s=JUPYTER_WAIT_S)
+        build = build.with_progress(stage, jupyter_ok=True).with_event(
+            "Jupyter answered through the SSH tunnel with its token", stage
+        )
     timeout_s = ctx.request.notebooks.timeout_minutes * 60
     kernel = ctx.request.notebooks.kernel or "python3"
     results: list[dict[str, Any]] = []
@@ -76,6 +80,7 @@ async def verify_guest(
                 partial(render.run_notebooks, [root], patterns, timeout_s, kernel=kernel),
                 total_s,
                 "running the notebooks",
+                ctx.cancel_requested,
             )
         except PermanentError as exc:
             entries = await _report(runner, job)

@@ -6,10 +6,13 @@ Each call does the next missing piece and answers Poll until the VM answers.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from shared.azure import network, vms
+from shared import telemetry
+from shared.azure import lro, network, vms
 from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG, ROLE_TAG, BuildNames, VmNames
 from shared.errors import PermanentError
 from shared.ssh.errors import RemoteCommandError, SshConnectionError
@@ -20,6 +23,8 @@ from shared.state.record import Build
 from shared.steps.base import Done, Poll, StepContext
 
 BOOT_POLL_S = 2.0
+SSH_WAIT_S = 50  # one invocation tries SSH on a booting VM this long, then hands back
+SSH_RETRY_S = 0.25
 NETWORK = "Microsoft.Network"
 COMPUTE = "Microsoft.Compute"
 
@@ -76,12 +81,17 @@ async def bring_up_vm(ctx: StepContext, role: str, image_id: str | None = None) 
         if made is None:
             return Poll(build, BOOT_POLL_S, f"creating the IP and NIC of VM {vm.vm}")
         nic_id = made[0]
-        vms.begin_create_vm(ctx.azure, _vm_spec(ctx, vm, client, host, nic_id, tags, image_id))
+        build = build.with_event(f"creating VM {vm.vm}")
+        poller = vms.begin_create_vm(
+            ctx.azure, _vm_spec(ctx, vm, client, host, nic_id, tags, image_id)
+        )
         build = build.with_resource(f"{COMPUTE}/virtualMachines", vms.vm_id(ctx.azure, vm.vm))
         build = build.with_resource(f"{COMPUTE}/disks", _id(sub, group, "disk", vm.os_disk))
         build = build.with_resource(f"{COMPUTE}/disks", _id(sub, group, "disk", vm.data_disk))
         build = build.with_progress(stage, **{f"{role}_vm_create_started": True})
-        return Poll(build, BOOT_POLL_S, f"creating VM {vm.vm}")
+        # Waited here, polled at the operation's Retry-After, rather than on a fixed timer.
+        if not lro.ended(f"creation of VM {vm.vm}", poller):
+            return Poll(build, lro.retry_after(poller, BOOT_POLL_S), f"creating VM {vm.vm}")
 
     state = vms.vm_state(ctx.azure, vm.vm)
     if not state.exists:
@@ -94,12 +104,24 @@ async def bring_up_vm(ctx: StepContext, role: str, image_id: str | None = None) 
     if not address:
         return Poll(build, BOOT_POLL_S, f"waiting for the public IP of {vm.vm}")
     build = build.with_progress(stage, **{f"{role}_address": address})
-    try:
-        async with connect(_target(ctx, build, vm, address)) as runner:
-            await runner.check(RemoteCommand(("true",), 30))
-    except SshConnectionError:
-        return Poll(build, BOOT_POLL_S, f"waiting for SSH on {vm.vm} ({address})")
+    if not await _ssh_answers(_target(ctx, build, vm, address), SSH_WAIT_S):
+        return Poll(build, 0, f"waiting for SSH on {vm.vm} ({address})")
     return build
+
+
+async def _ssh_answers(target: SshTarget, wait_s: float) -> bool:
+    """Try SSH until the booting guest answers with its pinned key, or `wait_s` is over."""
+    deadline = time.monotonic() + wait_s
+    with telemetry.span(f"ssh connect wait {target.host}"):
+        while True:
+            try:
+                async with connect(target) as runner:
+                    await runner.check(RemoteCommand(("true",), 30))
+                return True
+            except SshConnectionError:
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(SSH_RETRY_S)
 
 
 @asynccontextmanager
