@@ -32,7 +32,7 @@ class ArtifactRef:
         return {"blob": self.blob, "sha256": self.sha256, "bytes": self.bytes}
 
 
-def _service(settings: Settings, credential: TokenCredential | None) -> BlobServiceClient:
+def blob_service(settings: Settings, credential: TokenCredential | None) -> BlobServiceClient:
     connection = settings.storage_connection
     if connection_has_secret(connection) or credential is None:
         return BlobServiceClient.from_connection_string(connection)
@@ -50,7 +50,7 @@ def put_json(
     data = canonical(document)
     digest = hashlib.sha256(data).hexdigest()
     name = f"{kind}/{digest}.json"
-    container = _service(settings, credential).get_container_client(ARTIFACTS_CONTAINER)
+    container = blob_service(settings, credential).get_container_client(ARTIFACTS_CONTAINER)
     with contextlib.suppress(ResourceExistsError):
         container.create_container()
     container.upload_blob(
@@ -64,7 +64,7 @@ def put_json(
 
 def get_json(settings: Settings, credential: TokenCredential | None, blob: str) -> Any:
     """The document stored under `blob`; its digest is checked against its name."""
-    container = _service(settings, credential).get_container_client(ARTIFACTS_CONTAINER)
+    container = blob_service(settings, credential).get_container_client(ARTIFACTS_CONTAINER)
     data = container.download_blob(blob).readall()
     expected = blob.rsplit("/", 1)[-1].removesuffix(".json")
     if hashlib.sha256(data).hexdigest() != expected:

@@ -18,6 +18,7 @@ from shared.models import (
     BuildStatus,
     ErrorBody,
 )
+from shared.openapi_images import image_and_log_paths
 
 API_TITLE = "labimage"
 API_VERSION = "0.1.0"
@@ -192,6 +193,7 @@ def _document() -> dict[str, Any]:
             }
         },
     }
+    paths.update(image_and_log_paths(error, build_id))
     for path, operations in paths.items():
         if path == "/api/openapi.json":
             operations["get"]["security"] = []  # public

@@ -11,13 +11,17 @@ from shared.azure import resources as arm
 from shared.errors import PermanentError, StepError
 from shared.state.record import BuildState
 from shared.steps.base import Done, Outcome, Poll, StepContext
+from shared.steps.copy_logs import copy_logs_before_delete
 
 POLL_S = 3.0
 MAX_POLLS = 400
+LOGGED_VMS = ("build", "relaunch")
 KEPT_ON_SUCCESS = {"Microsoft.Compute/images", "Microsoft.Compute/galleries/images/versions"}
 
 
 async def clean_up(ctx: StepContext) -> Outcome:
+    for role in LOGGED_VMS:  # before anything is deleted: a failed build's logs too
+        ctx.build = await copy_logs_before_delete(ctx, role)
     build = ctx.build
     stage = build.stage
     succeeded = build.outcome in (None, BuildState.SUCCEEDED)

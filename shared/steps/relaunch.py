@@ -12,6 +12,8 @@ from shared.remote import render
 from shared.ssh.keyvault import download_command
 from shared.state.record import Build
 from shared.steps.base import Done, Outcome, Poll, StepContext
+from shared.steps.copy_logs import copy_guest_logs
+from shared.steps.replace_image import replacing, swap_image
 from shared.steps.verify import JUPYTER_PORT, verify_guest
 from shared.steps.vm_access import bring_up_vm, open_guest
 
@@ -20,6 +22,27 @@ TUNNEL_LOCAL_PORT = 7005  # the seed recipe's `ssh -N -L 7005:localhost:8889`
 
 
 async def relaunch_vm(ctx: StepContext) -> Outcome:
+    """The relaunch proper, then (for a replacing build) the image takes its name."""
+    stage = ctx.build.stage
+    if not ctx.build.marker(stage, "relaunch_done"):
+        outcome = await _relaunch(ctx)
+        if isinstance(outcome, Poll) or not replacing(outcome.build):
+            return outcome
+        ctx.build = outcome.build.with_progress(stage, relaunch_done=True, note=outcome.note)
+    swapped = await swap_image(ctx, ctx.build)
+    if isinstance(swapped, Poll):
+        return swapped
+    return Done(swapped, f"{swapped.marker(stage, 'note')}; {_replace_note(swapped)}")
+
+
+def _replace_note(build: Build) -> str:
+    decision = build.outputs.get("replace") or {}
+    if decision.get("outcome") == "replaced":
+        return f"the old image was replaced by the verified one ({decision['image_id']})"
+    return f"the verified image is {decision.get('temporary_name')}: {decision.get('reason')}"
+
+
+async def _relaunch(ctx: StepContext) -> Outcome:
     request = ctx.request
     stage = ctx.build.stage
     names = BuildNames(ctx.build.id)
@@ -57,6 +80,7 @@ async def relaunch_vm(ctx: StepContext) -> Outcome:
                 if isinstance(verified, Poll):
                     return verified
                 build = verified
+            build = await copy_guest_logs(ctx, runner, "relaunch", build)
         build = build.with_progress(stage, checked=True)
 
     if request.relaunch.keep_running:

@@ -69,6 +69,11 @@ def test_it_lists_every_route(document: dict[str, Any]) -> None:
         ("/api/openapi.json", "get"),
         ("/api/costs", "get"),
         ("/api/vms/{resource_group}/{name}/snooze", "post"),
+        ("/api/images", "get"),
+        ("/api/images/{name}", "get"),
+        ("/api/images/{name}", "delete"),
+        ("/api/builds/{id}/logs", "get"),
+        ("/api/builds/{id}/logs/{job}", "get"),
     }
 
 
