@@ -74,7 +74,9 @@ async def swap_image(ctx: StepContext, build: Build) -> Build | Poll:
     if not decision or decision.get("outcome"):
         return build
     stage, name, temp = build.stage, ctx.request.image.name, decision["temporary_name"]
-    temp_id = build.outputs.get("image_id", "")
+    temp_id = next(
+        (r.id for r in build.resources if r.type == IMAGE_TYPE and r.id.endswith(f"/{temp}")), ""
+    )
     if not build.marker(stage, "temporary_kept"):
         build = _keep_resource(build, temp_id).with_progress(stage, temporary_kept=True)
     if not build.marker(stage, "old_deleted"):
