@@ -16,7 +16,7 @@ from shared.api.caller import Caller
 from shared.azure import image_catalog
 from shared.azure.image_catalog import CatalogImage
 from shared.azure.image_users import image_users
-from shared.errors import StepError
+from shared.errors import PermanentError, StepError
 from shared.models import names
 from shared.runtime import Runtime
 from shared.state.record import Build
@@ -177,6 +177,8 @@ def delete_image(rt: Runtime, name: str, caller: Caller) -> ApiResponse:
                 f"image {name!r} is still used by {', '.join(users)}; delete that first",
             )
         image_catalog.begin_delete(rt.azure, image)
+    except PermanentError as exc:  # Azure refused, e.g. a VM is being provisioned from it
+        return _error(409, "conflict", "name", f"Azure refused to delete {name!r}: {exc}")
     except StepError as exc:
         return _unavailable(exc)
     logger.info("image %s (build %s) deleted by request", name, image.build_id)

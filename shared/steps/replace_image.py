@@ -28,6 +28,7 @@ from shared.steps.base import Poll, StepContext
 from shared.steps.vm_access import build_tags
 
 POLL_S = 3.0
+BUSY_POLL_S = 30.0  # a VM being provisioned from the old image takes minutes on Azure
 REPLACE_OUTPUT = "replace"
 IMAGE_TYPE = "Microsoft.Compute/images"
 MAX_IMAGE_NAME = 80
@@ -83,7 +84,9 @@ async def swap_image(ctx: StepContext, build: Build) -> Build | Poll:
         state, found = images.image_state(ctx.azure, name)
         if state is not None and (found or "").lower() == str(decision["old_image_id"]).lower():
             if not build.marker(stage, "old_delete_started"):
-                images.begin_delete_image(ctx.azure, name)
+                refused = images.begin_delete_image(ctx.azure, name)
+                if refused:  # a VM is still being provisioned from it: wait for that
+                    return Poll(build, BUSY_POLL_S, f"the old image cannot go yet: {refused}")
                 build = build.with_progress(stage, old_delete_started=True)
             return Poll(build, POLL_S, f"deleting the old image {name}")
         build = build.with_progress(stage, old_deleted=True).with_event(
@@ -112,7 +115,9 @@ async def swap_image(ctx: StepContext, build: Build) -> Build | Poll:
     temp_state, _ = images.image_state(ctx.azure, temp)
     if temp_state is not None:
         if not build.marker(stage, "temporary_delete_started"):
-            images.begin_delete_image(ctx.azure, temp)
+            refused = images.begin_delete_image(ctx.azure, temp)
+            if refused:
+                return Poll(build, BUSY_POLL_S, f"the temporary image cannot go yet: {refused}")
             build = build.with_progress(stage, temporary_delete_started=True)
         return Poll(build, POLL_S, f"deleting the temporary image {temp}")
     resources = [r for r in build.resources if r.id.lower() != temp_id.lower()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,37 @@ SEED = Path(__file__).resolve().parents[2] / "examples" / "seed-request.json"
 ALICE_NAME = "alice@example.org"
 
 
+class HeldFirstBoot(MemoryRunner):
+    """Holds a VM's first boot while `hold` is set, so it stays in provisioningState Creating."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = threading.Event()
+        self.release = threading.Event()
+
+    def new_os_disk(self, path: Path, source: Path | None = None) -> None:
+        if self.hold.is_set():
+            self.release.wait(30)
+        super().new_os_disk(path, source)
+
+
+@pytest.fixture
+def runner() -> Iterator[HeldFirstBoot]:
+    held = HeldFirstBoot()
+    yield held
+    held.release.set()
+
+
 @pytest.fixture
 def rt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, azurite_connection_string: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    azurite_connection_string: str,
+    runner: HeldFirstBoot,
 ) -> Iterator[Runtime]:
     for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    with emulator_in_thread(tmp_path / "arm", MemoryRunner(), retry_after=0) as (running, _):
+    with emulator_in_thread(tmp_path / "arm", runner, retry_after=0) as (running, _):
         for name, value in running.identity_env().items():
             monkeypatch.setenv(name, value)
         settings = Settings(
@@ -228,3 +253,31 @@ async def test_replace_keeps_the_old_image_when_the_new_build_fails_then_replace
     # The build's record keeps the named image (cleanup on success leaves images).
     image_ids = [r.id for r in swapped.resources if r.type == "Microsoft.Compute/images"]
     assert image_ids == [swapped.outputs["image_id"]]
+
+
+async def test_the_swap_waits_while_a_vm_is_still_provisioned_from_the_old_image(
+    rt: Runtime, runner: HeldFirstBoot
+) -> None:
+    name = "jupyter-busy"
+    old = Steps(rt, "bbusy00001", {"name": name})
+    await old.provision()
+    await old.capture()
+    replacing = Steps(rt, "bbusy00002", {"name": name, "replace": True})
+    await replacing.provision()
+    await replacing.capture()
+
+    # Someone starts a VM from the old image (a workstation, another build's relaunch) and
+    # Azure refuses to delete an image while a VM is being provisioned from it.
+    runner.hold.set()
+    old_image_id = rt.azure.compute.images.get(RG, name).id
+    await bring_up_vm(old.context(), "relaunch", old_image_id)
+    waiting = await swap_image(replacing.context(), replacing.build)
+    assert isinstance(waiting, Poll), waiting
+    assert "being provisioned" in waiting.note
+    assert image_build(rt, name) == "bbusy00001"  # nothing lost meanwhile
+
+    runner.release.set()
+    replacing.build = waiting.build
+    swapped = await replacing.swap()
+    assert swapped.outputs["replace"]["outcome"] == "replaced"
+    assert image_build(rt, name) == "bbusy00002"
