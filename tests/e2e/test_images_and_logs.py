@@ -1,8 +1,9 @@
 """Images, image.replace and build logs end to end on localcloud, through the `labimage` CLI.
 
-One build makes an image (its relaunch skipped, to stay quick); then two builds replace it side
-by side: one fails at install (a package that does not exist) and must leave the old image as
-it was and its installer log readable after cleanup, the other succeeds and takes the name.
+One small build makes an image; then two builds replace it side by side: one fails at install
+(a package version that does not exist) and must leave the old image as it was and its
+installer log readable after cleanup; the other (the seed request, relaunch included) succeeds,
+takes the name and kept every job's log and its executed notebooks.
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ MISSING_VERSION = "numpy==0.0.1"
 
 @pytest.fixture(scope="module")
 def builds(cloud: Cloud) -> Iterator[dict[str, str]]:
+    # The old image, made as cheaply as a build can: Jupyter only, no data, no notebooks, no
+    # relaunch. The two replacing builds then run side by side.
     first = cloud.seed_request(
         name="first-image",
+        data=[],
+        repositories=[],
+        notebooks={"run": []},
         image={"name": IMAGE},
         relaunch={"verify": False, "keep_running": False},
     )
+    first["python"]["packages"] = ["jupyterlab>=4"]
     ids = {"first": cloud.submit(first)}
     status = cloud.wait(ids["first"])
     assert status["state"] == "succeeded", status["error"]
@@ -87,17 +94,18 @@ def test_a_failed_replacing_build_leaves_the_old_image_and_its_install_log_reada
 def test_a_succeeded_build_kept_every_jobs_log_and_its_executed_notebooks(
     cloud: Cloud, builds: dict[str, str]
 ) -> None:
-    code, body, _ = cli(cloud, "logs", builds["first"], "--json")
+    code, body, _ = cli(cloud, "logs", builds["replacing"], "--json")
     names = [entry["name"] for entry in json.loads(body)]
     for job in ("install-python", "pull-data-0", "clone-0", "notebooks-verify-0"):
         assert f"build.{job}.log" in names, names
+    assert "relaunch.notebooks-relaunch-0.log" in names, names
     notebooks = [n for n in names if n.startswith("build.notebooks-verify-0.")]
     notebooks = [n for n in notebooks if n.endswith(".ipynb")]
     assert notebooks, names
-    code, text, _ = cli(cloud, "logs", builds["first"], notebooks[0])
+    code, text, _ = cli(cloud, "logs", builds["replacing"], notebooks[0])
     assert code == 0 and json.loads(text)["cells"]  # a notebook a user can open
     # The data pull worked through a SAS URL; none is left in what was kept.
-    code, pull, _ = cli(cloud, "logs", builds["first"], "build.pull-data-0")
+    code, pull, _ = cli(cloud, "logs", builds["replacing"], "build.pull-data-0")
     assert code == 0 and re.search(r"sig=(?!REDACTED)", pull) is None
 
 
