@@ -81,7 +81,7 @@ def image_and_log_paths(error: dict[str, Any], build_id: dict[str, Any]) -> dict
                             "properties": {"images": {"type": "array", "items": IMAGE_SCHEMA}},
                         },
                     ),
-                    "503": _json("Azure did not answer.", error),
+                    "503": _json("The Azure call failed.", error),
                 },
             }
         },

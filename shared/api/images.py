@@ -64,7 +64,7 @@ def image_view(image: CatalogImage, build: Build | None) -> dict[str, Any]:
 
 def _unavailable(exc: StepError) -> ApiResponse:
     logger.warning("images: Resource Manager call failed: %s", exc)
-    return _error(503, "unavailable", "", f"Azure did not answer: {exc}")
+    return _error(503, "unavailable", "", f"the Azure call failed, try again later: {exc}")
 
 
 def list_images(rt: Runtime, caller: Caller) -> ApiResponse:

@@ -281,3 +281,31 @@ async def test_the_swap_waits_while_a_vm_is_still_provisioned_from_the_old_image
     swapped = await replacing.swap()
     assert swapped.outputs["replace"]["outcome"] == "replaced"
     assert image_build(rt, name) == "bbusy00002"
+
+
+async def test_a_gallery_version_is_listed_and_deleted_by_its_three_part_name(
+    rt: Runtime,
+) -> None:
+    gallery = {"gallery_name": "lab_gallery", "definition": "jupyter", "version": "1.0.0"}
+    steps = Steps(rt, "bgal000001", {"name": "jupyter-g", "gallery": gallery})
+    await steps.provision()
+    await steps.capture()
+
+    [image] = images_api.list_images(rt, caller(ALICE)).body["images"]
+    assert (image["name"], image["kind"]) == ("lab_gallery:jupyter:1.0.0", "gallery-version")
+    assert image["build_id"] == "bgal000001" and image["size_gb"] == 30 + 256
+    assert image["created"]  # the version's publishing date
+    shown = images_api.get_image(rt, "lab_gallery:jupyter:1.0.0", caller(ALICE))
+    assert shown.status == 200 and shown.body["id"] == image["id"]
+    bad = images_api.get_image(rt, "lab_gallery:jupyter:1.0", caller(ALICE))
+    assert bad.status == 400 and bad.body["problems"][0]["field"] == "name"
+
+    assert images_api.delete_image(rt, "lab_gallery:jupyter:1.0.0", caller(ALICE)).status == 202
+    for _ in range(200):
+        if not images_api.list_images(rt, caller(ALICE)).body["images"]:
+            break
+        await asyncio.sleep(0.03)
+    else:
+        raise AssertionError("the gallery version was never deleted")
+    # The definition outlives builds (no build tag): it stays for the next version.
+    assert rt.azure.compute.gallery_images.get(RG, "lab_gallery", "jupyter").name == "jupyter"
