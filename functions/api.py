@@ -1,5 +1,5 @@
-"""HTTP: submit, read, list and cancel builds (each at a user and an automation route, see
-functions/http.py); the OpenAPI document."""
+"""HTTP: submit, read, list and cancel builds; list, show and delete images; read build logs
+(each at a user and an automation route, see functions/http.py); the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import azure.functions as func
 
 from functions.http import reply, user_and_automation_route
-from shared.api import builds, manifests
+from shared.api import build_logs, builds, images, manifests
 from shared.api.builds import ApiResponse
 from shared.api.caller import Caller
 from shared.openapi import openapi_document
@@ -59,6 +59,28 @@ def _diff(req: func.HttpRequest, caller: Caller) -> ApiResponse:
     return manifests.diff_manifests(get_runtime(), params["a"], params["b"], caller)
 
 
+def _list_images(req: func.HttpRequest, caller: Caller) -> ApiResponse:
+    return images.list_images(get_runtime(), caller)
+
+
+def _get_image(req: func.HttpRequest, caller: Caller) -> ApiResponse:
+    return images.get_image(get_runtime(), req.route_params["name"], caller)
+
+
+def _delete_image(req: func.HttpRequest, caller: Caller) -> ApiResponse:
+    return images.delete_image(get_runtime(), req.route_params["name"], caller)
+
+
+def _list_logs(req: func.HttpRequest, caller: Caller) -> ApiResponse:
+    return build_logs.list_logs(get_runtime(), req.route_params["id"], caller)
+
+
+def _get_log(req: func.HttpRequest, caller: Caller) -> ApiResponse:
+    return build_logs.get_log(
+        get_runtime(), req.route_params["id"], req.route_params["job"], caller
+    )
+
+
 user_and_automation_route(bp, "submit_build", "builds", ["POST"], _submit)
 user_and_automation_route(bp, "list_builds", "builds", ["GET"], _list)
 user_and_automation_route(bp, "get_build", "builds/{id}", ["GET"], _get)
@@ -66,6 +88,11 @@ user_and_automation_route(bp, "cancel_build", "builds/{id}/cancel", ["POST"], _c
 user_and_automation_route(bp, "get_manifest", "manifests/{sha256}", ["GET"], _manifest)
 user_and_automation_route(bp, "get_sbom", "manifests/{sha256}/sbom", ["GET"], _sbom)
 user_and_automation_route(bp, "diff_manifests", "manifests/{a}/diff/{b}", ["GET"], _diff)
+user_and_automation_route(bp, "list_images", "images", ["GET"], _list_images)
+user_and_automation_route(bp, "get_image", "images/{name}", ["GET"], _get_image)
+user_and_automation_route(bp, "delete_image", "images/{name}", ["DELETE"], _delete_image)
+user_and_automation_route(bp, "list_build_logs", "builds/{id}/logs", ["GET"], _list_logs)
+user_and_automation_route(bp, "get_build_log", "builds/{id}/logs/{job}", ["GET"], _get_log)
 
 
 @bp.function_name("openapi")

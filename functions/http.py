@@ -26,6 +26,10 @@ Handler = Callable[[func.HttpRequest, Caller], ApiResponse]
 
 
 def reply(response: ApiResponse) -> func.HttpResponse:
+    if response.content_type is not None:
+        return func.HttpResponse(
+            response.body, status_code=response.status, mimetype=response.content_type
+        )
     return func.HttpResponse(
         json.dumps(response.body), status_code=response.status, mimetype="application/json"
     )

@@ -130,6 +130,28 @@ class ApiClient:
         """GET /api/costs for a date range."""
         return self.request("GET", "/api/costs", query={"from": date_from, "to": date_to})
 
+    def images(self) -> dict[str, Any]:
+        """GET /api/images: {images}."""
+        return self.request("GET", "/api/images")
+
+    def image(self, name: str) -> dict[str, Any]:
+        """GET /api/images/{name}."""
+        return self.request("GET", f"/api/images/{_segment(name)}")
+
+    def delete_image(self, name: str) -> dict[str, Any]:
+        """DELETE /api/images/{name}: the deletion started (202)."""
+        return self.request("DELETE", f"/api/images/{_segment(name)}")
+
+    def logs(self, build_id: str) -> dict[str, Any]:
+        """GET /api/builds/{id}/logs: {id, logs: [{name, bytes, content_type}]}."""
+        return self.request("GET", f"/api/builds/{_segment(build_id)}/logs")
+
+    def log(self, build_id: str, job: str) -> bytes:
+        """GET /api/builds/{id}/logs/{job}: the entry's bytes as stored (not cleaned: print
+        them through safe_text before they reach a terminal)."""
+        path = f"/api/builds/{_segment(build_id)}/logs/{_segment(job)}"
+        return self._send("GET", path, accept="*/*")
+
     def request(
         self,
         method: str,
@@ -140,13 +162,26 @@ class ApiClient:
         headers: dict[str, str] | None = None,
     ) -> Any:
         """One call; the decoded JSON of a 2xx answer, else ApiError or ApiUnreachable."""
+        return _decode(self._send(method, path, body=body, query=query, headers=headers))
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        accept: str = "application/json",
+    ) -> bytes:
+        """One call; the raw body of a 2xx answer, else ApiError or ApiUnreachable."""
         if self.function_key and path.startswith("/api/"):
             path = AUTOMATION_PREFIX + path[len("/api/") :]
         url = self.base_url + path
         present = {k: str(v) for k, v in (query or {}).items() if v is not None and v != ""}
         if present:
             url += "?" + urllib.parse.urlencode(present)
-        headers = {"accept": "application/json", **(headers or {})}
+        headers = {"accept": accept, **(headers or {})}
         if body is not None:
             headers["content-type"] = "application/json"
         if self.function_key:
@@ -156,7 +191,8 @@ class ApiClient:
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return _decode(response.read())
+                data: bytes = response.read()
+                return data
         except urllib.error.HTTPError as error:
             with error:
                 raise ApiError(error.code, _decode(error.read())) from None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from labimage_cli import commands, manifests, wizard
+from labimage_cli import commands, image_commands, manifests, wizard
 from labimage_cli.client import (
     API_URL_ENV,
     DEFAULT_API_URL,
@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("init", commands.cmd_init, "write a build request from a few answers")
     wizard.add_arguments(p)
+
+    image_commands.add_arguments(command)
 
     p = command("costs", commands.cmd_costs, "estimated spend and savings by owner and project")
     p.add_argument("--from", dest="date_from", metavar="DATE", help="first day (YYYY-MM-DD)")

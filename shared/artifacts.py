@@ -32,7 +32,7 @@ class ArtifactRef:
         return {"blob": self.blob, "sha256": self.sha256, "bytes": self.bytes}
 
 
-def _service(settings: Settings, credential: TokenCredential | None) -> BlobServiceClient:
+def blob_service(settings: Settings, credential: TokenCredential | None) -> BlobServiceClient:
     connection = settings.storage_connection
     if connection_has_secret(connection) or credential is None:
         return BlobServiceClient.from_connection_string(connection)
@@ -68,7 +68,7 @@ def put_bytes(
     content_type: str = "application/json",
 ) -> None:
     """Write one blob (the container is made on first use)."""
-    container = _service(settings, credential).get_container_client(container_name)
+    container = blob_service(settings, credential).get_container_client(container_name)
     with contextlib.suppress(ResourceExistsError):
         container.create_container()
     container.upload_blob(
@@ -80,7 +80,7 @@ def get_bytes(
     settings: Settings, credential: TokenCredential | None, container_name: str, name: str
 ) -> bytes:
     """One blob's content; ResourceNotFoundError when it is not there."""
-    container = _service(settings, credential).get_container_client(container_name)
+    container = blob_service(settings, credential).get_container_client(container_name)
     return container.download_blob(name).readall()
 
 

@@ -20,6 +20,7 @@ from shared.models import (
     ErrorBody,
 )
 from shared.models.status import ManifestDiff
+from shared.openapi_images import image_and_log_paths
 
 API_TITLE = "labimage"
 API_VERSION = "0.1.0"
@@ -250,6 +251,7 @@ def _document() -> dict[str, Any]:
             }
         },
     }
+    paths.update(image_and_log_paths(error, build_id))
     for path, operations in paths.items():
         if path == "/api/openapi.json":
             operations["get"]["security"] = []  # public

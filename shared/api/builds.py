@@ -34,8 +34,11 @@ FIRST_HOP_GRACE = timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class ApiResponse:
+    """An answer: `body` as JSON, or raw bytes sent as `content_type` when that is set."""
+
     status: int
     body: Any
+    content_type: str | None = None
 
 
 def _error(status: int, error: str, field: str = "", message: str = "") -> ApiResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from azure.core.exceptions import HttpResponseError
 from azure.core.polling import LROPoller
 from azure.mgmt.compute.models import Gallery, GalleryImage, GalleryImageVersion, Image
 
@@ -99,9 +100,27 @@ def gallery_version_state(
     return state, found.id
 
 
-def begin_delete_image(azure: AzureClients, image_name: str) -> None:
-    with arm_call(f"delete image {image_name}"):
-        azure.compute.images.begin_delete(azure.settings.resource_group, image_name)
+def begin_delete_image(azure: AzureClients, image_name: str) -> str | None:
+    """Start deleting a managed image: None when it started, else why Azure refuses for now.
+
+    Azure refuses (409 OperationNotAllowed) while a VM is still being provisioned from the
+    image and allows it once that VM is (AD common-deployment-errors.md, RULES.md 1.5): a
+    reason to try again later, not to give up."""
+    try:
+        with arm_call(f"delete image {image_name}"):
+            azure.compute.images.begin_delete(azure.settings.resource_group, image_name)
+    except PermanentError as exc:
+        if _refused_while_in_use(exc.__cause__):
+            return str(exc)
+        raise
+    return None
+
+
+def _refused_while_in_use(cause: BaseException | None) -> bool:
+    if not isinstance(cause, HttpResponseError) or cause.status_code != 409:
+        return False
+    code = getattr(cause.error, "code", None) if cause.error else None
+    return code in ("OperationNotAllowed", "OperationNotAllowedOnVMImageAsVMsBeingProvisioned")
 
 
 def image_build_tag(azure: AzureClients, image_name: str) -> tuple[bool, str | None]:

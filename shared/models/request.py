@@ -330,6 +330,14 @@ class ImageTarget(_Model):
     gallery: GalleryTarget | None = Field(
         None, description="Also publish the image as a Compute Gallery image version."
     )
+    replace: bool = Field(
+        False,
+        description="Replace an existing managed image of this name that a labimage build "
+        "made (as Packer's -force). The new image is captured and verified under a temporary "
+        "name first; only then is the old one deleted and the new one captured again under "
+        "this name, so a failed rebuild leaves the old image as it was. Never with "
+        "image.gallery: a gallery version is not replaced, publish a new version instead.",
+    )
 
 
 class Relaunch(_Model):
@@ -484,6 +492,14 @@ class BuildRequest(_Model):
                     "vm.security_type",
                     "Azure cannot capture a managed image from a Trusted Launch VM: add "
                     "image.gallery, or use 'Standard'",
+                )
+            )
+        if self.image.replace and self.image.gallery is not None:
+            problems.append(
+                (
+                    "image.replace",
+                    "gallery versions are never replaced: leave replace out and publish a new "
+                    "image.gallery.version",
                 )
             )
         if problems:

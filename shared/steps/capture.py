@@ -11,8 +11,9 @@ from shared.manifest.tags import manifest_tags
 from shared.remote import render
 from shared.state.record import Build
 from shared.steps.base import Done, Outcome, Poll, StepContext
+from shared.steps.copy_logs import copy_guest_logs, logs_copied
 from shared.steps.guest_jobs import last_json, last_lines
-from shared.steps.targets import check_image_targets_free
+from shared.steps.replace_image import capture_name, replacing
 from shared.steps.vm_access import open_guest
 
 POLL_S = 3.0
@@ -30,6 +31,9 @@ async def capture_image(ctx: StepContext) -> Outcome:
         # Run in the session and wait for its report: the agent deletes the admin user, so no
         # later connection could poll a detached job. The session outlives the user.
         async with open_guest(ctx) as runner:
+            # Deprovisioning removes the job folders: their logs go to Blob storage first.
+            if not logs_copied(build, "build"):
+                build = await copy_guest_logs(ctx, runner, "build", build)
             result = await render.run_now(runner, render.deprovision(), DEPROVISION_TIMEOUT_S)
         report = last_json(result.stdout) or {}
         if report.get("deprovisioned") is not True:
@@ -114,6 +118,8 @@ async def capture_image(ctx: StepContext) -> Outcome:
         build = build.with_outputs(gallery_image_version_id=g_id)
 
     captured = build.outputs.get("image_id") or build.outputs.get("gallery_image_version_id")
+    if replacing(build):  # the generalized build VM is captured again once relaunch verified
+        return Done(build, f"image {captured} captured; build VM kept to capture it again")
     if state.exists and not build.marker(stage, "vm_delete_started"):
         # Relaunch needs only the image: it starts while the build VM is deleted, and waits
         # for that deletion before it ends (cleanup deletes what is left if it cannot).
@@ -125,10 +131,10 @@ async def capture_image(ctx: StepContext) -> Outcome:
 def _capture_managed_image(
     ctx: StepContext, build: Build, state: vms.VmState, vm_name: str
 ) -> Poll | Build:
-    name = ctx.request.image.name
+    # The requested name, or a temporary one when this build replaces an image; never
+    # someone else's image recorded as ours (capture_name refuses that).
+    name, build = capture_name(ctx, build)
     image_state, image_id = images.image_state(ctx.azure, name)
-    if image_state is not None:
-        check_image_targets_free(ctx)  # never record someone else's image as ours
     if image_state is None:
         tags = {**_tags(ctx), "labimage-role": "image"}
         vm_id = vms.vm_id(ctx.azure, vm_name)

@@ -17,9 +17,11 @@ from shared.azure import resources as arm
 from shared.errors import PermanentError, StepError
 from shared.state.record import Build, BuildState, Resource
 from shared.steps.base import Done, Outcome, Poll, StepContext
+from shared.steps.copy_logs import copy_logs_before_delete
 
 POLL_S = 3.0
 MAX_POLLS = 400
+LOGGED_VMS = ("build", "relaunch")
 KEPT_ON_SUCCESS = {"Microsoft.Compute/images", "Microsoft.Compute/galleries/images/versions"}
 # Deleted together, wave after wave: a wave holds what nothing in a later wave needs gone
 # first. VMs hold their NICs and disks; a NIC holds its public IP and the subnet; the subnet
@@ -39,6 +41,8 @@ assert sorted(t for wave in WAVES for t in wave) == sorted(arm.DELETE_ORDER)
 
 
 async def clean_up(ctx: StepContext) -> Outcome:
+    for role in LOGGED_VMS:  # before anything is deleted: a failed build's logs too
+        ctx.build = await copy_logs_before_delete(ctx, role)
     build = ctx.build
     succeeded = build.outcome in (None, BuildState.SUCCEEDED)
     targets = [

@@ -13,6 +13,8 @@ from shared.remote import render
 from shared.ssh.keyvault import download_command
 from shared.state.record import Build
 from shared.steps.base import Done, Outcome, Poll, StepContext
+from shared.steps.copy_logs import copy_guest_logs
+from shared.steps.replace_image import replacing, swap_image
 from shared.steps.verify import JUPYTER_PORT, verify_guest
 from shared.steps.vm_access import bring_up_vm, open_guest
 
@@ -20,6 +22,27 @@ TUNNEL_LOCAL_PORT = 7005  # the seed recipe's `ssh -N -L 7005:localhost:8889`
 
 
 async def relaunch_vm(ctx: StepContext) -> Outcome:
+    """The relaunch proper, then (for a replacing build) the image takes its name."""
+    stage = ctx.build.stage
+    if not ctx.build.marker(stage, "relaunch_done"):
+        outcome = await _relaunch(ctx)
+        if isinstance(outcome, Poll) or not replacing(outcome.build):
+            return outcome
+        ctx.build = outcome.build.with_progress(stage, relaunch_done=True, note=outcome.note)
+    swapped = await swap_image(ctx, ctx.build)
+    if isinstance(swapped, Poll):
+        return swapped
+    return Done(swapped, f"{swapped.marker(stage, 'note')}; {_replace_note(swapped)}")
+
+
+def _replace_note(build: Build) -> str:
+    decision = build.outputs.get("replace") or {}
+    if decision.get("outcome") == "replaced":
+        return f"the old image was replaced by the verified one ({decision['image_id']})"
+    return f"the verified image is {decision.get('temporary_name')}: {decision.get('reason')}"
+
+
+async def _relaunch(ctx: StepContext) -> Outcome:
     request = ctx.request
     stage = ctx.build.stage
     names = BuildNames(ctx.build.id)
@@ -59,6 +82,7 @@ async def relaunch_vm(ctx: StepContext) -> Outcome:
                 if isinstance(verified, Poll):
                     return verified
                 build = verified
+            build = await copy_guest_logs(ctx, runner, "relaunch", build)
         build = build.with_progress(stage, checked=True)
 
     if request.relaunch.keep_running:
@@ -84,8 +108,11 @@ def _vm_gone(ctx: StepContext, name: str) -> bool:
 
 
 def _after_build_vm_deleted(ctx: StepContext, build: Build, note: str) -> Done | Poll:
-    """Done once the build VM, whose deletion capture started, is gone."""
+    """Done once the build VM, whose deletion capture started, is gone (a replacing build
+    keeps it to capture it again; cleanup deletes it)."""
     build_vm = BuildNames(build.id).vm("build").vm
+    if replacing(build):
+        return Done(build, note)
     if not lro.wait_until(f"build VM {build_vm} is gone", lambda: _vm_gone(ctx, build_vm)):
         return Poll(build, 0, f"waiting for the deletion of build VM {build_vm}")
     return Done(build, note)

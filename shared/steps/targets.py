@@ -10,14 +10,18 @@ from shared.steps.base import StepContext
 
 def check_image_targets_free(ctx: StepContext) -> None:
     """PermanentError when the managed image or gallery version already exists and is not
-    this build's (a re-run with an unchanged name, or another team's image)."""
+    this build's (a re-run with an unchanged name, or another team's image), unless the
+    request replaces a managed image another labimage build made."""
     target = ctx.request.image
     exists, owner = images.image_build_tag(ctx.azure, target.name)
-    if exists and owner != ctx.build.id:
+    # image.replace takes over an image another labimage build made, never anyone else's.
+    replaceable = target.replace and bool(owner)
+    if exists and owner != ctx.build.id and not replaceable:
         made_by = f"build {owner}" if owner else "someone outside labimage"
+        hint = ", set image.replace to true" if owner else ""
         raise PermanentError(
-            f"image {target.name} already exists (made by {made_by}); choose another image.name "
-            "or delete that image first"
+            f"image {target.name} already exists (made by {made_by}); choose another "
+            f"image.name{hint} or delete that image first"
         )
     gallery = target.gallery
     if gallery is None:

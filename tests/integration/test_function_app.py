@@ -93,6 +93,10 @@ def test_the_app_registers_routes_stage_queues_poison_handlers_and_timers(
         "manifests/{sha256}",
         "manifests/{sha256}/sbom",
         "manifests/{a}/diff/{b}",
+        "images",
+        "images/{name}",
+        "builds/{id}/logs",
+        "builds/{id}/logs/{job}",
     }
     automation_routes = {f"automation/{route}" for route in user_routes}
     assert set(triggers["httpTrigger"]) == user_routes | automation_routes | {"openapi.json"}

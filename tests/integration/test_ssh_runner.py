@@ -409,6 +409,12 @@ def test_run_notebooks_reports_passes_failures_and_timeouts(
     assert "broken data" in bad["evalue"]
     assert report["slow.ipynb"]["status"] == "timeout"
     assert "bad.ipynb failed: ValueError" in done.stderr
+    # The executed notebooks stay beside the report for the build logs, the failing cell's
+    # error output included; a notebook killed at its time limit leaves none.
+    executed = json.loads((tmp_path / "executed" / "bad.ipynb").read_text())
+    error = executed["cells"][1]["outputs"][0]
+    assert (error["output_type"], error["ename"]) == ("error", "ValueError")
+    assert (tmp_path / "executed" / "good.ipynb").exists()
 
 
 async def test_a_connection_cut_mid_command_is_a_connection_error_not_a_failed_command(

@@ -72,6 +72,11 @@ def test_it_lists_every_route(document: dict[str, Any]) -> None:
         ("/api/manifests/{sha256}", "get"),
         ("/api/manifests/{sha256}/sbom", "get"),
         ("/api/manifests/{a}/diff/{b}", "get"),
+        ("/api/images", "get"),
+        ("/api/images/{name}", "get"),
+        ("/api/images/{name}", "delete"),
+        ("/api/builds/{id}/logs", "get"),
+        ("/api/builds/{id}/logs/{job}", "get"),
     }
 
 

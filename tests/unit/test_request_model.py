@@ -437,3 +437,12 @@ def test_anaconda_is_refused_with_a_reason_instead_of_failing_at_install() -> No
     problems = problems_of(mutate(seed(), "python.installer", "anaconda"))
     (problem,) = [p for p in problems if p.field == "python.installer"]
     assert "miniforge" in problem.message
+
+
+def test_replace_is_for_managed_images_only_never_a_gallery_version() -> None:
+    doc = mutate(seed(), "image.replace", True)
+    assert parse_build_request(json.dumps(doc).encode()).image.replace is True
+    gallery = {"gallery_name": "lab_gallery", "definition": "jupyter", "version": "1.0.0"}
+    refused = problems_of(mutate(doc, "image.gallery", gallery))
+    assert [p.field for p in refused] == ["image.replace"]
+    assert "new image.gallery.version" in refused[0].message

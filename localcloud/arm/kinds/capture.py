@@ -228,6 +228,30 @@ class ImageKind(Kind):
 
         return emu.put_response(request, ref, image, True, work, failed)
 
+    def check_delete(self, emu: Emulator, resource: Resource) -> None:
+        """Azure refuses to delete a managed image while VMs are still being provisioned from
+        it, and allows it once they are (their disks are their own copies): AD
+        troubleshooting/common-deployment-errors.md, OperationNotAllowedOnVMImageAsVMsBeing-
+        Provisioned ("Retry the image delete operation after the deployment of the VM is
+        complete", RULES.md 1.5). The answer as seen in nanovms/ops#766 (also
+        Azure/azure-cli#6254): code OperationNotAllowed and the message below."""
+        wanted = resource.id.lower()
+        provisioning = [
+            vm.name
+            for vm in emu.store.of_type(VM)
+            if vm.props.get("provisioningState") == "Creating"
+            and str(
+                ((vm.props.get("storageProfile") or {}).get("imageReference") or {}).get("id") or ""
+            ).lower()
+            == wanted
+        ]
+        if provisioning:
+            raise errors.operation_not_allowed(
+                f"Operation 'Image Delete' is not allowed since the Virtual Machines "
+                f"'{','.join(sorted(provisioning))}' are being provisioned using the Image "
+                f"'{resource.name}'."
+            )
+
     async def remove(self, emu: Emulator, resource: Resource) -> None:
         await _delete_frozen(emu, resource)
         emu.store.delete(resource.id)
@@ -249,6 +273,8 @@ class _ParentCheckingKind(Kind):
         return parent
 
     def check_delete(self, emu: Emulator, resource: Resource) -> None:
+        # A gallery or image definition holding children: "can not delete resource before
+        # nested resources are deleted" (seen in Azure/AgentBaker#2767).
         if emu.store.under(resource.id):
             raise errors.ArmError(
                 409,

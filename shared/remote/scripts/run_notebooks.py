@@ -8,6 +8,8 @@ params.json: {"roots": ["/data/notebooks"], "patterns": ["**/*.ipynb"], "timeout
 Each notebook runs in its own process group with its own time limit, so a hung kernel is killed
 with it. The report maps each notebook to status ok|failed|timeout, duration and, for failures,
 the failing cell's index, ename, evalue and a traceback tail. Exit 1 when any did not pass.
+Each executed notebook, outputs and all (the failing cell's error too), is saved as
+executed/<name with '/' as '__'> in the working folder, for the build logs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 TRACEBACK_TAIL = 1500
 
@@ -29,13 +32,29 @@ def strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
 
-def execute_one(path: str, kernel: str, timeout_s: int) -> dict:
-    """Run one notebook in this process; called in the child."""
+EXECUTED_DIR = "executed"
+
+
+def execute_one(path: str, kernel: str, timeout_s: int, save_as: str = "") -> dict:
+    """Run one notebook in this process; called in the child. With `save_as`, the executed
+    notebook is written there whatever the outcome."""
     import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    try:
+        return _execute(nb, path, kernel, timeout_s)
+    finally:
+        if save_as:
+            try:
+                nbformat.write(nb, save_as)
+            except OSError as exc:
+                print(f"run_notebooks: could not save {save_as}: {exc}", file=sys.stderr)
+
+
+def _execute(nb: Any, path: str, kernel: str, timeout_s: int) -> dict:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
-    nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
         kernel_name=kernel,
@@ -81,12 +100,25 @@ def outputs_digest(nb) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
 
-def run_isolated(path: str, kernel: str, timeout_s: int) -> dict[str, object]:
-    """Run `path` in a child process group, killed as a whole when the time limit passes."""
+def run_isolated(path: str, kernel: str, timeout_s: int, name: str = "") -> dict[str, object]:
+    """Run `path` in a child process group, killed as a whole when the time limit passes;
+    the executed notebook goes to executed/<name> (see the module docstring)."""
     started = time.monotonic()
     result: dict[str, object]
+    save_as = ""
+    if name:
+        os.makedirs(EXECUTED_DIR, mode=0o700, exist_ok=True)
+        save_as = os.path.join(EXECUTED_DIR, name.replace("/", "__"))
     child = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--one", path, kernel, str(timeout_s)],
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--one",
+            path,
+            kernel,
+            str(timeout_s),
+            save_as,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -127,8 +159,9 @@ def find_notebooks(roots: list[str], patterns: list[str]) -> list[tuple[str, str
 
 
 def main() -> int:
-    if len(sys.argv) == 5 and sys.argv[1] == "--one":
-        print(json.dumps(execute_one(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "--one":
+        save_as = sys.argv[5] if len(sys.argv) == 6 else ""
+        print(json.dumps(execute_one(sys.argv[2], sys.argv[3], int(sys.argv[4]), save_as)))
         return 0
     if len(sys.argv) != 2:
         print("usage: run_notebooks.py <params.json>", file=sys.stderr)
@@ -141,7 +174,7 @@ def main() -> int:
     report: dict = {"notebooks": {}, "passed": 0, "failed": 0}
     for name, path in notebooks:
         print(f"run_notebooks: running {name}", file=sys.stderr)
-        result = run_isolated(path, kernel, timeout_s)
+        result = run_isolated(path, kernel, timeout_s, name)
         report["notebooks"][name] = result
         report["passed" if result["status"] == "ok" else "failed"] += 1
         print(

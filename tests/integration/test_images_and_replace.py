@@ -1,0 +1,311 @@
+"""Images made by builds, listed, shown and deleted through the API, and `image.replace`, with the
+controller's steps and the real azure-mgmt clients against the ARM emulator (VMs in memory),
+build records in Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableServiceClient
+
+from localcloud.arm.memory_runner import MemoryRunner
+from localcloud.arm.testing import emulator_in_thread
+from shared.api import images as images_api
+from shared.api.caller import Caller, signed_in_caller
+from shared.azure.naming import BUILD_TAG, BuildNames
+from shared.errors import PermanentError
+from shared.models import parse_build_request
+from shared.runtime import Runtime
+from shared.settings import Settings
+from shared.ssh.keys import DirectoryKeyStore
+from shared.state.machine import Stage
+from shared.state.record import Build, BuildState
+from shared.steps.base import Done, Poll, StepContext
+from shared.steps.capture import capture_image
+from shared.steps.cleanup import clean_up
+from shared.steps.provision import provision_vm
+from shared.steps.replace_image import swap_image
+from shared.steps.vm_access import bring_up_vm
+from tests.principals import ADMIN, ALICE, BOB, object_id_of
+
+SUB = "00000000-0000-0000-0000-000000000000"
+RG = "labimage-test"
+LOC = "westeurope"
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed-request.json"
+ALICE_NAME = "alice@example.org"
+
+
+class HeldFirstBoot(MemoryRunner):
+    """Holds a VM's first boot while `hold` is set, so it stays in provisioningState Creating."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = threading.Event()
+        self.release = threading.Event()
+
+    def new_os_disk(self, path: Path, source: Path | None = None) -> None:
+        if self.hold.is_set():
+            self.release.wait(30)
+        super().new_os_disk(path, source)
+
+
+@pytest.fixture
+def runner() -> Iterator[HeldFirstBoot]:
+    held = HeldFirstBoot()
+    yield held
+    held.release.set()
+
+
+@pytest.fixture
+def rt(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    azurite_connection_string: str,
+    runner: HeldFirstBoot,
+) -> Iterator[Runtime]:
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    with emulator_in_thread(tmp_path / "arm", runner, retry_after=0) as (running, _):
+        for name, value in running.identity_env().items():
+            monkeypatch.setenv(name, value)
+        settings = Settings(
+            storage_connection=azurite_connection_string,
+            data_storage_connection=azurite_connection_string,
+            subscription_id=SUB,
+            resource_group=RG,
+            location=LOC,
+            ssh_key_dir=str(tmp_path / "keys"),
+            arm_endpoint=running.arm_url,
+            arm_ca_bundle=str(running.ca_pem),
+            builds_table="images" + secrets.token_hex(4),
+        )
+        runtime = Runtime(settings)
+        runtime.azure.resources.resource_groups.create_or_update(RG, {"location": LOC})
+        yield runtime
+        TableServiceClient.from_connection_string(azurite_connection_string).delete_table(
+            settings.builds_table
+        )
+
+
+def caller(headers: dict[str, str]) -> Caller:
+    found = signed_in_caller(headers, True)
+    assert found is not None
+    return found
+
+
+def request(image: dict[str, Any]) -> dict[str, Any]:
+    doc = json.loads(SEED.read_text())
+    doc["image"] = image
+    return parse_build_request(json.dumps(doc).encode()).model_dump(mode="json")
+
+
+class Steps:
+    """One build driven through provision and capture (the guest counts as deprovisioned)."""
+
+    def __init__(self, rt: Runtime, build_id: str, image: dict[str, Any]) -> None:
+        self.rt = rt
+        self.keys = DirectoryKeyStore(str(rt.settings.ssh_key_dir))
+        self.build = Build(
+            id=build_id,
+            request=request(image),
+            owner=ALICE_NAME,
+            owner_id=object_id_of(ALICE_NAME),
+        )
+        rt.store.create(self.build)
+
+    def context(self) -> StepContext:
+        return StepContext(self.rt.settings, self.build, self.rt.azure, self.keys)
+
+    async def until_done(self, step: Any, stage: Stage) -> Done:
+        self.build = self.build.model_copy(update={"stage": stage})
+        for _ in range(400):
+            outcome = await step(self.context())
+            self.build = outcome.build
+            if isinstance(outcome, Done):
+                return outcome
+            await asyncio.sleep(0.03)
+        raise AssertionError(f"{stage} never finished: {outcome.note}")
+
+    async def provision(self) -> None:
+        outcome = await provision_vm(self.context())
+        assert isinstance(outcome, Poll), outcome  # VM creation started
+        self.build = outcome.build
+        vm = BuildNames(self.build.id).vm("build").vm
+        for _ in range(200):
+            found = self.rt.azure.compute.virtual_machines.get(RG, vm)
+            if found.provisioning_state == "Succeeded":
+                return
+            await asyncio.sleep(0.03)
+        raise AssertionError("the build VM never ran")
+
+    async def capture(self) -> Done:
+        self.build = self.build.with_progress(Stage.CAPTURE, deprovision_done=True)
+        return await self.until_done(capture_image, Stage.CAPTURE)
+
+    async def swap(self) -> Build:
+        for _ in range(400):
+            result = await swap_image(self.context(), self.build)
+            if isinstance(result, Build):
+                self.build = result
+                return result
+            self.build = result.build
+            await asyncio.sleep(0.03)
+        raise AssertionError("the swap never finished")
+
+
+def image_build(rt: Runtime, name: str) -> str | None:
+    return (rt.azure.compute.images.get(RG, name).tags or {}).get(BUILD_TAG)
+
+
+async def test_images_are_listed_shown_and_deleted_by_their_owner_unless_a_vm_uses_them(
+    rt: Runtime,
+) -> None:
+    first = Steps(rt, "bimg000001", {"name": "jupyter-a"})
+    await first.provision()
+    await first.capture()
+
+    listed = images_api.list_images(rt, caller(ALICE))
+    assert listed.status == 200
+    [image] = listed.body["images"]
+    assert image["name"] == "jupyter-a" and image["kind"] == "managed-image"
+    assert (image["build_id"], image["owner"]) == ("bimg000001", ALICE_NAME)
+    assert image["request_name"] == "ooi-jupyter"
+    assert image["size_gb"] == 30 + 256  # OS disk and the 256 GB data disk
+    assert image["manifest_digest"] is None
+    assert images_api.list_images(rt, caller(BOB)).body["images"] == []
+    assert len(images_api.list_images(rt, caller(ADMIN)).body["images"]) == 1
+
+    refused = images_api.delete_image(rt, "jupyter-a", caller(BOB))
+    assert refused.status == 403
+    assert ALICE_NAME in refused.body["problems"][0]["message"]
+    bad = images_api.get_image(rt, "jupyter a;rm", caller(ALICE))
+    assert bad.status == 400 and bad.body["problems"][0]["field"] == "name"
+    assert images_api.get_image(rt, "no-such-image", caller(ALICE)).status == 404
+
+    # A VM started from the image (as relaunch does; a workstation later) holds it.
+    started = await bring_up_vm(first.context(), "relaunch", image["id"])
+    assert isinstance(started, Poll)
+    user_vm = BuildNames("bimg000001").vm("relaunch").vm
+    used = images_api.delete_image(rt, "jupyter-a", caller(ALICE))
+    assert used.status == 409
+    assert f"VM {user_vm} (build bimg000001)" in used.body["problems"][0]["message"]
+
+    rt.azure.compute.virtual_machines.begin_delete(RG, user_vm).result()
+    deleting = images_api.delete_image(rt, "jupyter-a", caller(ALICE))
+    assert deleting.status == 202
+    for _ in range(200):
+        if images_api.get_image(rt, "jupyter-a", caller(ALICE)).status == 404:
+            break
+        await asyncio.sleep(0.03)
+    else:
+        raise AssertionError("the image was never deleted")
+    assert images_api.list_images(rt, caller(ADMIN)).body["images"] == []
+
+
+async def test_replace_keeps_the_old_image_when_the_new_build_fails_then_replaces_it(
+    rt: Runtime,
+) -> None:
+    name = "jupyter-team"
+    old = Steps(rt, "bold000001", {"name": name})
+    await old.provision()
+    await old.capture()
+    old_id = rt.azure.compute.images.get(RG, name).id
+
+    # Without replace, a second build is refused at provision, naming the way out.
+    plain = Steps(rt, "bplain0001", {"name": name})
+    with pytest.raises(PermanentError, match=r"set image\.replace to true"):
+        await plain.provision()
+
+    failing = Steps(rt, "bfail00001", {"name": name, "replace": True})
+    await failing.provision()
+    captured = await failing.capture()
+    temporary = failing.build.outputs["replace"]["temporary_name"]
+    assert temporary == f"{name}-bfail00001" and temporary in captured.note
+    assert image_build(rt, temporary) == "bfail00001"
+    # ... it fails (at relaunch, say): cleanup removes the new image, the old one is untouched.
+    failing.build = failing.build.model_copy(update={"outcome": BuildState.FAILED})
+    await failing.until_done(clean_up, Stage.CLEANUP)
+    assert rt.azure.compute.images.get(RG, name).id == old_id
+    assert image_build(rt, name) == "bold000001"
+    with pytest.raises(ResourceNotFoundError):
+        rt.azure.compute.images.get(RG, temporary)
+
+    replacing = Steps(rt, "bnew000001", {"name": name, "replace": True})
+    await replacing.provision()
+    await replacing.capture()
+    assert image_build(rt, name) == "bold000001"  # still the old one until verified
+    swapped = await replacing.swap()
+    assert image_build(rt, name) == "bnew000001"
+    decision = swapped.outputs["replace"]
+    assert decision["outcome"] == "replaced" and decision["old_build"] == "bold000001"
+    assert swapped.outputs["image_id"] == rt.azure.compute.images.get(RG, name).id
+    with pytest.raises(ResourceNotFoundError):
+        rt.azure.compute.images.get(RG, f"{name}-bnew000001")
+    assert [i.name for i in rt.azure.compute.images.list_by_resource_group(RG)] == [name]
+    # The build's record keeps the named image (cleanup on success leaves images).
+    image_ids = [r.id for r in swapped.resources if r.type == "Microsoft.Compute/images"]
+    assert image_ids == [swapped.outputs["image_id"]]
+
+
+async def test_the_swap_waits_while_a_vm_is_still_provisioned_from_the_old_image(
+    rt: Runtime, runner: HeldFirstBoot
+) -> None:
+    name = "jupyter-busy"
+    old = Steps(rt, "bbusy00001", {"name": name})
+    await old.provision()
+    await old.capture()
+    replacing = Steps(rt, "bbusy00002", {"name": name, "replace": True})
+    await replacing.provision()
+    await replacing.capture()
+
+    # Someone starts a VM from the old image (a workstation, another build's relaunch) and
+    # Azure refuses to delete an image while a VM is being provisioned from it.
+    runner.hold.set()
+    old_image_id = rt.azure.compute.images.get(RG, name).id
+    await bring_up_vm(old.context(), "relaunch", old_image_id)
+    waiting = await swap_image(replacing.context(), replacing.build)
+    assert isinstance(waiting, Poll), waiting
+    assert "being provisioned" in waiting.note
+    assert image_build(rt, name) == "bbusy00001"  # nothing lost meanwhile
+
+    runner.release.set()
+    replacing.build = waiting.build
+    swapped = await replacing.swap()
+    assert swapped.outputs["replace"]["outcome"] == "replaced"
+    assert image_build(rt, name) == "bbusy00002"
+
+
+async def test_a_gallery_version_is_listed_and_deleted_by_its_three_part_name(
+    rt: Runtime,
+) -> None:
+    gallery = {"gallery_name": "lab_gallery", "definition": "jupyter", "version": "1.0.0"}
+    steps = Steps(rt, "bgal000001", {"name": "jupyter-g", "gallery": gallery})
+    await steps.provision()
+    await steps.capture()
+
+    [image] = images_api.list_images(rt, caller(ALICE)).body["images"]
+    assert (image["name"], image["kind"]) == ("lab_gallery:jupyter:1.0.0", "gallery-version")
+    assert image["build_id"] == "bgal000001" and image["size_gb"] == 30 + 256
+    assert image["created"]  # the version's publishing date
+    shown = images_api.get_image(rt, "lab_gallery:jupyter:1.0.0", caller(ALICE))
+    assert shown.status == 200 and shown.body["id"] == image["id"]
+    bad = images_api.get_image(rt, "lab_gallery:jupyter:1.0", caller(ALICE))
+    assert bad.status == 400 and bad.body["problems"][0]["field"] == "name"
+
+    assert images_api.delete_image(rt, "lab_gallery:jupyter:1.0.0", caller(ALICE)).status == 202
+    for _ in range(200):
+        if not images_api.list_images(rt, caller(ALICE)).body["images"]:
+            break
+        await asyncio.sleep(0.03)
+    else:
+        raise AssertionError("the gallery version was never deleted")
+    # The definition outlives builds (no build tag): it stays for the next version.
+    assert rt.azure.compute.gallery_images.get(RG, "lab_gallery", "jupyter").name == "jupyter"
