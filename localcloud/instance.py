@@ -24,6 +24,7 @@ AUTOSTOP_SCHEDULE = "0 */15 * * * *"
 SWEEPER_SCHEDULE = "0 0 * * * *"
 IDLE_SCHEDULE = "0 */10 * * * *"
 WATCHDOG_SCHEDULE = "0 */5 * * * *"
+WORKSTATION_SCHEDULE = "0 */5 * * * *"
 RESOURCE_GROUP_API = "2021-04-01"
 # The two principals the emulator knows (localcloud/roles.py): the controller's user-assigned
 # identity, which the Functions host selects with AZURE_CLIENT_ID as on Azure, and the
@@ -132,6 +133,7 @@ def app_settings(
         "SWEEPER_SCHEDULE": SWEEPER_SCHEDULE,
         "WATCHDOG_SCHEDULE": WATCHDOG_SCHEDULE,
         "IDLE_SCHEDULE": IDLE_SCHEDULE,
+        "WORKSTATION_SCHEDULE": WORKSTATION_SCHEDULE,
         "LABIMAGE_AUTOSTOP_CONCURRENCY": "8",
         "LABIMAGE_AUTOSTOP_CATCH_UP_HOURS": "6",
         "LABIMAGE_AUTOSTOP_WEBHOOK_URL": "",

@@ -116,6 +116,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     WATCHDOG_SCHEDULE: '0 */5 * * * *'
     SWEEPER_SCHEDULE: '0 0 * * * *'
     IDLE_SCHEDULE: '0 */10 * * * *'
+    WORKSTATION_SCHEDULE: '0 */5 * * * *'
     // Cost guards.
     LABIMAGE_AUTOSTOP_RESOURCE_GROUPS: join(autostopResourceGroups, ',')
     LABIMAGE_AUTOSTOP_CONCURRENCY: '8'

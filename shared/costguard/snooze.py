@@ -104,6 +104,31 @@ def snooze(
     before = dict(vm.tags or {})
     if not may_snooze(before):
         raise NoSuchVm(f"{group}/{name}")
-    tags, stop_at = snoozed_tags(before, hours, now)
+    tags, stop_at = snoozed_tags(before, hours, now) if hours else skipped_tags(before, now)
     change_tags(azure, str(vm.id), before, tags)
     return Snoozed(str(vm.id), stop_at, tags)
+
+
+def skip_today(
+    azure: AzureClients,
+    group: str,
+    name: str,
+    now: datetime,
+    may_snooze: Callable[[dict[str, str]], bool],
+) -> Snoozed:
+    """No stop today (the VM's local day): the skip tag; tomorrow's stop stands."""
+    return snooze(azure, group, name, 0, now, may_snooze)
+
+
+def skipped_tags(tags: dict[str, str], now: datetime) -> tuple[dict[str, str], None]:
+    """The VM's tags with today's stop skipped. Pure."""
+    try:
+        schedule = schedule_from_tags(tags)
+    except BadTag as exc:
+        raise SnoozeRefused("labimage-autostop", str(exc)) from None
+    if schedule is None or schedule.rule is None:
+        raise SnoozeRefused("labimage-autostop", "the VM has no auto-stop time to skip")
+    new = dict(tags)
+    new[SKIP_TAG] = now.astimezone(schedule.rule.zone).date().isoformat()
+    new.pop(SNOOZE_TAG, None)
+    return new, None
