@@ -20,6 +20,7 @@ from shared.costguard.prices import default_prices
 from shared.errors import StepError
 from shared.runtime import Runtime
 from shared.state.store import BuildNotFound
+from shared.workstations.actions import stopped_by_guard
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +59,16 @@ def run_autostop_scan(rt: Runtime, now: datetime) -> ScanResult:
 
 def handle_stop_message(rt: Runtime, body: str | bytes, now: datetime) -> StopOutcome:
     order = StopOrder.from_json(body)
-    return autostop.stop_vm(
+    outcome = autostop.stop_vm(
         rt.azure,
         actions_of(rt),
         order,
         now,
         catch_up=timedelta(hours=rt.settings.autostop_catch_up_hours),
     )
+    if outcome.stopped:  # a workstation's VM: its record says stopped, and why
+        stopped_by_guard(rt, order.vm_id, "auto-stop", now)
+    return outcome
 
 
 def run_sweeper(rt: Runtime, now: datetime) -> sweeper.SweepResult:

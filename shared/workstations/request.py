@@ -52,9 +52,7 @@ class ImageChoice(_Model):
     def _one_choice(self) -> ImageChoice:
         given = [n for n in ("image_id", "gallery_image_version_id", "build") if getattr(self, n)]
         if len(given) != 1:
-            raise cross_field_error(
-                [("", "give exactly one of image_id, gallery_image_version_id or build")]
-            )
+            raise ValueError("give exactly one of image_id, gallery_image_version_id or build")
         problems = []
         if self.image_id and not MANAGED_IMAGE_ID.match(self.image_id):
             problems.append(("image_id", "must be a managed image resource id"))

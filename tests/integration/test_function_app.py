@@ -77,12 +77,14 @@ def test_the_app_registers_routes_stage_queues_poison_handlers_and_timers(
         [f"build-{s}" for s in stages]
         + [f"build-{s}-poison" for s in stages]
         + ["autostop-vm", "%BUILD_REQUESTS_QUEUE%"]
+        + ["ws-create", "ws-verify", "ws-delete"]
     )
     assert sorted(triggers["timerTrigger"]) == [
         "%AUTOSTOP_SCHEDULE%",
         "%IDLE_SCHEDULE%",
         "%SWEEPER_SCHEDULE%",
         "%WATCHDOG_SCHEDULE%",
+        "%WORKSTATION_SCHEDULE%",
     ]
     user_routes = {
         "builds",
@@ -90,6 +92,12 @@ def test_the_app_registers_routes_stage_queues_poison_handlers_and_timers(
         "builds/{id}/cancel",
         "costs",
         "vms/{resource_group}/{name}/snooze",
+        "workstations",
+        "workstations:batch",
+        "workstations/{id}",
+        "workstations/{id}/start",
+        "workstations/{id}/stop",
+        "workstations/{id}/snooze",
     }
     automation_routes = {f"automation/{route}" for route in user_routes}
     assert set(triggers["httpTrigger"]) == user_routes | automation_routes | {"openapi.json"}
