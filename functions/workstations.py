@@ -15,8 +15,9 @@ from shared.api.builds import ApiResponse
 from shared.api.caller import Caller
 from shared.runtime import get_runtime
 from shared.state.record import utcnow
-from shared.workstations import api
+from shared.workstations import api, link_pages
 from shared.workstations.guard import run_guard
+from shared.workstations.links import ROUTE as LINK_ROUTE
 from shared.workstations.machine import WORK_QUEUES, WsState
 from shared.workstations.runner import handle_message
 
@@ -93,3 +94,28 @@ def workstation_guard(timer: func.TimerRequest) -> None:
         len(result.resent),
         len(result.problems),
     )
+
+
+# The one-click links: no function key and no sign-in (the Bicep's authsettings exclude this
+# folder); the link's own signature is checked, and it allows only its one action.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _page(status: int, text: str) -> func.HttpResponse:
+    return func.HttpResponse(
+        text, status_code=status, mimetype="text/html", charset="utf-8", headers=PAGE_HEADERS
+    )
+
+
+@bp.function_name("workstation_link")
+@bp.route(route=LINK_ROUTE, methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def workstation_link(req: func.HttpRequest) -> func.HttpResponse:
+    ws_id, action = req.route_params.get("id", ""), req.route_params.get("action", "")
+    query = dict(req.params)
+    if req.method == "POST":
+        return _page(*link_pages.act(get_runtime(), ws_id, action, query, utcnow()))
+    return _page(*link_pages.confirm_page(get_runtime(), ws_id, action, query, req.url, utcnow()))

@@ -21,6 +21,7 @@ from shared.errors import StepError
 from shared.runtime import Runtime
 from shared.state.store import BuildNotFound
 from shared.workstations.actions import stopped_by_guard
+from shared.workstations.link_pages import warning_extras
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,14 @@ def run_autostop_scan(rt: Runtime, now: datetime) -> ScanResult:
         warn_within=warn,
     )
     if s.autostop_webhook_url and result.upcoming:
-        notify.send_warnings(result.upcoming, s.autostop_webhook_url, s.public_url, actions, now)
+        notify.send_warnings(
+            result.upcoming,
+            s.autostop_webhook_url,
+            s.public_url,
+            actions,
+            now,
+            extra=lambda vm, stop_at: warning_extras(rt, vm.tags, stop_at),
+        )
     return result
 
 

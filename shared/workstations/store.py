@@ -97,6 +97,10 @@ class WorkstationStore:
             return False
         return True
 
+    def release_link(self, link_id: str) -> None:
+        """Forget a use whose action could not be done."""
+        self._table.delete_entity(USED_LINKS, link_id)
+
     def link_used(self, link_id: str) -> bool:
         try:
             self._table.get_entity(USED_LINKS, link_id, select=["RowKey"])

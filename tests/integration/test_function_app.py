@@ -100,7 +100,10 @@ def test_the_app_registers_routes_stage_queues_poison_handlers_and_timers(
         "workstations/{id}/snooze",
     }
     automation_routes = {f"automation/{route}" for route in user_routes}
-    assert set(triggers["httpTrigger"]) == user_routes | automation_routes | {"openapi.json"}
+    signed_links = {"links/workstations/{id}/{action}"}
+    assert set(triggers["httpTrigger"]) == (
+        user_routes | automation_routes | {"openapi.json"} | signed_links
+    )
     for f in functions.values():
         binding = f.get_bindings()[0]
         if binding.type == "httpTrigger":

@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+import azure.functions as func
 import pytest
 from azure.mgmt.compute import models as cm
 from test_costguard import LOC, RG, costguard_runtime
-from test_function_app import call, http
+from test_function_app import ROOT, call, http
 
 from shared import runtime as runtime_module
 from shared.azure import network, vms
@@ -31,6 +33,7 @@ from shared.settings import Settings
 from shared.ssh.keys import generate_keypair, host_key_cloud_config
 from shared.state.record import Build, BuildState
 from shared.workstations.guard import run_guard
+from shared.workstations.link_pages import warning_extras
 from shared.workstations.machine import WORK_QUEUES, WsState
 from shared.workstations.runner import handle_message
 from tests.principals import ADMIN, ALICE, BOB, object_id_of
@@ -47,7 +50,13 @@ SEED_VM = {
 def rt(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, app_functions: Any
 ) -> Iterator[Runtime]:
-    with costguard_runtime(settings, tmp_path, monkeypatch) as runtime:
+    with costguard_runtime(
+        settings,
+        tmp_path,
+        monkeypatch,
+        workstation_link_key="test-link-key-" + "x" * 20,
+        public_url="http://127.0.0.1:7071",
+    ) as runtime:
         for queue in WORK_QUEUES.values():
             runtime.bus.client(queue).clear_messages()
         monkeypatch.setattr(runtime_module, "get_runtime", lambda: runtime)
@@ -298,3 +307,85 @@ def test_a_batch_from_a_build_runs_stops_on_quota_and_autostop_snoozes_and_delet
     for ws_id in ids:
         _pump(rt, ws_id, lambda w: w.state == WsState.DELETED)
     assert _group_resources(rt) == before
+
+
+def _page(functions: Any, method: str, url: str) -> tuple[int, str]:
+    """Open a one-click link as a browser would: no sign-in header, no function key."""
+    split = urlsplit(url)
+    *_, ws_id, action = split.path.split("/")
+    request = func.HttpRequest(
+        method=method,
+        url=url,
+        body=b"",
+        route_params={"id": ws_id, "action": action},
+        params=dict(parse_qsl(split.query)),
+        headers={},
+    )
+    response = call(functions, "workstation_link")(request)
+    return response.status_code, response.get_body().decode()
+
+
+def test_a_signed_link_from_the_warning_confirms_then_skips_tonight_once(
+    rt: Runtime, app_functions: Any
+) -> None:
+    image_id = _image(rt)
+    now = datetime.now(UTC)
+    stop = (now + timedelta(hours=1)).replace(second=0, microsecond=0)
+    body = {
+        "owner": "alice@example.org",
+        "image": {"image_id": image_id},
+        "autostop": {"time": stop.strftime("%H:%M"), "time_zone": "UTC"},
+    }
+    status, made = _post(app_functions, "create_workstation", "workstations", body)
+    assert status == 202, made
+    ws_id = made["id"]
+    _pump(rt, ws_id, lambda w: any("waiting for SSH" in e.message for e in w.events))
+    _running(rt, ws_id, now)
+    vm_name = f"labimage-{ws_id}-ws"
+    tags = dict(rt.azure.compute.virtual_machines.get(RG, vm_name).tags)
+
+    extras = warning_extras(rt, tags, stop)
+    assert extras["skip_tonight"] in extras["text"] and "works once" in extras["text"]
+    assert warning_extras(rt, {"owner": "x"}, stop) == {}  # not a workstation: no links
+    link = extras["skip_tonight"]
+
+    status, shown = _page(app_functions, "GET", link)
+    assert status == 200 and "skip tonight" in shown and '<form method="post"' in shown
+    assert (
+        "labimage-autostop-skip-until"
+        not in rt.azure.compute.virtual_machines.get(RG, vm_name).tags
+    )
+    status, done = _page(app_functions, "POST", link)
+    assert status == 200 and "no stop tonight" in done, done
+    after = rt.azure.compute.virtual_machines.get(RG, vm_name).tags
+    assert after["labimage-autostop-skip-until"] == now.date().isoformat()
+    assert _page(app_functions, "POST", link)[0] == 410  # it works once
+    assert _page(app_functions, "GET", link)[0] == 410
+    forged = link.replace(ws_id, "wzzzzzzzzz")
+    assert _page(app_functions, "POST", forged)[0] == 403
+    # The auto-stop scan leaves the workstation running tonight.
+    scan = service.run_autostop_scan(rt, stop + timedelta(minutes=1))
+    assert not [q for q in scan.queued if q.endswith(vm_name)]
+
+
+def test_only_the_signed_links_and_the_openapi_document_need_no_sign_in_and_no_key(
+    app_functions: Any,
+) -> None:
+    """App Service authentication guards every anonymous route but its excluded paths; the
+    host checks a key on FUNCTION routes. What is left open is exactly this list."""
+    settings = json.loads((ROOT / "infra" / "authsettings.json").read_text())
+    excluded = settings["globalValidation"]["excludedPaths"]
+
+    def open_to_anyone(route: str) -> bool:
+        path = f"/api/{route}"
+        return any(path == p or (p.endswith("/*") and path.startswith(p[:-1])) for p in excluded)
+
+    open_routes = set()
+    for f in app_functions.values():
+        binding = f.get_bindings()[0]
+        if binding.type != "httpTrigger":
+            continue
+        level = str(getattr(binding.auth_level, "value", binding.auth_level)).lower()
+        if level == "anonymous" and open_to_anyone(str(binding.route)):
+            open_routes.add(str(binding.route))
+    assert open_routes == {"openapi.json", "links/workstations/{id}/{action}"}
