@@ -22,6 +22,7 @@ from shared.runtime import Runtime
 from shared.state.store import BuildNotFound
 from shared.workstations.actions import stopped_by_guard
 from shared.workstations.link_pages import warning_extras
+from shared.workstations.views import month_costs
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def costs_api(rt: Runtime, query: dict[str, str], now: datetime, caller: Caller)
     body = costs.summarise(
         costs.all_builds(rt.store), actions_of(rt), default_prices(), start, end, now
     )
+    body["workstations"] = month_costs(rt.store.workstations().list(), now)
     return ApiResponse(200, body)
 
 

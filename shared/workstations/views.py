@@ -84,3 +84,33 @@ def _connection(ws: Workstation, settings: Settings, keys: KeyStore) -> dict[str
         "tunnel_command": f"{ssh} -N -L {forward} {user}@{address}",
         "jupyter_url": f"http://localhost:{TUNNEL_LOCAL_PORT}/",
     }
+
+
+def month_costs(workstations: list[Workstation], now: datetime) -> dict[str, Any]:
+    """This month's running hours and compute cost per workstation (GET /api/costs)."""
+    prices = default_prices()
+    rows: list[dict[str, Any]] = []
+    for ws in workstations:
+        if ws.state == WsState.DELETED and usage.current(ws.usage, now).hours == 0:
+            continue
+        hours = usage.hours_used(ws.usage, now)
+        hourly = prices.vm_per_hour(ws.spec.size)
+        rows.append(
+            {
+                "id": ws.id,
+                "owner": ws.owner,
+                "state": ws.state.value,
+                "size": ws.spec.size,
+                "hours_this_month": round(hours, 3),
+                "monthly_hours": ws.spec.monthly_hours,
+                "cost_this_month": None if hourly is None else round(hours * hourly, 2),
+            }
+        )
+    known = [r["cost_this_month"] for r in rows if r["cost_this_month"] is not None]
+    return {
+        "month": usage.month_of(now),
+        "hours": round(sum(r["hours_this_month"] for r in rows), 3),
+        "cost": round(sum(known), 2),
+        "currency": "USD",
+        "workstations": rows,
+    }

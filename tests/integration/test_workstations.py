@@ -61,6 +61,7 @@ def rt(
             runtime.bus.client(queue).clear_messages()
         monkeypatch.setattr(runtime_module, "get_runtime", lambda: runtime)
         monkeypatch.setattr("functions.workstations.get_runtime", lambda: runtime)
+        monkeypatch.setattr("functions.costguard.get_runtime", lambda: runtime)
         monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
         yield runtime
 
@@ -277,6 +278,10 @@ def test_a_batch_from_a_build_runs_stops_on_quota_and_autostop_snoozes_and_delet
     bob = store.get(bob_ws).ws
     assert bob.state == WsState.STOPPED and "quota" in (bob.stop_reason or "")
     _until(lambda: vms.vm_state(rt.azure, f"labimage-{bob_ws}-ws").power == "deallocated")
+    status, costs = _post(app_functions, "get_costs", "costs", who=ADMIN)
+    rows = {r["id"]: r for r in costs["workstations"]["workstations"]}
+    assert status == 200 and rows[bob_ws]["hours_this_month"] >= 1.0, costs["workstations"]
+    assert rows[bob_ws]["state"] == "stopped" and costs["workstations"]["hours"] >= 3.0
     # Past the quota bob may not start it again this month; an administrator may.
     start = f"workstations/{bob_ws}/start"
     status, refused = _post(app_functions, "start_workstation", start, who=BOB, id=bob_ws)
