@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import ssl
 import urllib.error
@@ -113,7 +114,11 @@ def app_settings(
     keys = (
         {"LABIMAGE_KEY_VAULT_URL": vault_url(ports)}
         if key_vault
-        else {"LABIMAGE_SSH_KEY_DIR": str(layout.keys_dir)}
+        else {
+            "LABIMAGE_SSH_KEY_DIR": str(layout.keys_dir),
+            # Without a vault the signing key of one-click links is a setting, new per instance.
+            "LABIMAGE_WORKSTATION_LINK_KEY": secrets.token_hex(32),
+        }
     )
     return {
         "AzureWebJobsStorage": storage,

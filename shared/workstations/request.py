@@ -93,11 +93,26 @@ class WorkstationRequest(WorkstationOptions):
     owner: Owner
 
 
+class OwnerOverride(_Model):
+    """What one owner of a batch gets differently (a teaching assistant's longer quota)."""
+
+    size: VmSize | None = None
+    autostop: AutoStop | None = None
+    idle_minutes: IdleMinutes | None = None
+    monthly_hours: MonthlyHours | None = None
+
+
 class BatchRequest(WorkstationOptions):
     owners: list[Owner] = Field(min_length=1, max_length=MAX_BATCH)
+    overrides: dict[str, OwnerOverride] = Field(
+        default_factory=dict, description="Per owner (one of owners): options that differ."
+    )
 
     def one(self, owner: str) -> WorkstationRequest:
-        fields = self.model_dump(exclude={"owners"})
+        fields = self.model_dump(exclude={"owners", "overrides"})
+        override = self.overrides.get(owner)
+        if override is not None:
+            fields.update(override.model_dump(exclude_none=True))
         return WorkstationRequest.model_validate({**fields, "owner": owner})
 
 
@@ -133,4 +148,8 @@ def parse_batch_request(body: bytes) -> BatchRequest:
         raise RequestInvalid(
             [Problem(field=f"owners[{twice[0]}]", message="this owner is listed twice")]
         )
+    stray = [o for o in batch.overrides if o not in batch.owners]
+    if stray:
+        field = f"overrides[{json.dumps(stray[0])}]"
+        raise RequestInvalid([Problem(field=field, message="this owner is not in owners")])
     return batch
