@@ -18,6 +18,7 @@ from shared.models import (
     BuildStatus,
     ErrorBody,
 )
+from shared.workstations.openapi_paths import workstation_paths
 
 API_TITLE = "labimage"
 API_VERSION = "0.1.0"
@@ -192,7 +193,10 @@ def _document() -> dict[str, Any]:
             }
         },
     }
+    paths.update(workstation_paths(schemas, error, _REF_TEMPLATE))
     for path, operations in paths.items():
+        if path.startswith("/api/links/"):
+            continue  # signed links: public, they carry their own proof
         if path == "/api/openapi.json":
             operations["get"]["security"] = []  # public
             continue
