@@ -88,11 +88,15 @@ for _state, _queue in WORK_QUEUES.items():
 def workstation_guard(timer: func.TimerRequest) -> None:
     result = run_guard(get_runtime(), utcnow())
     logger.info(
-        "workstations: %d stopped by quota, %d found stopped, %d hops resent, %d problems",
+        "workstations: %d running, %d stopped by quota, %d found stopped, %d hops resent, "
+        "%d problems",
+        result.running,
         len(result.quota_stopped),
         len(result.reconciled),
         len(result.resent),
         len(result.problems),
+        # customDimensions in Application Insights: the workbook's "running now" tile
+        extra={"labimage.workstations.running": result.running},
     )
 
 

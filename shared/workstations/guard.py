@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class GuardResult:
+    running: int = 0  # after this run
     quota_stopped: list[str] = field(default_factory=list)
     reconciled: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
@@ -48,6 +49,8 @@ def run_guard(rt: Runtime, now: datetime) -> GuardResult:
                 hours = ws.spec.monthly_hours
                 actions.stop(rt, ws.id, f"monthly quota of {hours:g} h reached", now, quota=True)
                 result.quota_stopped.append(ws.id)
+                continue
+            result.running += 1
         except Exception as exc:  # one workstation never stops the run for the others
             logger.warning("workstation guard: %s: %s", ws.id, exc)
             result.problems.append(f"{ws.id}: {type(exc).__name__}: {exc}")
