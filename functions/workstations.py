@@ -122,4 +122,4 @@ def workstation_link(req: func.HttpRequest) -> func.HttpResponse:
     query = dict(req.params)
     if req.method == "POST":
         return _page(*link_pages.act(get_runtime(), ws_id, action, query, utcnow()))
-    return _page(*link_pages.confirm_page(get_runtime(), ws_id, action, query, req.url, utcnow()))
+    return _page(*link_pages.confirm_page(get_runtime(), ws_id, action, query, utcnow()))

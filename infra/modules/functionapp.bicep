@@ -107,6 +107,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     LABIMAGE_ARM_ENDPOINT: armEndpointNoSlash
     LABIMAGE_ARM_CA_BUNDLE: ''
     LABIMAGE_SSH_KEY_DIR: ''
+    // The workstations' link-signing key is a Key Vault secret on Azure; this is offline only.
+    LABIMAGE_WORKSTATION_LINK_KEY: ''
     LABIMAGE_KEY_VAULT_URL: keyVaultUrl
     LABIMAGE_SSH_SOURCE_CIDR: sshSourceCidr
     // The queue other services submit build requests to (same body as POST /api/builds).

@@ -15,6 +15,9 @@ from localcloud.sandbox.commands import SandboxError, run
 # cp keeps holes, reflinks where the file system can, and with -a (as root) the overlay
 # whiteouts (char devices 0/0) and trusted.overlay.* xattrs.
 SPARSE_COPY = ["cp", "-a", "--sparse=always", "--reflink=auto"]
+# An image's OS layer holds a whole Python environment (hundreds of MB): several VMs created
+# from one image at once (Azure takes them side by side) copy it concurrently on a busy host.
+COPY_TIMEOUT_S = 900
 
 
 def new_os_disk(path: Path, source: Path | None = None) -> None:
@@ -33,7 +36,7 @@ def copy_os_disk(source: Path, dest: Path) -> None:
         raise SandboxError(f"{source} is not an OS layer")
     delete_disk(dest)
     dest.mkdir(parents=True)
-    run([*SPARSE_COPY, str(source / "upper"), str(dest / "upper")])
+    run([*SPARSE_COPY, str(source / "upper"), str(dest / "upper")], timeout_s=COPY_TIMEOUT_S)
     (dest / "work").mkdir()
 
 
@@ -53,7 +56,7 @@ def new_data_disk(path: Path, size_gb: int, source: Path | None = None) -> None:
 def copy_data_disk(source: Path, dest: Path) -> None:
     delete_disk(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    run([*SPARSE_COPY, str(source), str(dest)])
+    run([*SPARSE_COPY, str(source), str(dest)], timeout_s=COPY_TIMEOUT_S)
 
 
 def delete_disk(path: Path) -> None:

@@ -26,7 +26,7 @@ def _checked(rt: Runtime, ws_id: str, action: str, query: dict[str, str], now: d
 
 
 def confirm_page(
-    rt: Runtime, ws_id: str, action: str, query: dict[str, str], url: str, now: datetime
+    rt: Runtime, ws_id: str, action: str, query: dict[str, str], now: datetime
 ) -> tuple[int, str]:
     """GET: what the link would do, and a button to do it. Changes nothing."""
     try:
@@ -38,7 +38,7 @@ def confirm_page(
         return 404, page("Link not usable", "this workstation no longer exists")
     what = ACTIONS[action][0]
     message = f"Workstation {ws.id} of {ws.owner}: {what}?"
-    return 200, page("Auto-stop", message, form_action=url)
+    return 200, page("Auto-stop", message, confirm=True)
 
 
 def act(

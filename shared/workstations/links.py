@@ -116,14 +116,13 @@ def _vault_key(vault_url: str, ca_bundle: str | None, credential: TokenCredentia
     return str(value).encode()
 
 
-def page(title: str, message: str, form_action: str | None = None) -> str:
-    """A small page; every text is escaped (ids and times come from the request)."""
+def page(title: str, message: str, confirm: bool = False) -> str:
+    """A small page; every text is escaped (ids and times come from the request). With
+    `confirm`, a button that POSTs to the page's own address (no action attribute: nothing
+    of the request is echoed into the form)."""
     button = ""
-    if form_action is not None:
-        button = (
-            f'<form method="post" action="{html.escape(form_action, quote=True)}">'
-            '<button type="submit">Confirm</button></form>'
-        )
+    if confirm:
+        button = '<form method="post"><button type="submit">Confirm</button></form>'
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head><body>"

@@ -78,9 +78,12 @@ async def verify(ctx: WsContext, ws: Workstation) -> Outcome:
         state = ws_vm.power_of(ctx.azure, ws.id)
         if not state.exists:
             raise PermanentError(f"the VM of workstation {ws.id} does not exist")
-        if state.power in ("deallocated", "stopped") and not ws.marker("start_requested"):
-            ws_vm.begin_start(ctx.azure, ws.id)
-            return Wait(ws.with_progress(start_requested=True), POLL_S, "starting the VM")
+        if not ws.marker("start_requested"):
+            if state.power in ("deallocating", "stopping"):
+                return Wait(ws, POLL_S, f"waiting for the VM to finish {state.power}")
+            if state.power in ("deallocated", "stopped"):
+                ws_vm.begin_start(ctx.azure, ws.id)
+                return Wait(ws.with_progress(start_requested=True), POLL_S, "starting the VM")
         up = await _until_ssh(ctx, ws, WsTrigger.VERIFIED, "up")
         if isinstance(up, Wait):
             return up

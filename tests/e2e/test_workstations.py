@@ -53,6 +53,8 @@ def _wait(
         shown = _ws(cloud, ws_id)
         if shown["state"] == state or (until and until(shown)):
             return shown
+        if shown["state"] in ("deleting", "deleted") and state not in ("deleting", "deleted"):
+            pytest.fail(f"workstation {ws_id} is {shown['state']}: {shown['error']}")
         time.sleep(1)
     pytest.fail(f"workstation {ws_id} is not {state} after {timeout_s} s: {_ws(cloud, ws_id)}")
 
