@@ -293,6 +293,18 @@ def test_a_batch_from_a_build_runs_stops_on_quota_and_autostop_snoozes_and_delet
         app_functions, "get_workstation", f"workstations/{bob_ws}", who=ALICE, id=bob_ws
     )
     assert status == 404  # alice sees her own only
+    # Verified on start: this VM never answers (no sshd in the emulator's memory VMs); once the
+    # check is past its time limit the workstation is left stopped with the reason on it.
+    stored = store.get(bob_ws)
+    late = datetime.now(UTC) - timedelta(minutes=25)
+    store.replace(stored, stored.ws.model_copy(update={"work_started_at": late}))
+    bob = _pump(rt, bob_ws, lambda w: w.state == WsState.STOPPED)
+    assert bob.error and "verifying failed" in bob.error and bob.stop_reason == "start failed"
+    _until(lambda: vms.vm_state(rt.azure, f"labimage-{bob_ws}-ws").power == "deallocated")
+    status, shown = _post(
+        app_functions, "get_workstation", f"workstations/{bob_ws}", who=BOB, id=bob_ws
+    )
+    assert status == 200 and "time limit" in shown["error"] and shown["connection"] is None
     # The auto-stop timer stops alice's (due), not carol's (snoozed); the hook records it.
     rt.bus.client(AUTOSTOP_QUEUE).clear_messages()
     scan = service.run_autostop_scan(rt, now)
