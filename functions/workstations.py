@@ -19,7 +19,7 @@ from shared.workstations import api, link_pages
 from shared.workstations.guard import run_guard
 from shared.workstations.links import ROUTE as LINK_ROUTE
 from shared.workstations.machine import WORK_QUEUES, WsState
-from shared.workstations.runner import handle_message
+from shared.workstations.runner import fail_from_poison, handle_message
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,12 @@ def _register(state: WsState, queue: str) -> None:
         # Sync with a loop of its own, as the build stages (functions/pipeline.py says why).
         outcome = asyncio.run(handle_message(get_runtime(), msg.get_body()))
         logger.info("%s message %s (delivery %s): %s", queue, msg.id, msg.dequeue_count, outcome)
+
+    @bp.function_name(f"workstation_{state.value}_poison")
+    @bp.queue_trigger(arg_name="msg", queue_name=f"{queue}-poison", connection=CONNECTION)
+    def poisoned(msg: func.QueueMessage) -> None:
+        outcome = fail_from_poison(get_runtime(), msg.get_body(), f"{queue}-poison")
+        logger.error("%s-poison message %s: %s", queue, msg.id, outcome)
 
 
 for _state, _queue in WORK_QUEUES.items():

@@ -100,6 +100,21 @@ async def handle_message(rt: Runtime, body: str | bytes) -> str:
     return commit_move(rt, stored, outcome)
 
 
+def fail_from_poison(rt: Runtime, body: str | bytes, queue: str) -> str:
+    """A message the host gave up on: the workstation fails its current work as a permanent
+    error would (a creation is cleaned up, a start left stopped, a delete tried again)."""
+    message = WsMessage.from_json(body)
+    try:
+        stored = rt.store.workstations().get(message.ws_id)
+    except WorkstationNotFound:
+        return "dropped"
+    ws = stored.ws
+    if ws.state != message.state or ws.token != message.token:
+        return "dropped"
+    reason = f"its work crashed repeatedly (message moved to {queue})"
+    return _give_up(rt, stored, context(rt), ws, reason)
+
+
 def _give_up(rt: Runtime, stored: StoredWs, ctx: WsContext, ws: Workstation, reason: str) -> str:
     """A creation that failed is cleaned up; a start that failed is left stopped; a delete
     that failed is tried again later from the start (there is nothing to fall back to)."""

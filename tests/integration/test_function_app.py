@@ -78,6 +78,7 @@ def test_the_app_registers_routes_stage_queues_poison_handlers_and_timers(
         + [f"build-{s}-poison" for s in stages]
         + ["autostop-vm", "%BUILD_REQUESTS_QUEUE%"]
         + ["ws-create", "ws-verify", "ws-delete"]
+        + ["ws-create-poison", "ws-verify-poison", "ws-delete-poison"]
     )
     assert sorted(triggers["timerTrigger"]) == [
         "%AUTOSTOP_SCHEDULE%",

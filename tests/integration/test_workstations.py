@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 import pytest
+from azure.functions.queue import QueueMessage
 from azure.mgmt.compute import models as cm
 from test_costguard import LOC, RG, costguard_runtime
 from test_function_app import ROOT, call, http
@@ -35,7 +36,8 @@ from shared.state.record import Build, BuildState
 from shared.workstations.guard import run_guard
 from shared.workstations.link_pages import warning_extras
 from shared.workstations.machine import WORK_QUEUES, WsState
-from shared.workstations.runner import handle_message
+from shared.workstations.record import Workstation, WsSpec
+from shared.workstations.runner import WsMessage, handle_message, prepare
 from tests.principals import ADMIN, ALICE, BOB, object_id_of
 
 SEED_VM = {
@@ -406,3 +408,17 @@ def test_only_the_signed_links_and_the_openapi_document_need_no_sign_in_and_no_k
         if level == "anonymous" and open_to_anyone(str(binding.route)):
             open_routes.add(str(binding.route))
     assert open_routes == {"openapi.json", "links/workstations/{id}/{action}"}
+
+
+def test_a_poisoned_creation_is_cleaned_up_and_ends_deleted_with_the_reason(
+    rt: Runtime, app_functions: Any
+) -> None:
+    spec = WsSpec(image_id="/x", image_source="image_id", size="Standard_D2s_v5")
+    ws = prepare(Workstation(id="wpoison001", owner="ada", spec=spec), 0)
+    rt.store.workstations().create(ws)
+    body = WsMessage(ws.id, WsState.CREATING, ws.token).to_json().encode()
+    poisoned = QueueMessage(id="m1", body=body, dequeue_count=1)
+    call(app_functions, "workstation_creating_poison")(poisoned)
+    after = _pump(rt, ws.id, lambda w: w.state == WsState.DELETED)
+    assert "crashed repeatedly" in (after.error or "")
+    assert [e.message for e in after.events][-1] == "deleted: nothing of it is left"
