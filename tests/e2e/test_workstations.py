@@ -122,7 +122,7 @@ def _cli(cloud: Cloud, *argv: str) -> str:
     """`labimage ...` as an administrator with the host's key; its output."""
     out = io.StringIO()
     consoles = Consoles(Console(file=out, width=400), Console(file=out, width=400))
-    key = read_host_keys(cloud.state_dir / "funchost")["master"]
+    key = read_host_keys(cloud.state_dir / "funchost")["default"]
     code = main([*argv, "--api-url", cloud.api, "--function-key", key], consoles)
     assert code == 0, out.getvalue()
     return out.getvalue()
