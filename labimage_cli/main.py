@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from labimage_cli import commands, image_commands, manifests, wizard
+from labimage_cli import commands, image_commands, manifests, wizard, workstations
 from labimage_cli.client import (
     API_URL_ENV,
     DEFAULT_API_URL,
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, handler: Command | None, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(
             name,
             help=help_text,
@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="date_to", metavar="DATE", help="last day (YYYY-MM-DD)")
     p.add_argument("--json", action="store_true", help="print JSON")
     manifests.add_commands(command)
+
+    workstations.add_commands(command, connection)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import ssl
 import urllib.error
@@ -24,6 +25,7 @@ AUTOSTOP_SCHEDULE = "0 */15 * * * *"
 SWEEPER_SCHEDULE = "0 0 * * * *"
 IDLE_SCHEDULE = "0 */10 * * * *"
 WATCHDOG_SCHEDULE = "0 */5 * * * *"
+WORKSTATION_SCHEDULE = "0 */5 * * * *"
 RESOURCE_GROUP_API = "2021-04-01"
 # The two principals the emulator knows (localcloud/roles.py): the controller's user-assigned
 # identity, which the Functions host selects with AZURE_CLIENT_ID as on Azure, and the
@@ -112,7 +114,11 @@ def app_settings(
     keys = (
         {"LABIMAGE_KEY_VAULT_URL": vault_url(ports)}
         if key_vault
-        else {"LABIMAGE_SSH_KEY_DIR": str(layout.keys_dir)}
+        else {
+            "LABIMAGE_SSH_KEY_DIR": str(layout.keys_dir),
+            # Without a vault the signing key of one-click links is a setting, new per instance.
+            "LABIMAGE_WORKSTATION_LINK_KEY": secrets.token_hex(32),
+        }
     )
     return {
         "AzureWebJobsStorage": storage,
@@ -132,6 +138,7 @@ def app_settings(
         "SWEEPER_SCHEDULE": SWEEPER_SCHEDULE,
         "WATCHDOG_SCHEDULE": WATCHDOG_SCHEDULE,
         "IDLE_SCHEDULE": IDLE_SCHEDULE,
+        "WORKSTATION_SCHEDULE": WORKSTATION_SCHEDULE,
         "LABIMAGE_AUTOSTOP_CONCURRENCY": "8",
         "LABIMAGE_AUTOSTOP_CATCH_UP_HOURS": "6",
         "LABIMAGE_AUTOSTOP_WEBHOOK_URL": "",

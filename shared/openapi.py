@@ -21,6 +21,7 @@ from shared.models import (
 )
 from shared.models.status import ManifestDiff
 from shared.openapi_images import image_and_log_paths
+from shared.workstations.openapi_paths import workstation_paths
 
 API_TITLE = "labimage"
 API_VERSION = "0.1.0"
@@ -252,7 +253,10 @@ def _document() -> dict[str, Any]:
         },
     }
     paths.update(image_and_log_paths(error, build_id))
+    paths.update(workstation_paths(schemas, error, _REF_TEMPLATE))
     for path, operations in paths.items():
+        if path.startswith("/api/links/"):
+            continue  # signed links: public, they carry their own proof
         if path == "/api/openapi.json":
             operations["get"]["security"] = []  # public
             continue

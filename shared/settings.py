@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
@@ -52,6 +52,8 @@ class Settings:
     autostop_warn_minutes: int = 30  # how long before the stop the notice goes out
     public_url: str | None = None  # this API's base URL, for the snooze link in notices
     snooze_max_hours: int = 12  # the most one snooze may postpone a stop
+    # Signs the workstations' one-click links when there is no Key Vault (offline); never logged.
+    workstation_link_key: str | None = field(default=None, repr=False)
     idle_default_minutes: int = 60  # idle limit of kept VMs without labimage-idle-minutes
     idle_cpu_percent: float = 10.0  # CPU use above this counts as activity
     sweeper_grace_hours: float = 2.0  # a finished build's leftovers are swept after this
@@ -210,6 +212,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         autostop_warn_minutes=int(_number(env, "LABIMAGE_AUTOSTOP_WARN_MINUTES", 30)),
         public_url=_optional(env, "LABIMAGE_PUBLIC_URL"),
         snooze_max_hours=int(_number(env, "LABIMAGE_SNOOZE_MAX_HOURS", 12)),
+        workstation_link_key=_optional(env, "LABIMAGE_WORKSTATION_LINK_KEY"),
         idle_default_minutes=int(_number(env, "LABIMAGE_IDLE_MINUTES", 60)),
         idle_cpu_percent=_number(env, "LABIMAGE_IDLE_CPU_PERCENT", 10),
         sweeper_grace_hours=_number(env, "LABIMAGE_SWEEPER_GRACE_HOURS", 2),

@@ -107,6 +107,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     LABIMAGE_ARM_ENDPOINT: armEndpointNoSlash
     LABIMAGE_ARM_CA_BUNDLE: ''
     LABIMAGE_SSH_KEY_DIR: ''
+    // The workstations' link-signing key is a Key Vault secret on Azure; this is offline only.
+    LABIMAGE_WORKSTATION_LINK_KEY: ''
     LABIMAGE_KEY_VAULT_URL: keyVaultUrl
     LABIMAGE_SSH_SOURCE_CIDR: sshSourceCidr
     // The queue other services submit build requests to (same body as POST /api/builds).
@@ -116,6 +118,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     WATCHDOG_SCHEDULE: '0 */5 * * * *'
     SWEEPER_SCHEDULE: '0 0 * * * *'
     IDLE_SCHEDULE: '0 */10 * * * *'
+    WORKSTATION_SCHEDULE: '0 */5 * * * *'
     // Cost guards.
     LABIMAGE_AUTOSTOP_RESOURCE_GROUPS: join(autostopResourceGroups, ',')
     LABIMAGE_AUTOSTOP_CONCURRENCY: '8'

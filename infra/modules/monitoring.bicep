@@ -24,5 +24,15 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
+module workbook 'workbook.bicep' = {
+  name: 'labimage-workbook'
+  params: {
+    location: location
+    tags: tags
+    token: token
+    insightsId: insights.id
+  }
+}
+
 output connectionString string = insights.properties.ConnectionString
 output name string = insights.name

@@ -15,8 +15,9 @@ from localcloud.sandbox.commands import SandboxError, run
 # cp keeps holes, reflinks where the file system can, and with -a (as root) the overlay
 # whiteouts (char devices 0/0) and trusted.overlay.* xattrs.
 SPARSE_COPY = ["cp", "-a", "--sparse=always", "--reflink=auto"]
-# A captured OS layer holds a whole Python environment: on a busy 2-core host its copy takes
-# minutes (a VM create from an image failed at the old 60 s in a chaos run, load average 20).
+# An image's OS layer holds a whole Python environment (hundreds of MB): on a busy 2-core host
+# its copy takes minutes (a VM create from an image failed at the old 60 s in a chaos run, load
+# average 20), and several VMs created from one image at once copy it concurrently.
 COPY_TIMEOUT_S = 900
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 BUILD_TAG = "labimage-build"
 ROLE_TAG = "labimage-role"
 AUTOSTOP_TAG = "labimage-autostop"
+WORKSTATION_TAG = "labimage-workstation"
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,8 @@ def stop_vm(
     try:
         vms.begin_deallocate(azure, name, group)
     except PermanentError as exc:
+        # The alert rule "auto-stop could not stop a VM" (infra/monitoring) matches this line.
+        logger.warning("auto-stop could not deallocate %s: %s", vm.id, exc)
         actions.record_problem(vm.id, now, f"could not deallocate: {exc}")
         return StopOutcome(False, str(exc))
     table = prices or default_prices()

@@ -1,9 +1,9 @@
 """Idle stop of the VMs labimage keeps: probe each over SSH, judge, deallocate the idle ones.
 
-A kept VM is one in the scope that carries both `labimage-build` and `labimage-autostop`
-(labimage tags every VM it keeps so). Its address is its public IP, its keys are the build's,
-its user is the request's. A VM that cannot be probed is left running and named in problems:
-stopping a VM on a guess could kill someone's analysis.
+A kept VM is one in the scope that carries `labimage-build` (or `labimage-workstation`) and
+`labimage-autostop` (labimage tags every VM it keeps so). Its address is its public IP, its keys
+are the build's (the workstation's), its user is the request's. A VM that cannot be probed is
+left running and named in problems: stopping a VM on a guess could kill someone's analysis.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime
 
 from shared import telemetry
 from shared.azure import network, vms
-from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG, BuildNames
+from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG, WORKSTATION_TAG, BuildNames
 from shared.costguard.actions import CostActions, StopAction
 from shared.costguard.costs import stop_saving_estimate
 from shared.costguard.idle import BadIdleTag, idle_limit, judge
@@ -26,6 +26,8 @@ from shared.runtime import Runtime
 from shared.ssh.errors import SshConnectionError
 from shared.ssh.runner import SshTarget, connect
 from shared.state.store import BuildNotFound
+from shared.workstations import vm as ws_vm
+from shared.workstations.actions import stopped_by_guard, workstation_of_vm
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,9 @@ class IdleResult:
 
 
 def kept_vms(vms_: list[VmInfo]) -> list[VmInfo]:
-    return [v for v in vms_ if BUILD_TAG in v.tags and AUTOSTOP_TAG in v.tags]
+    """A build's kept VM or a workstation: labimage made it and it has an auto-stop tag."""
+    made = (BUILD_TAG, WORKSTATION_TAG)
+    return [v for v in vms_ if any(t in v.tags for t in made) and AUTOSTOP_TAG in v.tags]
 
 
 async def run_idle_stop(rt: Runtime, actions: CostActions, now: datetime) -> IdleResult:
@@ -95,10 +99,13 @@ async def _judge_one(
     actions.record_stop(action)
     telemetry.vm_stopped(action.kind, stop_saving_estimate(action.hourly_saved))
     logger.info("idle stop: deallocating %s (%s)", vm.id, verdict.reason)
+    stopped_by_guard(rt, vm.id, "idle stop", now)
     result.stopped.append(vm.id)
 
 
 def _target(rt: Runtime, vm: VmInfo) -> SshTarget:
+    if WORKSTATION_TAG in vm.tags:
+        return _workstation_target(rt, vm)
     build_id = vm.tags[BUILD_TAG]
     build = rt.store.get(build_id).build
     names = BuildNames(build_id).vm(vm.tags.get("labimage-role", "relaunch"))
@@ -117,3 +124,15 @@ def _target(rt: Runtime, vm: VmInfo) -> SshTarget:
         client_private_key=rt.keys.load(build_id, "client").private_openssh,
         host_public_key=rt.keys.load(build_id, "host").public_line,
     )
+
+
+def _workstation_target(rt: Runtime, vm: VmInfo) -> SshTarget:
+    """A workstation's VM, probed with its own keys; as for builds, a copied tag never lets
+    one VM's verdict come from another."""
+    ws = workstation_of_vm(rt, vm.id)
+    if ws is None or ws.id != vm.tags[WORKSTATION_TAG]:
+        raise ValueError(f"it carries {WORKSTATION_TAG} but is not that workstation's VM")
+    address = ws_vm.address_of(rt.azure, ws.id)
+    if not address:
+        raise ValueError("the VM has no public address")
+    return ws_vm.ssh_target(ws, rt.keys, address)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime
 
 from shared.costguard.actions import CostActions
@@ -46,14 +47,18 @@ def send_warnings(
     public_url: str | None,
     actions: CostActions,
     now: datetime,
+    extra: Callable[[VmInfo, datetime], dict[str, str]] | None = None,
 ) -> list[str]:
-    """POST a notice for each upcoming stop not yet announced; the ids notified."""
+    """POST a notice for each upcoming stop not yet announced; the ids notified. `extra` adds
+    fields to a VM's notice (a workstation's one-click links)."""
     sent = []
     for vm, stop_at in upcoming:
         if actions.warned(vm.id, stop_at):
             continue
         try:
-            post_json(webhook, notice(vm, stop_at, public_url))
+            body = notice(vm, stop_at, public_url)
+            body.update(extra(vm, stop_at) if extra else {})
+            post_json(webhook, body)
         except (OSError, ValueError) as exc:
             logger.warning("auto-stop warning for %s not delivered: %s", vm.id, exc)
             continue

@@ -20,6 +20,9 @@ from shared.costguard.prices import default_prices
 from shared.errors import StepError
 from shared.runtime import Runtime
 from shared.state.store import BuildNotFound
+from shared.workstations.actions import stopped_by_guard
+from shared.workstations.link_pages import warning_extras
+from shared.workstations.views import month_costs
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +55,29 @@ def run_autostop_scan(rt: Runtime, now: datetime) -> ScanResult:
         warn_within=warn,
     )
     if s.autostop_webhook_url and result.upcoming:
-        notify.send_warnings(result.upcoming, s.autostop_webhook_url, s.public_url, actions, now)
+        notify.send_warnings(
+            result.upcoming,
+            s.autostop_webhook_url,
+            s.public_url,
+            actions,
+            now,
+            extra=lambda vm, stop_at: warning_extras(rt, vm.tags, stop_at),
+        )
     return result
 
 
 def handle_stop_message(rt: Runtime, body: str | bytes, now: datetime) -> StopOutcome:
     order = StopOrder.from_json(body)
-    return autostop.stop_vm(
+    outcome = autostop.stop_vm(
         rt.azure,
         actions_of(rt),
         order,
         now,
         catch_up=timedelta(hours=rt.settings.autostop_catch_up_hours),
     )
+    if outcome.stopped:  # a workstation's VM: its record says stopped, and why
+        stopped_by_guard(rt, order.vm_id, "auto-stop", now)
+    return outcome
 
 
 def run_sweeper(rt: Runtime, now: datetime) -> sweeper.SweepResult:
@@ -122,6 +135,7 @@ def costs_api(rt: Runtime, query: dict[str, str], now: datetime, caller: Caller)
     body = costs.summarise(
         costs.all_builds(rt.store), actions_of(rt), default_prices(), start, end, now
     )
+    body["workstations"] = month_costs(rt.store.workstations().list(), now)
     return ApiResponse(200, body)
 
 

@@ -24,7 +24,13 @@ from datetime import datetime, timedelta
 from shared.azure.boundary import arm_call
 from shared.azure.clients import AzureClients
 from shared.azure.tags import change_tags
-from shared.costguard.schedule import SKIP_TAG, SNOOZE_TAG, BadTag, schedule_from_tags
+from shared.costguard.schedule import (
+    SKIP_TAG,
+    SNOOZE_TAG,
+    BadTag,
+    VmSchedule,
+    schedule_from_tags,
+)
 
 
 class SnoozeRefused(ValueError):
@@ -58,17 +64,24 @@ def parse_hours(value: str | None, maximum: int) -> int:
     return hours
 
 
-def snoozed_tags(
-    tags: dict[str, str], hours: int, now: datetime
-) -> tuple[dict[str, str], datetime | None]:
-    """The VM's new tags and the new stop instant (None when today is skipped). Pure."""
+def _schedule(tags: dict[str, str], what: str) -> VmSchedule:
+    """The VM's schedule; SnoozeRefused when its tag is malformed or it has no stop time."""
     try:
         schedule = schedule_from_tags(tags)
     except BadTag as exc:
         raise SnoozeRefused("labimage-autostop", str(exc)) from None
     if schedule is None or schedule.rule is None:
-        raise SnoozeRefused("labimage-autostop", "the VM has no auto-stop time to snooze")
+        raise SnoozeRefused("labimage-autostop", f"the VM has no auto-stop time to {what}")
+    return schedule
+
+
+def snoozed_tags(
+    tags: dict[str, str], hours: int, now: datetime
+) -> tuple[dict[str, str], datetime | None]:
+    """The VM's new tags and the new stop instant (None when today is skipped). Pure."""
+    schedule = _schedule(tags, "snooze")
     rule = schedule.rule
+    assert rule is not None  # _schedule refuses a VM without one
     today_stop = rule.stop_on(now.astimezone(rule.zone).date())
     base = max(now, today_stop, schedule.snooze_until or now)
     new_stop = base + timedelta(hours=hours)
@@ -104,6 +117,27 @@ def snooze(
     before = dict(vm.tags or {})
     if not may_snooze(before):
         raise NoSuchVm(f"{group}/{name}")
-    tags, stop_at = snoozed_tags(before, hours, now)
+    tags, stop_at = snoozed_tags(before, hours, now) if hours else skipped_tags(before, now)
     change_tags(azure, str(vm.id), before, tags)
     return Snoozed(str(vm.id), stop_at, tags)
+
+
+def skip_today(
+    azure: AzureClients,
+    group: str,
+    name: str,
+    now: datetime,
+    may_snooze: Callable[[dict[str, str]], bool],
+) -> Snoozed:
+    """No stop today (the VM's local day): the skip tag; tomorrow's stop stands."""
+    return snooze(azure, group, name, 0, now, may_snooze)
+
+
+def skipped_tags(tags: dict[str, str], now: datetime) -> tuple[dict[str, str], None]:
+    """The VM's tags with today's stop skipped. Pure."""
+    rule = _schedule(tags, "skip").rule
+    assert rule is not None  # _schedule refuses a VM without one
+    new = dict(tags)
+    new[SKIP_TAG] = now.astimezone(rule.zone).date().isoformat()
+    new.pop(SNOOZE_TAG, None)
+    return new, None

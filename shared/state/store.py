@@ -6,7 +6,7 @@ import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
@@ -19,6 +19,9 @@ from shared.state.record import Build
 from shared.state.rejected import PARTITION as REJECTED
 from shared.state.rejected import RejectedSubmission
 from shared.state.table_docs import doc_of, doc_properties
+
+if TYPE_CHECKING:
+    from shared.workstations.store import WorkstationStore
 
 PARTITION = "build"
 
@@ -70,6 +73,12 @@ class BuildStore:
     def idempotency_keys(self) -> IdempotencyKeys:
         """The idempotency keys, kept in their own partition of the same table."""
         return IdempotencyKeys(self._table)
+
+    def workstations(self) -> WorkstationStore:
+        """The workstations, kept in their own partition of the same table."""
+        from shared.workstations.store import WorkstationStore
+
+        return WorkstationStore(self._table)
 
     def exists(self, build_id: str) -> bool:
         try:

@@ -77,12 +77,15 @@ def test_the_app_registers_routes_stage_queues_poison_handlers_and_timers(
         [f"build-{s}" for s in stages]
         + [f"build-{s}-poison" for s in stages]
         + ["autostop-vm", "%BUILD_REQUESTS_QUEUE%"]
+        + ["ws-create", "ws-verify", "ws-delete"]
+        + ["ws-create-poison", "ws-verify-poison", "ws-delete-poison"]
     )
     assert sorted(triggers["timerTrigger"]) == [
         "%AUTOSTOP_SCHEDULE%",
         "%IDLE_SCHEDULE%",
         "%SWEEPER_SCHEDULE%",
         "%WATCHDOG_SCHEDULE%",
+        "%WORKSTATION_SCHEDULE%",
     ]
     user_routes = {
         "builds",
@@ -97,9 +100,18 @@ def test_the_app_registers_routes_stage_queues_poison_handlers_and_timers(
         "images/{name}",
         "builds/{id}/logs",
         "builds/{id}/logs/{job}",
+        "workstations",
+        "workstations:batch",
+        "workstations/{id}",
+        "workstations/{id}/start",
+        "workstations/{id}/stop",
+        "workstations/{id}/snooze",
     }
     automation_routes = {f"automation/{route}" for route in user_routes}
-    assert set(triggers["httpTrigger"]) == user_routes | automation_routes | {"openapi.json"}
+    signed_links = {"links/workstations/{id}/{action}"}
+    assert set(triggers["httpTrigger"]) == (
+        user_routes | automation_routes | {"openapi.json"} | signed_links
+    )
     for f in functions.values():
         binding = f.get_bindings()[0]
         if binding.type == "httpTrigger":
