@@ -93,7 +93,9 @@ def reconcile(rt: Runtime, ws: Workstation, now: datetime, why: str = "") -> Wor
         state = ws_vm.power_of(rt.azure, ws.id)
     except StepError:
         return ws
-    if state.exists and state.power not in ("deallocated", "deallocating", "stopped", "stopping"):
+    # Only a VM that has come to rest: one still deallocating is being stopped by someone
+    # (a person's stop, the quota, a cost guard) who records it, with the reason.
+    if state.exists and state.power not in ("deallocated", "stopped"):
         return ws
     reason = why or (
         "its VM is gone" if not state.exists else f"its VM was {state.power} outside labimage"
