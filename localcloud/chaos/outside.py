@@ -8,6 +8,7 @@ instance in `state_dir`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -43,9 +44,15 @@ def _wait_until(what: str, check: Callable[[], bool], timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def _kill(pid: int, sig: signal.Signals) -> None:
+def _kill(pid: int, sig: signal.Signals, grace_s: float = 30) -> None:
+    """Send `sig`; a process still there after `grace_s` (Azurite closing while clients keep
+    their connections open) gets SIGKILL, so the restart never waits on it for ever."""
     try:
         os.kill(pid, sig)
+        with contextlib.suppress(OutsideFaultError):
+            _wait_until(f"process {pid}", lambda: not processes.is_alive(pid), grace_s)
+            return
+        os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
     _wait_until(f"process {pid}", lambda: not processes.is_alive(pid), 30)

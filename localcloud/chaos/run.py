@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.queue import QueueServiceClient
 
 from localcloud.chaos import outside
@@ -185,7 +185,8 @@ class Round:
                 outside.deliver_twice(self.instance.storage, f"build-{record.stage.value}", body)
                 return f"{record.stage.value} message sent twice more"
             return self._out_of_band(build, strike.fault)
-        except (outside.OutsideFaultError, HttpResponseError, BuildNotFound, OSError) as error:
+        except (outside.OutsideFaultError, AzureError, BuildNotFound, OSError) as error:
+            # Storage or the host may be away (another build's fault): the strike is lost.
             return f"not done: {type(error).__name__}: {error}"
 
     def _out_of_band(self, build: Followed, fault: str) -> str:
@@ -208,7 +209,7 @@ class Round:
             try:
                 vms = list(self.azure.compute.virtual_machines.list(self.group))
                 images = list(self.azure.compute.images.list_by_resource_group(self.group))
-            except (HttpResponseError, OSError):
+            except (AzureError, OSError):
                 time.sleep(3)
                 continue
             counts: dict[str, int] = {}

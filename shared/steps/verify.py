@@ -20,7 +20,9 @@ from shared.steps.guest_jobs import drive_job
 from shared.steps.vm_access import open_guest
 
 JUPYTER_PORT = 8889  # the port of the seed recipe's tunnel (ssh -N -L 7005:localhost:8889)
-JUPYTER_WAIT_S = 60
+# JupyterLab imports its extensions first: seconds on an idle 2-vCPU VM, over a minute on a
+# loaded host (seen twice in chaos runs at load average 20); the stage's hop claim is longer.
+JUPYTER_WAIT_S = 120
 OPT = "/opt"
 
 
