@@ -12,7 +12,7 @@ from typing import Any
 from shared.errors import PermanentError, TemporaryError
 from shared.remote import render
 from shared.ssh.forward import forward_local_port
-from shared.ssh.jobs import end_job, poll_job, stop_job
+from shared.ssh.jobs import end_job, poll_job, stop_job, wait_for_jobs
 from shared.ssh.runner import SshRunner
 
 
@@ -38,7 +38,8 @@ async def jupyter_status(local_port: int, token: str) -> dict[str, Any]:
         raise TemporaryError(f"Jupyter does not answer yet: {type(exc).__name__}") from None
 
 
-JUPYTER_RETRY_S = 0.25  # a starting Jupyter is asked again this soon
+JUPYTER_RETRY_S = 0.25  # a starting Jupyter is asked again this soon (through the tunnel)
+JOB_LOOK_S = 2.0  # and its job's state is looked at this often
 
 
 async def check_jupyter(
@@ -63,21 +64,30 @@ async def check_jupyter(
     )
     try:
         async with forward_local_port(runner, remote_port) as local_port:
-            deadline = asyncio.get_running_loop().time() + wait_s
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait_s
+            next_look = loop.time() + JOB_LOOK_S
             while True:
                 try:
                     return await jupyter_status(local_port, token)
                 except TemporaryError:
-                    state = await poll_job(runner, job_name)
-                    log = state.log_tail[-1500:]
-                    if state.finished:
-                        raise PermanentError(
-                            f"Jupyter exited with status {state.exit_status}: {log}"
-                        ) from None
-                    if asyncio.get_running_loop().time() > deadline:
-                        raise PermanentError(
-                            f"Jupyter did not answer within {wait_s:.0f} s: {log}"
-                        ) from None
+                    now = loop.time()
+                    if now >= next_look or now > deadline:
+                        # A look at the job is a command on the guest (sudo, a shell): every few
+                        # seconds, not on each try, so it does not slow Jupyter's own start.
+                        next_look = now + JOB_LOOK_S
+                        state = (await wait_for_jobs(runner, [job_name], 0))[job_name]
+                        if state.finished or now > deadline:
+                            await _give_up(runner, job_name, state.finished, wait_s)
                     await asyncio.sleep(JUPYTER_RETRY_S)
     finally:
         await stop_job(runner, job_name)
+
+
+async def _give_up(runner: SshRunner, job_name: str, exited: bool, wait_s: float) -> None:
+    """Raise why Jupyter will not answer: it exited, or it did not answer in time."""
+    state = await poll_job(runner, job_name)
+    log = state.log_tail[-1500:]
+    if exited:
+        raise PermanentError(f"Jupyter exited with status {state.exit_status}: {log}")
+    raise PermanentError(f"Jupyter did not answer within {wait_s:.0f} s: {log}")

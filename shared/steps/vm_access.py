@@ -99,7 +99,17 @@ async def bring_up_vm(ctx: StepContext, role: str, image_id: str | None = None) 
     if state.provisioning == "Failed":
         raise PermanentError(f"Azure could not create VM {vm.vm} (provisioning state Failed)")
     if not state.running:
-        return Poll(build, BOOT_POLL_S, f"VM {vm.vm} is {state.power or state.provisioning}")
+        # Created but still starting: read again every second here, not on a later visit.
+        def running() -> bool:
+            nonlocal state
+            state = vms.vm_state(ctx.azure, vm.vm)
+            return state.running or state.provisioning == "Failed" or not state.exists
+
+        lro.wait_until(f"VM {vm.vm} runs", running)
+        if state.provisioning == "Failed":
+            raise PermanentError(f"Azure could not create VM {vm.vm} (provisioning state Failed)")
+        if not state.running:
+            return Poll(build, 0, f"VM {vm.vm} is {state.power or state.provisioning}")
     address = network.public_ip_address(ctx.azure, vm)
     if not address:
         return Poll(build, BOOT_POLL_S, f"waiting for the public IP of {vm.vm}")
