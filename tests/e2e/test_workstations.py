@@ -85,7 +85,13 @@ def _leftovers(cloud: Cloud, ws_ids: list[str]) -> list[str]:
 def batch(cloud: Cloud) -> Iterator[list[str]]:
     """The seed build (no relaunch: the workstations verify its image), then the batch of
     three; bo's has a quota of 36 s. Deleted afterwards, whatever happened."""
-    build_id = cloud.submit(cloud.seed_request(relaunch={"verify": False, "keep_running": False}))
+    # A name and image of its own: the session's other modules build the seed request too.
+    source = cloud.seed_request(
+        name="ws-batch-source",
+        image={"name": "ws-batch-source"},
+        relaunch={"verify": False, "keep_running": False},
+    )
+    build_id = cloud.submit(source)
     status = cloud.wait(build_id, timeout_s=900)
     assert status["state"] == "succeeded", status["error"]
     body = {
