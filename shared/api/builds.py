@@ -41,18 +41,18 @@ class ApiResponse:
     content_type: str | None = None
 
 
-def _error(status: int, error: str, field: str = "", message: str = "") -> ApiResponse:
+def error_response(status: int, error: str, field: str = "", message: str = "") -> ApiResponse:
     problems = [{"field": field, "message": message}] if message else []
     return ApiResponse(status, {"error": error, "problems": problems})
 
 
 def unauthenticated() -> ApiResponse:
-    return _error(401, "unauthenticated", "", "sign in (App Service authentication) first")
+    return error_response(401, "unauthenticated", "", "sign in (App Service authentication) first")
 
 
 def _not_found(build_id: str) -> ApiResponse:
     # The same answer for another owner's build, so ids of others' builds do not leak.
-    return _error(404, "not found", "id", f"there is no build {build_id!r}")
+    return error_response(404, "not found", "id", f"there is no build {build_id!r}")
 
 
 def status_url(base_url: str, build_id: str) -> str:
@@ -118,7 +118,7 @@ def _submit(
         return ApiResponse(exc.http_status, exc.to_body())
     is_self = not caller.key_holder and request.owner.lower() == caller.name.lower()
     if not is_self and not caller.is_admin:
-        return _error(
+        return error_response(
             400,
             "invalid request",
             "owner",
@@ -169,7 +169,9 @@ def _claim_key(
     """None when this submission holds the key (go on with `build_id`); else the answer."""
     why = check_key(key)
     if why:
-        return _error(400, "invalid request", IDEMPOTENCY_HEADER, f"{IDEMPOTENCY_HEADER} {why}")
+        return error_response(
+            400, "invalid request", IDEMPOTENCY_HEADER, f"{IDEMPOTENCY_HEADER} {why}"
+        )
     digest = hashlib.sha256(
         json.dumps(request.model_dump(mode="json"), sort_keys=True).encode()
     ).hexdigest()
@@ -177,7 +179,7 @@ def _claim_key(
     if isinstance(outcome, Claimed):
         return None
     if not outcome.same_body:
-        return _error(
+        return error_response(
             409,
             "conflict",
             IDEMPOTENCY_HEADER,
@@ -192,7 +194,9 @@ def _claim_key(
             continue
         logger.info("build %s submitted again with the same idempotency key", stored.build.id)
         return ApiResponse(200, build_status(stored.build).model_dump(mode="json"))
-    return _error(503, "busy", IDEMPOTENCY_HEADER, "the first submission is still being recorded")
+    return error_response(
+        503, "busy", IDEMPOTENCY_HEADER, "the first submission is still being recorded"
+    )
 
 
 def get(rt: Runtime, build_id: str, caller: Caller) -> ApiResponse:
@@ -209,10 +213,10 @@ def list_builds(rt: Runtime, query: dict[str, str], caller: Caller) -> ApiRespon
     """A page of builds: a user's own only; an administrator's all (or one owner's)."""
     owner = query.get("owner") or None
     if not caller.is_admin and owner and owner.lower() != caller.name.lower():
-        return _error(403, "forbidden", "owner", "you may list your own builds only")
+        return error_response(403, "forbidden", "owner", "you may list your own builds only")
     state = query.get("state") or None
     if state and state not in {"queued", "running", "succeeded", "failed", "cancelled", "rejected"}:
-        return _error(
+        return error_response(
             400,
             "invalid request",
             "state",
@@ -223,7 +227,7 @@ def list_builds(rt: Runtime, query: dict[str, str], caller: Caller) -> ApiRespon
     except ValueError:
         page_size = 0
     if not 1 <= page_size <= MAX_PAGE_SIZE:
-        return _error(
+        return error_response(
             400, "invalid request", "page_size", f"page_size must be 1 to {MAX_PAGE_SIZE}"
         )
     if state == "rejected":
@@ -237,7 +241,7 @@ def list_builds(rt: Runtime, query: dict[str, str], caller: Caller) -> ApiRespon
             page_token=query.get("page_token") or None,
         )
     except ValueError as exc:
-        return _error(400, "invalid request", "page_token", str(exc))
+        return error_response(400, "invalid request", "page_token", str(exc))
     builds = sorted(page.builds, key=lambda b: b.created_at, reverse=True)
     return ApiResponse(
         200,
@@ -255,7 +259,7 @@ def _rejected(rt: Runtime, caller: Caller, page_size: int, token: str | None) ->
     try:
         page = rt.store.list_rejected(page_size, token)
     except ValueError as exc:
-        return _error(400, "invalid request", "page_token", str(exc))
+        return error_response(400, "invalid request", "page_token", str(exc))
     listed = sorted(page.submissions, key=lambda r: r.created_at, reverse=True)
     return ApiResponse(
         200, {"builds": [r.summary() for r in listed], "next_page_token": page.next_token}
@@ -273,7 +277,7 @@ def cancel(rt: Runtime, build_id: str, base_url: str, caller: Caller) -> ApiResp
         if not _visible(caller, build):
             return _not_found(build_id)
         if build.state.terminal:
-            return _error(
+            return error_response(
                 409, "conflict", "id", f"build {build_id} has already {build.state.value}"
             )
         if build.cancel_requested:
@@ -289,6 +293,6 @@ def cancel(rt: Runtime, build_id: str, base_url: str, caller: Caller) -> ApiResp
         except ConcurrentUpdate:
             continue
     else:
-        return _error(503, "busy", "", "the build is changing fast; try again")
+        return error_response(503, "busy", "", "the build is changing fast; try again")
     url = status_url(base_url, build_id)
     return ApiResponse(202, {"id": build_id, "status_url": url})

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.api.builds import ApiResponse
-from shared.api.builds import _error as error
+from shared.api.builds import error_response as error
 from shared.api.caller import Caller
 from shared.manifest.compare import diff, summary
 from shared.manifest.document import environment
