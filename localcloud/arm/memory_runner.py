@@ -80,8 +80,10 @@ class MemoryRunner:
         with self._lock:
             self._boots += 1
             self._running[spec.vm_key] = spec
-            # TEST-NET-1 addresses: nothing is ever reachable there, which is the point.
-            return f"192.0.2.{self._boots % 250 + 1}"
+            # A loopback address nothing listens on: a connection is refused at once, and no
+            # packet leaves the machine (a documentation range such as 192.0.2.0/24 would go
+            # out through the default route and time out).
+            return f"127.0.2.{self._boots % 250 + 1}"
 
     def shutdown(self, vm_key: str) -> None:
         self.calls.append(("shutdown", vm_key))

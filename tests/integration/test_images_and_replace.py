@@ -8,6 +8,7 @@ import asyncio
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from shared.settings import Settings
 from shared.ssh.keys import DirectoryKeyStore
 from shared.state.machine import Stage
 from shared.state.record import Build, BuildState
+from shared.steps import vm_access
 from shared.steps.base import Done, Poll, StepContext
 from shared.steps.capture import capture_image
 from shared.steps.cleanup import clean_up
@@ -73,6 +75,8 @@ def rt(
 ) -> Iterator[Runtime]:
     for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
+    # These VMs are records without guests: SSH is refused at once, so try it only briefly.
+    monkeypatch.setattr(vm_access, "SSH_WAIT_S", 0.5)
     with emulator_in_thread(tmp_path / "arm", runner, retry_after=0) as (running, _):
         for name, value in running.identity_env().items():
             monkeypatch.setenv(name, value)
@@ -270,13 +274,33 @@ async def test_the_swap_waits_while_a_vm_is_still_provisioned_from_the_old_image
     # Azure refuses to delete an image while a VM is being provisioned from it.
     runner.hold.set()
     old_image_id = rt.azure.compute.images.get(RG, name).id
-    await bring_up_vm(old.context(), "relaunch", old_image_id)
+    vm_name = BuildNames(old.build.id).vm("relaunch").vm
+
+    def start_vm() -> None:  # in its own thread: the VM's creation waits on the held boot
+        relaunch = old.context()
+        for _ in range(400):  # the IP and NIC first; the VM's creation starts in a later call
+            outcome = asyncio.run(bring_up_vm(relaunch, "relaunch", old_image_id))
+            relaunch = StepContext(rt.settings, outcome.build, rt.azure, old.keys)
+            if outcome.build.marker(outcome.build.stage, "relaunch_vm_create_started"):
+                return
+            time.sleep(0.03)
+
+    starting = threading.Thread(target=start_vm)
+    starting.start()
+    for _ in range(400):
+        try:
+            if rt.azure.compute.virtual_machines.get(RG, vm_name).provisioning_state == "Creating":
+                break
+        except ResourceNotFoundError:
+            pass
+        await asyncio.sleep(0.05)
     waiting = await swap_image(replacing.context(), replacing.build)
     assert isinstance(waiting, Poll), waiting
     assert "being provisioned" in waiting.note
     assert image_build(rt, name) == "bbusy00001"  # nothing lost meanwhile
 
     runner.release.set()
+    starting.join()
     replacing.build = waiting.build
     swapped = await replacing.swap()
     assert swapped.outputs["replace"]["outcome"] == "replaced"

@@ -655,7 +655,7 @@ async def _boot(
     if vm.internal.get("records_only"):
         global _records_counter
         _records_counter += 1
-        return f"192.0.2.{_records_counter % 250 + 1}"  # documentation range: never reached
+        return f"127.0.2.{_records_counter % 250 + 1}"  # loopback, nothing listens: refused
     os_disk = emu.find(vm.internal["os_disk"], DISK)
     assert os_disk is not None
     data = []
