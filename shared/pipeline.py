@@ -10,7 +10,7 @@ import json
 import logging
 from datetime import timedelta
 
-from shared import telemetry
+from shared import invocation_time, telemetry
 from shared.azure.naming import BuildNames
 from shared.bus import StageMessage
 from shared.errors import PermanentError, TemporaryError
@@ -25,9 +25,10 @@ logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 300.0
 HOP_GRACE = timedelta(minutes=5)
-# How long an invocation holds its hop: longer than any one invocation of a stage runs (it
-# waits at most about a minute on Resource Manager, 90 s for Jupyter, a few for SSH).
+# How long an invocation holds its hop. Its step's waits end CLAIM_MARGIN earlier
+# (shared/invocation_time.py), which leaves the time to write the result and send the next hop.
 CLAIM = timedelta(minutes=3)
+CLAIM_MARGIN = timedelta(seconds=30)
 
 
 async def handle_stage_message(rt: Runtime, body: str | bytes) -> None:
@@ -78,7 +79,8 @@ async def _run_stage(
     stored, build = claimed
     context = StepContext(settings=rt.settings, build=build, azure=rt.azure, keys=rt.keys)
     try:
-        outcome: Outcome = await STEPS[stage](context)
+        with invocation_time.holding((CLAIM - CLAIM_MARGIN).total_seconds()):
+            outcome: Outcome = await STEPS[stage](context)
     except TemporaryError as exc:
         if await _retry_or_fail(rt, stored, build, budget, exc):
             return "retry"

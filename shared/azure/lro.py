@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from azure.core.polling import LROPoller
 
-from shared import telemetry
+from shared import invocation_time, telemetry
 from shared.azure.boundary import arm_call, get_or_none
 
 T = TypeVar("T")
@@ -26,7 +26,7 @@ _STILL_RUNNING = {"creating", "updating", "deleting", "accepted", "running", "in
 def finished(poller: LROPoller[T], wait_s: float = LRO_WAIT_S) -> T | None:
     """The operation's final result after waiting at most `wait_s`; None while it still runs.
     A failed operation raises as azure-core raises it."""
-    result = poller.result(timeout=wait_s)
+    result = poller.result(timeout=invocation_time.bounded(wait_s))
     return result if poller.done() else None
 
 
@@ -63,7 +63,7 @@ def ended(what: str, poller: LROPoller[Any], wait_s: float = LRO_WAIT_S) -> bool
     when Resource Manager says to look, not on a fixed timer. A failed operation raises, mapped
     as every Resource Manager error is."""
     with arm_call(f"wait for {what}"):
-        poller.result(timeout=wait_s)
+        poller.result(timeout=invocation_time.bounded(wait_s))
         return poller.done()
 
 
@@ -88,7 +88,7 @@ def wait_until(
 
     For an operation an earlier invocation started (its poller is gone with that invocation):
     its end is still seen within `every_s` rather than on the stage's next visit."""
-    deadline = time.monotonic() + wait_s
+    deadline = time.monotonic() + invocation_time.bounded(wait_s)
     with telemetry.span(f"arm wait until {what}"):
         while True:
             if done():

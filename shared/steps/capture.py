@@ -18,7 +18,8 @@ from shared.steps.vm_access import open_guest
 
 POLL_S = 3.0
 # Seconds, not minutes: cloud-init's clean and the agent's deprovisioning take about one each.
-DEPROVISION_TIMEOUT_S = 240
+# It runs first in its invocation, inside the hold on the hop (shared/invocation_time.py).
+DEPROVISION_TIMEOUT_S = 120
 
 
 async def capture_image(ctx: StepContext) -> Outcome:

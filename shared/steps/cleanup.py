@@ -12,6 +12,7 @@ import time
 from functools import partial
 from typing import Any
 
+from shared import invocation_time
 from shared.azure import lro
 from shared.azure import resources as arm
 from shared.errors import PermanentError, StepError
@@ -95,7 +96,7 @@ def _delete_wave(
         except StepError as exc:
             pending.append(resource.id)
             problems.append(str(exc))
-    deadline = time.monotonic() + lro.LRO_WAIT_S
+    deadline = time.monotonic() + invocation_time.bounded(lro.LRO_WAIT_S)
     for resource_id, poller in started:
         try:
             wait_s = max(0.0, deadline - time.monotonic())

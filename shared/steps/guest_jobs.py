@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from shared import telemetry
+from shared import invocation_time, telemetry
 from shared.errors import PermanentError
 from shared.remote import render
 from shared.remote.render import ScriptRun
@@ -59,7 +59,7 @@ async def drive_jobs(
     others are stopped first and waited for, so nothing of this stage keeps running.
     """
     stage = build.stage
-    deadline = time.monotonic() + INVOCATION_WAIT_S
+    deadline = time.monotonic() + invocation_time.bounded(INVOCATION_WAIT_S)
     states_seen = False
     while True:
         running = [j for j in jobs if build.marker(stage, _marker(j)) == "started"]

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from shared import telemetry
+from shared import invocation_time, telemetry
 from shared.azure import lro, network, vms
 from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG, ROLE_TAG, BuildNames, VmNames
 from shared.errors import PermanentError
@@ -121,7 +121,7 @@ async def bring_up_vm(ctx: StepContext, role: str, image_id: str | None = None) 
 
 async def _ssh_answers(target: SshTarget, wait_s: float) -> bool:
     """Try SSH until the booting guest answers with its pinned key, or `wait_s` is over."""
-    deadline = time.monotonic() + wait_s
+    deadline = time.monotonic() + invocation_time.bounded(wait_s)
     with telemetry.span(f"ssh connect wait {target.host}"):
         while True:
             try:

@@ -6,12 +6,15 @@ pipeline runs a step (two copies of one message at once)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from shared import pipeline
+from shared.azure import lro
 from shared.bus import StageMessage
 from shared.pipeline import fail_from_poison, handle_stage_message
 from shared.runtime import Runtime
@@ -143,3 +146,27 @@ async def test_a_polling_stage_is_not_held_up_by_its_own_earlier_hop(
     assert len(again) == 1
     await handle_stage_message(runtime, again[0].to_json())
     assert runs == ["bmsg000001", "bmsg000001"]
+
+
+async def test_a_step_waiting_on_azure_hands_back_before_its_hold_on_the_hop_ends(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second copy of the message runs the step once the hold ends: the first invocation's
+    waits must be over by then, however long each was asked to be."""
+    monkeypatch.setattr(pipeline, "CLAIM", timedelta(seconds=4))
+    monkeypatch.setattr(pipeline, "CLAIM_MARGIN", timedelta(seconds=3))
+    _seed(runtime, stage=Stage.MOUNT, state=BuildState.RUNNING)
+
+    async def waits_for_a_vm_that_never_runs(ctx: StepContext) -> Outcome:
+        lro.wait_until("a VM runs", lambda: False, 60)  # as bring_up_vm waits on Azure
+        return Poll(ctx.build, 0, "VM still starting")
+
+    monkeypatch.setitem(STEPS, Stage.MOUNT, waits_for_a_vm_that_never_runs)
+    started = time.monotonic()
+    await handle_stage_message(
+        runtime, StageMessage("bmsg000001", Stage.MOUNT, "current").to_json()
+    )
+    assert time.monotonic() - started < 4
+    build = runtime.store.get("bmsg000001").build
+    assert build.stage_record(Stage.MOUNT).claimed_until is None
+    assert build.events[-1].message == "VM still starting"
