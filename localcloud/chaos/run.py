@@ -226,14 +226,16 @@ class Round:
             time.sleep(3)
 
     # --- the tally -----------------------------------------------------------------------------
-    def leftovers(self, build_id: str) -> list[str]:
-        """Every resource of the build group still tagged with the build."""
+    def leftovers(self, build_id: str, final: dict[str, Any] | None = None) -> list[str]:
+        """Every resource of the build group still tagged with the build, except what a
+        succeeded build made for its user (its image or gallery version)."""
         query = f"tagName eq '{BUILD_TAG}' and tagValue eq '{build_id}'"
         try:
             found = self.azure.resources.resources.list_by_resource_group(self.group, filter=query)
-            return [str(r.id) for r in found]
+            ids = [str(r.id) for r in found]
         except ResourceNotFoundError:
             return []
+        return [i for i in ids if i.lower() not in products(final)]
 
     def tally(self, run_sweeper: Callable[[], None]) -> dict[str, Any]:
         outcome: dict[str, Any] = {
@@ -265,12 +267,14 @@ class Round:
                     "images": sorted(build.images),
                 }
             )
-        ended = [b.build_id for b in self.followed if b.final and b.final["state"] in TERMINAL]
-        leaked = {i: left for i in ended if (left := self.leftovers(i))}
+        ended = {
+            b.build_id: b.final for b in self.followed if b.final and b.final["state"] in TERMINAL
+        }
+        leaked = {i: left for i, final in ended.items() if (left := self.leftovers(i, final))}
         outcome["leaked_after_cleanup"] = sum(len(v) for v in leaked.values())
         if leaked:
             run_sweeper()
-            leaked = {i: left for i in leaked if (left := self.leftovers(i))}
+            leaked = {i: left for i in leaked if (left := self.leftovers(i, ended[i]))}
         outcome["leaked_after_sweeper"] = sum(len(v) for v in leaked.values())
         outcome["leaked_resources"] = leaked
         outcome["poison_messages"] = poison_messages(self.instance.storage)
@@ -291,6 +295,15 @@ class Round:
         if struck and all(any(w in error for w in NAMED[f]) for f in struck):
             return "failed_cleanly"
         return "failed_other"
+
+
+def products(final: dict[str, Any] | None) -> set[str]:
+    """The ids (lower case) of what a succeeded build leaves on purpose: its image and gallery
+    version. Anything else still tagged with a finished build is a leak."""
+    if not final or final.get("state") != "succeeded":
+        return set()
+    kept = (final.get("image_id"), final.get("gallery_image_version_id"))
+    return {str(i).lower() for i in kept if i}
 
 
 def poison_messages(connection: str) -> dict[str, int]:

@@ -31,6 +31,7 @@ from shared.settings import Settings
 from shared.ssh.keys import DirectoryKeyStore
 from shared.state.machine import Stage
 from shared.state.record import Build
+from shared.steps import vm_access
 from shared.steps.base import Done, Poll, StepContext
 from shared.steps.capture import capture_image
 from shared.steps.provision import provision_vm
@@ -49,6 +50,8 @@ def controller_on_emulator(
 ) -> Iterator[tuple[Settings, AzureClients]]:
     for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
+    # These VMs are records without guests: SSH is refused at once, so try it only briefly.
+    monkeypatch.setattr(vm_access, "SSH_WAIT_S", 0.5)
     with emulator_in_thread(
         tmp_path / "arm",
         MemoryRunner(),
