@@ -23,7 +23,7 @@ from localcloud.chaos import outside
 from localcloud.chaos.instance import Instance
 from localcloud.instance import REPO_ROOT
 from shared.azure.clients import AzureClients
-from shared.azure.naming import BUILD_TAG
+from shared.azure.naming import BUILD_TAG, ROLE_TAG
 from shared.settings import read_settings
 from shared.state.store import BuildNotFound, BuildStore
 
@@ -60,7 +60,7 @@ class Followed:
     stages_seen: list[str] = field(default_factory=list)
     final: dict[str, Any] | None = None
     lost: bool = False
-    max_vms: int = 0
+    max_vms: int = 0  # the most VMs of one role (build, relaunch) seen at once
     images: set[str] = field(default_factory=set)
     ended_at: float | None = None
 
@@ -212,12 +212,16 @@ class Round:
             except (AzureError, OSError):
                 time.sleep(3)
                 continue
-            counts: dict[str, int] = {}
+            # Per role: the relaunch VM is created while the build VM is still being deleted
+            # (by design); two VMs of one role at once would be a duplicate.
+            counts: dict[tuple[str, str], int] = {}
             for vm in vms:
-                owner = (vm.tags or {}).get(BUILD_TAG)
+                tags = vm.tags or {}
+                owner = tags.get(BUILD_TAG)
                 if owner in by_id:
-                    counts[owner] = counts.get(owner, 0) + 1
-            for owner, count in counts.items():
+                    key = (owner, tags.get(ROLE_TAG, ""))
+                    counts[key] = counts.get(key, 0) + 1
+            for (owner, _), count in counts.items():
                 by_id[owner].max_vms = max(by_id[owner].max_vms, count)
             for image in images:
                 owner = (image.tags or {}).get(BUILD_TAG)
@@ -263,7 +267,7 @@ class Round:
                         {"fault": s.fault, "stage": s.stage, "done": s.done, "result": s.result}
                         for s in build.strikes
                     ],
-                    "max_vms_at_once": build.max_vms,
+                    "max_vms_of_one_role_at_once": build.max_vms,
                     "images": sorted(build.images),
                 }
             )

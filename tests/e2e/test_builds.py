@@ -27,6 +27,7 @@ from localcloud.seed_content import OOI_CSV, ooi_csv, raising_repository, upload
 from shared.artifacts import get_json
 from shared.azure.naming import BUILD_TAG
 from shared.manifest.tags import manifest_digest_from_tags
+from shared.rebuild import DIGEST_TAG
 from tests.e2e.conftest import PORTS, ROOT, Cloud
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
@@ -54,9 +55,14 @@ def builds(cloud: Cloud) -> Iterator[dict[str, str]]:
     BUILD_IDS.update(ids)
     # The seed build's guest host key, read now: cleanup deletes the build's keys at the end.
     SECRETS["seed_host_key"] = (cloud.state_dir / "keys" / f"{ids['seed']}.host").read_text()
-    actions = {"cancel": cancel_in_install, "kill": kill_in_install, "rebuild": rebuild_seed}
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        on = {"rebuild": "seed"}  # the build each action acts on, when not its own
+    actions = {
+        "cancel": cancel_in_install,
+        "kill": kill_in_install,
+        "rebuild": rebuild_seed,
+        "auto": rebuild_auto,
+    }
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        on = {"rebuild": "seed", "auto": "seed"}  # the build each action acts on, when not its own
         ACTIONS.update(
             {
                 name: pool.submit(act, cloud, ids[on.get(name, name)])
@@ -126,6 +132,13 @@ def rebuild_seed(cloud: Cloud, seed_id: str) -> dict[str, Any]:
         {"from_manifest": digest, "data": "latest", "image_name": "ooi-rebuild-latest"}
     )
     return {"manifest": digest, "exact": exact, "refused": refused, "latest": latest}
+
+
+def rebuild_auto(cloud: Cloud, seed_id: str) -> str:
+    """Once the seed build has succeeded: the seed request again (data refreshed, another
+    image name) with `rebuild: auto`, as a team rebuilding weekly would send it."""
+    cloud.wait(seed_id, timeout_s=1800)
+    return cloud.submit(cloud.seed_request(rebuild="auto", image={"name": "ooi-rebuild-auto"}))
 
 
 BUILD_IDS: dict[str, str] = {}
@@ -439,12 +452,38 @@ def test_a_rebuild_from_the_seed_manifest_is_the_same_environment(
     upload_data(cloud.settings.storage_connection, "ooi-data", {f"AT4212/{OOI_CSV}": ooi_csv()})
 
 
+def test_rebuild_auto_starts_from_the_seed_image_and_does_not_install_python_again(
+    cloud: Cloud, builds: dict[str, str]
+) -> None:
+    build_id = ACTIONS["auto"].result(timeout=3600)
+    status = cloud.wait(build_id, timeout_s=1800)
+    assert status["state"] == "succeeded", status["error"]
+    [chosen] = [e["message"] for e in status["events"] if e["message"].startswith("building from")]
+    assert chosen.startswith("building from image ") and "not installed again" in chosen, chosen
+    images = cloud.azure().compute.images
+    group = cloud.settings.resource_group
+    seed_digest = images.get(group, "jupyter-ooi-ubuntu2404").tags[DIGEST_TAG]
+    source = chosen.removeprefix("building from image ").split(":", 1)[0].rsplit("/", 1)[-1]
+    assert images.get(group, source).tags[DIGEST_TAG] == seed_digest
+    assert images.get(group, "ooi-rebuild-auto").tags[DIGEST_TAG] == seed_digest
+    # What the user can check: the data was pulled again, Python was not installed again.
+    code, listed = cloud.request("GET", f"/api/builds/{build_id}/logs")
+    assert code == 200
+    names = {entry["name"] for entry in listed["logs"]}
+    assert "build.pull-data-0.log" in names and "build.clone-0.log" in names, names
+    assert not any("install-python" in name for name in names), names
+
+
 def rebuild_ids() -> list[str]:
-    """The rebuilds rebuild_seed started, if it got that far."""
+    """The rebuilds rebuild_seed and rebuild_auto started, if they got that far."""
+    found = []
     future = ACTIONS.get("rebuild")
-    if future is None or future.exception(timeout=3600) is not None:
-        return []
-    return [future.result()["exact"], future.result()["latest"]]
+    if future is not None and future.exception(timeout=3600) is None:
+        found += [future.result()["exact"], future.result()["latest"]]
+    future = ACTIONS.get("auto")
+    if future is not None and future.exception(timeout=3600) is None:
+        found.append(future.result())
+    return found
 
 
 def test_no_sandbox_is_left_on_the_host(cloud: Cloud, builds: dict[str, str]) -> None:

@@ -83,14 +83,19 @@ def _leftovers(cloud: Cloud, ws_ids: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def batch(cloud: Cloud) -> Iterator[list[str]]:
-    """The seed build (no relaunch: the workstations verify its image), then the batch of
-    three; bo's has a quota of 36 s. Deleted afterwards, whatever happened."""
+    """A source build as cheap as a build can be (Jupyter only: what a workstation's check
+    needs; no relaunch: the workstations verify its image), then the batch of three; bo's has
+    a quota of 36 s. Deleted afterwards, whatever happened."""
     # A name and image of its own: the session's other modules build the seed request too.
     source = cloud.seed_request(
         name="ws-batch-source",
+        data=[],
+        repositories=[],
+        notebooks={"run": []},
         image={"name": "ws-batch-source"},
         relaunch={"verify": False, "keep_running": False},
     )
+    source["python"]["packages"] = ["jupyterlab>=4"]
     build_id = cloud.submit(source)
     status = cloud.wait(build_id, timeout_s=900)
     assert status["state"] == "succeeded", status["error"]
