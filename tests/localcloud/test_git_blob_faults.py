@@ -100,6 +100,22 @@ def test_a_follower_applies_the_published_plan_and_its_tally_reaches_the_report(
     assert follower.decide("GIT GET") is None and owner.report()["injected"] == {}
 
 
+def test_a_plan_given_at_start_is_published_at_once(tmp_path: Path) -> None:
+    """`localcloud up --faults PLAN.json`: the emulator starts with the plan, the git server
+    (started after it) applies it from its first request."""
+    plan = parse_plan({"rules": [{"match": "GIT POST", "kind": "delay", "seconds": 1}]})
+    FaultInjector(plan, publish_to=plan_file(tmp_path))
+    fault = PlanFollower(plan_file(tmp_path), "git").decide("GIT POST")
+    assert fault is not None and (fault.kind, fault.seconds) == ("delay", 1.0)
+
+
+def test_the_relay_sends_a_routed_port_to_another_host_port() -> None:
+    from localcloud.sandbox.relay import route
+
+    assert route("10000") == (10000, 10000)
+    assert route("10000:41234") == (10000, 41234)
+
+
 # --- the git server ----------------------------------------------------------------------------
 def git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
