@@ -156,6 +156,9 @@ def _write_endpoints(arm_dir: Path, running: RunningEmulator) -> None:
         "ca_pem": str(running.ca_pem),
         "vault_url": running.vault_url,
     }
+    proxy = running.emulator.settings.guest_blob_proxy
+    if proxy is not None:  # where the VMs' Blob reads go (blob_fault_proxy.py)
+        data["guest_blob_url"] = f"http://{LOOPBACK}:{proxy[0]}"
     (arm_dir / "endpoints.json").write_text(json.dumps(data, indent=2) + "\n")
 
 
