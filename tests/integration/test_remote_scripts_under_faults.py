@@ -70,8 +70,19 @@ def git(*args: str, cwd: Path | None = None) -> str:
 
 
 class GitSide:
-    def __init__(self, url: str, running: RunningEmulator, commit: str) -> None:
-        self.url, self.running, self.commit = url, running, commit
+    def __init__(self, url: str, running: RunningEmulator, commit: str, work: Path) -> None:
+        self.url, self.running, self.commit, self.work = url, running, commit, work
+
+    def new_branch(self, name: str) -> str:
+        """A branch with one more commit, pushed to the served repository; its commit."""
+        git("checkout", "-q", "-b", name, cwd=self.work)
+        (self.work / "more.py").write_text("print(1)\n")
+        git("add", ".", cwd=self.work)
+        git(
+            "-c", "user.name=t", "-c", "user.email=t@x.invalid", "commit", "-qm", "2", cwd=self.work
+        )
+        git("push", "-q", "origin", name, cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work)
 
     def clone(self, ref: str, dest: Path) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
@@ -97,6 +108,7 @@ def git_side(tmp_path: Path) -> Iterator[GitSide]:
     git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "1", cwd=work)
     commit = git("rev-parse", "HEAD", cwd=work)
     git("clone", "-q", "--bare", str(work), str(state / "git" / "notebooks.git"))
+    git("remote", "add", "origin", str(state / "git" / "notebooks.git"), cwd=work)
     with emulator_in_thread(state, MemoryRunner(), retry_after=0) as (running, _):
         port = azurite.free_port()
         command = [sys.executable, "-m", "localcloud.gitserver", "--state-dir", str(state)]
@@ -109,7 +121,7 @@ def git_side(tmp_path: Path) -> Iterator[GitSide]:
             )
         try:
             azurite.wait_for_ports([port], server)
-            yield GitSide(f"https://127.0.0.1:{port}/notebooks.git", running, commit)
+            yield GitSide(f"https://127.0.0.1:{port}/notebooks.git", running, commit, work)
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -137,6 +149,19 @@ def test_a_transient_git_failure_during_the_clone_is_tried_again(
     assert sum(injected(git_side.running).values()) == rule["count"]
 
 
+def test_a_transient_failure_fetching_into_an_existing_clone_is_tried_again(
+    git_side: GitSide, tmp_path: Path
+) -> None:
+    assert git_side.clone("main", tmp_path / "repo").returncode == 0
+    wanted = git_side.new_branch("next")
+    set_plan(git_side.running, {"match": "GIT POST", "kind": "server_error", "count": 1})
+    done = git_side.clone("next", tmp_path / "repo")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"commit": wanted, "ref": "next", "changed": True}
+    assert "fetch from" in done.stderr and "retrying" in done.stderr
+    assert (tmp_path / "repo" / "more.py").exists()
+
+
 def test_a_lasting_git_failure_fails_naming_the_repository(
     git_side: GitSide, tmp_path: Path
 ) -> None:
@@ -153,7 +178,9 @@ def test_no_retry_for_a_missing_ref_or_repository(git_side: GitSide, tmp_path: P
     no_ref = git_side.clone("no-such-ref", tmp_path / "a")
     assert no_ref.returncode == 1
     assert no_ref.stderr.strip().endswith(f"ref 'no-such-ref' not found in {git_side.url}")
-    missing = GitSide(git_side.url.replace("notebooks", "nothing"), git_side.running, "")
+    missing = GitSide(
+        git_side.url.replace("notebooks", "nothing"), git_side.running, "", git_side.work
+    )
     no_repo = missing.clone("main", tmp_path / "b")
     assert no_repo.returncode == 1 and f"git clone of {missing.url} failed (" in no_repo.stderr
     assert "retrying" not in no_ref.stderr + no_repo.stderr
