@@ -195,7 +195,7 @@ def _rule(data: Any, where: str) -> FaultRule:
     count = data.get("count")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
         raise FaultPlanError(f"{where}.count: must be a whole number of at least 0")
-    _check_service_rule(match, kind, when, where)
+    _check_service_rule(match, kind, when, where, "retryAfter" in data)
     return FaultRule(
         match=match,
         rate=_rate(data.get("rate", 1.0), f"{where}.rate"),
@@ -208,7 +208,7 @@ def _rule(data: Any, where: str) -> FaultRule:
     )
 
 
-def _check_service_rule(match: str, kind: str, when: str, where: str) -> None:
+def _check_service_rule(match: str, kind: str, when: str, where: str, retry_after: bool) -> None:
     service = service_of(match)
     if service is None:
         return
@@ -222,6 +222,8 @@ def _check_service_rule(match: str, kind: str, when: str, where: str) -> None:
         raise FaultPlanError(f"{where}.kind: a {service} rule must be one of {kinds}")
     if when == "after" and kind != "reset":
         raise FaultPlanError(f"{where}.when: a {service} rule takes after only with kind reset")
+    if retry_after:  # Storage's 503 ServerBusy carries none (blob_fault_proxy.py)
+        raise FaultPlanError(f"{where}.retryAfter: a {service} answer carries no Retry-After")
 
 
 def _no_unknown(data: dict[str, Any], known: set[str], where: str) -> None:

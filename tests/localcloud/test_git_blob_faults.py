@@ -72,6 +72,11 @@ def test_git_faults_are_the_same_under_the_same_seed() -> None:
         ({"match": "GIT GET", "kind": "throttle"}, "rules[0].kind", "server_error, reset"),
         ({"match": "BLOB GET", "kind": "lro_failed"}, "rules[0].kind", "throttle"),
         (
+            {"match": "BLOB GET", "kind": "throttle", "retryAfter": 2},
+            "rules[0].retryAfter",
+            "no Retry-After",
+        ),
+        (
             {"match": "BLOB GET", "kind": "server_error", "when": "after"},
             "rules[0].when",
             "reset",
