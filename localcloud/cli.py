@@ -128,7 +128,8 @@ def _start_arm(
     args += ["--authorization-file", str(layout.authorization_file)]
     args += ["--vault-resource-id", VAULT_RESOURCE_ID]
     # Inside a VM, 127.0.0.1:<port> reaches these host services (git clone, blob download).
-    args += ["--relay-port", str(ports.git), "--relay-port", str(ports.blob)]
+    # Blob reads pass the Blob fault layer (BLOB rules of a fault plan) on their way.
+    args += ["--relay-port", str(ports.git), "--guest-blob-port", str(ports.blob)]
     # Each instance's sandboxes get their own range, so two instances never share addresses.
     subnet = allocate_subnet(layout.state_dir, DEFAULT_STATE_DIR, registry.registered())
     args += ["--subnet", str(subnet)]

@@ -17,17 +17,26 @@ A plan is JSON (`localcloud up --faults PLAN.json`, or POSTed to the ARM emulato
 
 Every call has an operation key: `<METHOD> <namespace/type>` for Resource Manager calls (an
 action or a child list counts as a call on its resource's type), `POLL <namespace>` for a
-long-running operation's status, `VAULT <METHOD>` for Key Vault's secrets. `match` is a
-shell-style pattern over that key, case-insensitive. Kinds: `throttle` (429 with Retry-After),
-`server_error` (500 or 503 with ARM's error body), `reset` (the TCP connection is reset),
-`delay` (the answer waits `seconds`), `lro_failed` (the call is accepted, its operation ends
-Failed). `when: "after"` lets the call take effect before the fault hides the answer (a reply
-lost on the way back); the default `before` refuses it untouched. `count` caps how many times a
+long-running operation's status, `VAULT <METHOD>` for Key Vault's secrets, `GIT GET` /
+`GIT POST` for the git server's smart-HTTP requests (a clone or fetch makes both), `BLOB GET` /
+`BLOB HEAD` for a guest's reads of Blob storage (list and get; the controller's own Storage
+traffic never passes there). `match` is a shell-style pattern over that key, case-insensitive;
+a GIT or BLOB rule names its service as the pattern's first word (`*` alone is for Resource
+Manager and Key Vault calls only). Kinds: `throttle` (429 with Retry-After; for BLOB, 503
+ServerBusy, as Storage throttles), `server_error` (500 or 503 with the service's error body),
+`reset` (the TCP connection is reset), `delay` (the answer waits `seconds`), `lro_failed` (the
+call is accepted, its operation ends Failed; ARM only). `when: "after"` lets the call take
+effect before the fault hides the answer (a reply lost on the way back); for GIT and BLOB only
+`reset` takes it, and the connection is cut after the headers and half the body (a read cut
+mid-transfer). The default `before` refuses the call untouched. `count` caps how many times a
 rule fires. `ssh.dropRate` is the chance, every `everySeconds`, that each running VM's open SSH
 connections are cut (the SSH server's session processes killed, as a network drop does).
 
 Deterministic under the seed: whether the n-th call with a given key gets a rule's fault
 depends on (seed, rule, key, n) alone, not on how calls of other keys interleave.
+
+The ARM emulator holds the plan and publishes it to `<state>/faults/plan.json` whenever it
+changes; the git server, a process of its own, follows that file (PlanFollower).
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,11 +53,26 @@ from typing import Any
 
 KINDS = ("throttle", "server_error", "reset", "delay", "lro_failed")
 WHEN = ("before", "after")
+# The services whose keys start with their own word, the keys each has, the kinds that make
+# sense there (git's smart HTTP has no throttling answer; Storage throttles with 503).
+SERVICE_KEYS = {"GIT": ("GIT GET", "GIT POST"), "BLOB": ("BLOB GET", "BLOB HEAD")}
+SERVICE_KINDS = {
+    "GIT": ("server_error", "reset", "delay"),
+    "BLOB": ("throttle", "server_error", "reset", "delay"),
+}
 _RULE_FIELDS = {"match", "rate", "kind", "status", "retryAfter", "seconds", "when", "count"}
 _PLAN_FIELDS = {"seed", "rules", "ssh"}
 _SSH_FIELDS = {"dropRate", "everySeconds"}
 MAX_DELAY_SECONDS = 600.0
 MAX_RETRY_AFTER = 3600
+
+log = logging.getLogger(__name__)
+
+
+def service_of(text: str) -> str | None:
+    """GIT or BLOB when a key or pattern names that service first; None: ARM and Key Vault."""
+    first = text.split(" ", 1)[0].upper()
+    return first if first in SERVICE_KEYS else None
 
 
 class FaultPlanError(ValueError):
@@ -65,7 +91,9 @@ class FaultRule:
     count: int | None = None
 
     def matches(self, key: str) -> bool:
-        return fnmatch.fnmatchcase(key.lower(), self.match.lower())
+        return service_of(self.match) == service_of(key) and fnmatch.fnmatchcase(
+            key.lower(), self.match.lower()
+        )
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"match": self.match, "rate": self.rate, "kind": self.kind}
@@ -167,6 +195,7 @@ def _rule(data: Any, where: str) -> FaultRule:
     count = data.get("count")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
         raise FaultPlanError(f"{where}.count: must be a whole number of at least 0")
+    _check_service_rule(match, kind, when, where, "retryAfter" in data)
     return FaultRule(
         match=match,
         rate=_rate(data.get("rate", 1.0), f"{where}.rate"),
@@ -177,6 +206,24 @@ def _rule(data: Any, where: str) -> FaultRule:
         when=when,
         count=count,
     )
+
+
+def _check_service_rule(match: str, kind: str, when: str, where: str, retry_after: bool) -> None:
+    service = service_of(match)
+    if service is None:
+        return
+    keys = SERVICE_KEYS[service]
+    if not any(fnmatch.fnmatchcase(key.lower(), match.lower()) for key in keys):
+        raise FaultPlanError(
+            f"{where}.match: {match} matches no {service} call ({', '.join(keys)})"
+        )
+    if kind not in SERVICE_KINDS[service]:
+        kinds = ", ".join(SERVICE_KINDS[service])
+        raise FaultPlanError(f"{where}.kind: a {service} rule must be one of {kinds}")
+    if when == "after" and kind != "reset":
+        raise FaultPlanError(f"{where}.when: a {service} rule takes after only with kind reset")
+    if retry_after:  # Storage's 503 ServerBusy carries none (blob_fault_proxy.py)
+        raise FaultPlanError(f"{where}.retryAfter: a {service} answer carries no Retry-After")
 
 
 def _no_unknown(data: dict[str, Any], known: set[str], where: str) -> None:
@@ -204,12 +251,16 @@ def chance(seed: int, *parts: object) -> float:
 class FaultInjector:
     """Decides, call by call, which fault of the current plan (if any) a call gets."""
 
-    def __init__(self, plan: FaultPlan | None = None) -> None:
+    def __init__(self, plan: FaultPlan | None = None, publish_to: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._plan = plan or FaultPlan()
         self._calls: dict[tuple[int, str], int] = {}
         self._fired: dict[int, int] = {}
         self.injected: dict[str, int] = {}  # "<kind> <key>" -> how many times
+        # Where other processes (the git server) read the plan; written at once and on replace.
+        self._publish_to = publish_to
+        if publish_to is not None:
+            publish_plan(publish_to, self._plan)
 
     @property
     def plan(self) -> FaultPlan:
@@ -222,6 +273,8 @@ class FaultInjector:
             self._calls.clear()
             self._fired.clear()
             self.injected.clear()
+            if self._publish_to is not None:
+                publish_plan(self._publish_to, plan)
 
     def add(self, rule: FaultRule) -> None:
         """Add one rule to the current plan (its counts start at zero)."""
@@ -267,5 +320,80 @@ class FaultInjector:
             self.injected[label] = self.injected.get(label, 0) + times
 
     def report(self) -> dict[str, Any]:
+        """The plan and every fault injected under it, those of the following processes too."""
         with self._lock:
-            return {"plan": self._plan.to_json(), "injected": dict(self.injected)}
+            injected = dict(self.injected)
+            if self._publish_to is not None:
+                for label, times in read_tallies(self._publish_to).items():
+                    injected[label] = injected.get(label, 0) + times
+            return {"plan": self._plan.to_json(), "injected": injected}
+
+
+def plan_file(state_dir: Path) -> Path:
+    """Where an instance's current plan is published for its other processes."""
+    return state_dir / "faults" / "plan.json"
+
+
+def _write_atomically(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def publish_plan(path: Path, plan: FaultPlan) -> None:
+    """Write `plan` to `path` (atomically) and forget the followers' tallies of the old one."""
+    for tally in path.parent.glob("injected-*.json"):
+        tally.unlink(missing_ok=True)
+    _write_atomically(path, plan.to_json())
+
+
+def read_tallies(path: Path) -> dict[str, int]:
+    """The faults the followers of the plan at `path` injected, summed."""
+    total: dict[str, int] = {}
+    for tally in path.parent.glob("injected-*.json"):
+        try:
+            data = json.loads(tally.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for label, times in data.items():
+            if isinstance(label, str) and isinstance(times, int):
+                total[label] = total.get(label, 0) + times
+    return total
+
+
+class PlanFollower:
+    """The plan another process publishes at `path`, applied in this one (named `name`).
+
+    The file is looked at on every decision (one stat); a new plan starts its counts afresh,
+    as FaultInjector.replace does. No file, or one that does not parse: no faults."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path = path
+        self.injector = FaultInjector()
+        self._tally = path.with_name(f"injected-{name}.json")
+        self._seen: tuple[int, int, int] | None = None
+
+    def decide(self, key: str) -> Fault | None:
+        self._refresh()
+        fault = self.injector.decide(key)
+        if fault is not None:
+            _write_atomically(self._tally, self.injector.report()["injected"])
+        return fault
+
+    def _refresh(self) -> None:
+        try:
+            stat = self.path.stat()
+            seen: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            seen = None
+        if seen == self._seen:
+            return
+        self._seen = seen
+        plan = FaultPlan()
+        if seen is not None:
+            try:
+                plan = read_plan(self.path)
+            except (OSError, FaultPlanError) as error:
+                log.warning("fault plan %s not used: %s", self.path, error)
+        self.injector.replace(plan)

@@ -5,6 +5,11 @@ shallow fetches and fetches of a pinned commit work as they do against a real fo
 refused. The certificate is the ARM emulator's server certificate (127.0.0.1 and localhost,
 signed by `<state>/arm/ca.pem`), so one CA file is all a client has to trust.
 
+The instance's fault plan (localcloud.faults, published by the ARM emulator at
+`<state>/faults/plan.json`) applies to every request before it is served, under the keys
+`GIT GET` and `GIT POST`: a 500/503 answer, a reset before the answer or after its headers and
+half its body, or a delay.
+
     python -m localcloud.gitserver --state-dir DIR [--port 8445]
 """
 
@@ -17,11 +22,15 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
 from localcloud.arm.certs import ensure_certificates, server_ssl_context
+from localcloud.arm.fault_layer import reset_connection
+from localcloud.cut_answer import answer_then_cut
+from localcloud.faults import Fault, PlanFollower, plan_file
 
 log = logging.getLogger("localcloud.gitserver")
 
@@ -80,10 +89,33 @@ def _parse_cgi_output(output: bytes) -> web.Response:
     return web.Response(status=status, body=body, headers=headers)
 
 
-def build_app(root: Path) -> web.Application:
-    """The aiohttp application serving every bare repository below `root` read-only."""
+_SERVER_ERRORS = {500: "Internal Server Error", 503: "Service Unavailable"}
 
-    async def serve(request: web.Request) -> web.Response:
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def build_app(root: Path, faults: PlanFollower | None = None) -> web.Application:
+    """The aiohttp application serving every bare repository below `root` read-only, with the
+    GIT rules of the plan `faults` follows."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        fault = faults.decide(f"GIT {request.method.upper()}") if faults else None
+        if fault is not None:
+            log.info("fault %s for %s %s", fault.kind, request.method, request.path)
+            if fault.kind == "delay":
+                await asyncio.sleep(fault.seconds)
+            elif fault.when == "before":
+                return _refusal(request, fault)
+        response = await answer(request)
+        if fault is not None and fault.kind == "reset":  # after: cut mid-body
+            body = response.body if isinstance(response.body, bytes) else b""
+            headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+            return await answer_then_cut(request, response.status, headers, len(body), _one(body))
+        return response
+
+    async def answer(request: web.Request) -> web.Response:
         if "receive-pack" in request.path or "receive-pack" in request.query_string:
             return web.Response(status=403, text="this server is read-only\n")
         body = await request.read()
@@ -113,6 +145,13 @@ def build_app(root: Path) -> web.Application:
     return app
 
 
+def _refusal(request: web.Request, fault: Fault) -> web.Response:
+    if fault.kind == "reset":
+        reset_connection(request)
+        return web.Response(status=500)  # never reaches the client: the connection is gone
+    return web.Response(status=fault.status, text=f"{_SERVER_ERRORS[fault.status]}\n")
+
+
 async def serve_forever(state_dir: Path, port: int, bind: str = "127.0.0.1") -> None:
     """Serve `<state>/git/` on https://bind:port until cancelled."""
     if shutil.which("git") is None:
@@ -121,7 +160,8 @@ async def serve_forever(state_dir: Path, port: int, bind: str = "127.0.0.1") -> 
     root.mkdir(parents=True, exist_ok=True)
     context = server_ssl_context(ensure_certificates(state_dir / "arm"))
     # Compressed request bodies go to http-backend as they came: it inflates them itself.
-    runner = web.AppRunner(build_app(root), access_log=None, auto_decompress=False)
+    faults = PlanFollower(plan_file(state_dir), "git")
+    runner = web.AppRunner(build_app(root, faults), access_log=None, auto_decompress=False)
     await runner.setup()
     await web.TCPSite(runner, bind, port, ssl_context=context).start()
     log.info("git server on https://%s:%d/ serving %s", bind, port, root)

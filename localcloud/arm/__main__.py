@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from pathlib import Path
 
 from localcloud.arm.durations import parse_override
@@ -21,7 +22,13 @@ from localcloud.faults import FaultPlanError, read_plan
 from localcloud.sandbox.api import VmRunner
 
 
-def _runner(args: argparse.Namespace) -> VmRunner:
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _runner(args: argparse.Namespace, relay_routes: list[tuple[int, int]]) -> VmRunner:
     if args.records_only:
         try:
             from localcloud.sandbox.host import RecordsOnly
@@ -34,7 +41,7 @@ def _runner(args: argparse.Namespace) -> VmRunner:
     return SandboxHost(
         args.state_dir,
         subnet=args.subnet,
-        relay_ports=args.relay_port or (),
+        relay_ports=[*(args.relay_port or ()), *relay_routes],
         extra_ca_pem=args.extra_ca_pem.read_bytes() if args.extra_ca_pem else None,
         first_boot_lock_s=args.first_boot_lock_seconds,
     )
@@ -52,6 +59,12 @@ def main() -> None:
         "--retry-after", type=int, default=1, help="whole seconds between LRO polls (0: omit)"
     )
     parser.add_argument("--relay-port", type=int, action="append", help="passed to SandboxHost")
+    parser.add_argument(
+        "--guest-blob-port",
+        type=int,
+        help="Blob storage's port: a VM's 127.0.0.1:<port> reaches it through the Blob fault "
+        "layer (BLOB rules of the fault plan); the host's own traffic goes there directly",
+    )
     parser.add_argument("--extra-ca-pem", type=Path, help="passed to SandboxHost")
     parser.add_argument(
         "--subnet", default="10.213.0.0/16", help="the sandboxes' address range (SandboxHost)"
@@ -81,8 +94,13 @@ def main() -> None:
     state_dir = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     args.state_dir = state_dir
+    # The Blob fault layer's own port, fixed now so the VMs' relays can be pointed at it.
+    proxy: tuple[int, int] | None = None
+    if args.guest_blob_port:
+        proxy = (free_loopback_port(), args.guest_blob_port)
     settings = EmulatorSettings(
         state_dir=state_dir,
+        guest_blob_proxy=proxy,
         page_size=args.page_size,
         retry_after=args.retry_after,
         records_only=args.records_only,
@@ -102,7 +120,11 @@ def main() -> None:
             loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
             await serve_forever(
-                settings, _runner(args), args.port, args.identity_port, args.vault_port
+                settings,
+                _runner(args, [(proxy[1], proxy[0])] if proxy else []),
+                args.port,
+                args.identity_port,
+                args.vault_port,
             )
 
     asyncio.run(run())

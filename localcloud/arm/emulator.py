@@ -16,7 +16,7 @@ from localcloud.arm.durations import operation_seconds
 from localcloud.arm.ids import ResourceRef, group_id
 from localcloud.arm.operations import Operations, Work
 from localcloud.arm.store import Resource, Store
-from localcloud.faults import FaultInjector, FaultPlan
+from localcloud.faults import FaultInjector, FaultPlan, plan_file
 from localcloud.sandbox.api import VmRunner
 
 T = TypeVar("T")
@@ -45,6 +45,9 @@ class EmulatorSettings:
     lro_scale: float = 0.0
     lro_seconds: dict[str, float] = field(default_factory=dict)
     faults: FaultPlan | None = None  # localcloud.faults; None: every call is answered well
+    # (listen port, Blob port): a guest's Blob reads pass a fault layer (blob_fault_proxy.py)
+    # listening on 127.0.0.1:<listen port>; None: no such layer.
+    guest_blob_proxy: tuple[int, int] | None = None
 
 
 class Emulator:
@@ -57,7 +60,8 @@ class Emulator:
         self.operations = Operations(self.store)
         self._locks: dict[str, asyncio.Lock] = {}
         # What calls are answered badly (off unless a plan is given or POSTed at run time).
-        self.faults = FaultInjector(settings.faults)
+        # Published for the git server, which applies the plan's GIT rules in its own process.
+        self.faults = FaultInjector(settings.faults, publish_to=plan_file(settings.state_dir))
 
     @property
     def state_dir(self) -> Path:

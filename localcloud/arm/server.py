@@ -19,6 +19,7 @@ from localcloud.arm.emulator import Emulator, EmulatorSettings
 from localcloud.arm.identity import TokenIssuer, build_identity_app
 from localcloud.arm.keyvault import Vault, build_vault_app
 from localcloud.arm.kinds.vms import VM
+from localcloud.blob_fault_proxy import start_proxy
 from localcloud.sandbox.api import VmRunner
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,10 @@ async def start_emulator(
     await vault_site.start()
     vault.url = f"https://{LOOPBACK}:{_bound_port(vault_runner)}"
 
+    runners = [arm_runner, id_runner, vault_runner]
+    if settings.guest_blob_proxy is not None:
+        runners.append(await start_proxy(emulator.faults, *settings.guest_blob_proxy))
+
     arm_port = _bound_port(arm_runner)
     id_port = _bound_port(id_runner)
     running = RunningEmulator(
@@ -126,7 +131,7 @@ async def start_emulator(
         identity_endpoint=f"http://{LOOPBACK}:{id_port}/msi/token",
         ca_pem=certs.ca_pem,
         vault_url=vault.url,
-        _runners=(arm_runner, id_runner, vault_runner),
+        _runners=tuple(runners),
         _saver=asyncio.get_running_loop().create_task(_save_periodically(emulator)),
         _dropper=asyncio.get_running_loop().create_task(drop_ssh_periodically(emulator)),
     )
@@ -151,6 +156,9 @@ def _write_endpoints(arm_dir: Path, running: RunningEmulator) -> None:
         "ca_pem": str(running.ca_pem),
         "vault_url": running.vault_url,
     }
+    proxy = running.emulator.settings.guest_blob_proxy
+    if proxy is not None:  # where the VMs' Blob reads go (blob_fault_proxy.py)
+        data["guest_blob_url"] = f"http://{LOOPBACK}:{proxy[0]}"
     (arm_dir / "endpoints.json").write_text(json.dumps(data, indent=2) + "\n")
 
 

@@ -63,7 +63,7 @@ class SandboxHost:
         state_dir: Path,
         *,
         subnet: str = "10.213.0.0/16",
-        relay_ports: Sequence[int] = (),
+        relay_ports: Sequence[int | tuple[int, int]] = (),
         extra_ca_pem: bytes | None = None,
         first_boot_lock_s: float = FIRST_BOOT_LOCK_S,
     ) -> None:
@@ -290,10 +290,14 @@ class SandboxHost:
             time.sleep(0.002)
         raise SandboxError("sandbox init did not start")
 
+    def _relay_args(self) -> list[str]:
+        """`<port>`, or `<VM port>:<host port>` for a port relayed elsewhere (a fault layer)."""
+        return [str(p) if isinstance(p, int) else f"{p[0]}:{p[1]}" for p in self.relay_ports]
+
     def _start_relay(self, netns_path: str, init_pid: int, vm_dir: Path) -> tuple[int, int]:
         with open(vm_dir / "relay.log", "ab") as log:
             relay = subprocess.Popen(
-                [HOST_PYTHON, str(RELAY), netns_path, str(init_pid), *map(str, self.relay_ports)],
+                [HOST_PYTHON, str(RELAY), netns_path, str(init_pid), *self._relay_args()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,

@@ -1,6 +1,8 @@
 """Per-VM relay: the VM's own 127.0.0.1:<port> reaches the host's 127.0.0.1:<port>.
 
-Run by the host as `python3 relay.py <netns path> <watch pid> <port>...`. The listening sockets
+Run by the host as `python3 relay.py <netns path> <watch pid> <port>...`; a `<port>:<host port>`
+argument relays the VM's <port> to another host port (a fault layer in front of the service).
+The listening sockets
 are created inside the VM's network namespace (a socket keeps the namespace it was made in),
 the outgoing connections are made from the host namespace, so no host service is exposed on
 any other address. Exits when the process `watch pid` (the VM's init) is gone.
@@ -83,10 +85,17 @@ def alive(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
-async def serve(netns_path: str, watch_pid: int, ports: list[int]) -> None:
+def route(arg: str) -> tuple[int, int]:
+    """(the VM's port, the host's port) of a `<port>` or `<port>:<host port>` argument."""
+    listen, _, upstream = arg.partition(":")
+    return int(listen), int(upstream or listen)
+
+
+async def serve(netns_path: str, watch_pid: int, routes: list[tuple[int, int]]) -> None:
+    ports = [listen for listen, _ in routes]
     servers = [
-        await asyncio.start_server(handler(port), sock=sock)
-        for port, sock in zip(ports, listeners_in(netns_path, ports), strict=True)
+        await asyncio.start_server(handler(upstream), sock=sock)
+        for (_, upstream), sock in zip(routes, listeners_in(netns_path, ports), strict=True)
     ]
     print("ready", flush=True)
     while alive(watch_pid):
@@ -97,7 +106,7 @@ async def serve(netns_path: str, watch_pid: int, ports: list[int]) -> None:
 
 def main() -> None:
     netns_path, watch_pid, *ports = sys.argv[1:]
-    asyncio.run(serve(netns_path, int(watch_pid), [int(p) for p in ports]))
+    asyncio.run(serve(netns_path, int(watch_pid), [route(p) for p in ports]))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from localcloud.sandbox.processes import processes_mentioning
 from localcloud.sandbox.provisioning import user_data
 
 SUBNET = "10.219.0.0/16"
+ROUTED_PORT = 18765
 IS_ROOT = os.geteuid() == 0
 root_only = pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root")
 
@@ -82,9 +83,9 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sandbox(state_dir: Path, host_service: HostService, ca_pem: bytes) -> Iterator[SandboxHost]:
     if not IS_ROOT:
         pytest.skip("sandboxes need root")
-    host = SandboxHost(
-        state_dir, subnet=SUBNET, relay_ports=[host_service.port], extra_ca_pem=ca_pem
-    )
+    # The VM's ROUTED_PORT reaches the host service too: a port relayed elsewhere on the host.
+    routes: list[int | tuple[int, int]] = [host_service.port, (ROUTED_PORT, host_service.port)]
+    host = SandboxHost(state_dir, subnet=SUBNET, relay_ports=routes, extra_ca_pem=ca_pem)
     try:
         host.prepare()
         yield host
@@ -227,6 +228,8 @@ async def test_first_boot_provisions_user_hostname_host_key_ca_and_relay(
         assert ca_pem.decode().strip() in bundle
         relayed = await run(conn, f"curl -sS --max-time 5 http://127.0.0.1:{host_service.port}/")
         assert relayed == host_service.text
+        routed = await run(conn, f"curl -sS --max-time 5 http://127.0.0.1:{ROUTED_PORT}/")
+        assert routed == host_service.text
         assert (await run(conn, "cat /proc/1/cmdline | tr '\\0' ' '")).find("guest_init") >= 0
         # the host's own SSH host keys are not the guest's
         host_pub = Path("/etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import os
 import pwd
@@ -25,13 +26,37 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 API_VERSION = "2021-08-06"
 CHUNK = 1 << 20
+ATTEMPTS = 4
+# What a read can fail with on the way, worth another try: the connection refused, reset or
+# timed out, or the body cut short after the headers (http.client.IncompleteRead).
+TRANSIENT = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
+T = TypeVar("T")
 
 
 class PullError(Exception):
     pass
+
+
+def _save(response: Any, out: Any) -> tuple[Any, Any, int, str | None, str | None]:
+    """Write the body of `response` to `out` from its start (a retry overwrites a cut try);
+    its digests, its size, the MD5 Blob storage holds for it and its ETag."""
+    out.seek(0)
+    out.truncate()
+    md5, sha256, size = hashlib.md5(), hashlib.sha256(), 0
+    stored_md5 = response.headers.get("x-ms-blob-content-md5") or response.headers.get(
+        "Content-MD5"
+    )
+    while chunk := response.read(CHUNK):
+        md5.update(chunk)
+        sha256.update(chunk)
+        size += len(chunk)
+        out.write(chunk)
+    return md5, sha256, size, stored_md5, response.headers.get("ETag")
 
 
 class Container:
@@ -40,23 +65,37 @@ class Container:
         if parts.scheme not in ("https", "http") or not parts.query:
             raise PullError("container_url must be an http(s) URL with a SAS query")
         self.base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+        self.name = urllib.parse.unquote(parts.path.rstrip("/").rsplit("/", 1)[-1])
         self.sas = parts.query
 
     def redact(self, text: str) -> str:
         return redact(text, "?" + self.sas)
 
-    def _open(self, url: str):
+    def _read(self, url: str, what: str, read: Callable[[Any], T]) -> T:
+        """`read(response)` of a GET of `url`, the whole exchange tried again from the start
+        when it fails transiently: a 5xx, a refused or reset connection, a timeout, a body cut
+        short after the headers. `what` names the read in the error that ends the tries."""
         request = urllib.request.Request(url, headers={"x-ms-version": API_VERSION})
-        for attempt in range(4):
+        for attempt in range(ATTEMPTS):
+            last = attempt == ATTEMPTS - 1
             try:
-                return urllib.request.urlopen(request, timeout=60)
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return read(response)
             except urllib.error.HTTPError as exc:
-                if exc.code < 500 or attempt == 3:
-                    raise PullError(f"HTTP {exc.code} {exc.reason} from Blob storage") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                if attempt == 3:
-                    reason = getattr(exc, "reason", exc)
-                    raise PullError(f"cannot reach Blob storage: {reason}") from None
+                code = exc.headers.get("x-ms-error-code") if exc.headers else None
+                status = f"HTTP {exc.code} {code or exc.reason}"
+                if exc.code < 500:
+                    raise PullError(f"{what}: {status} from Blob storage") from None
+                if last:
+                    raise PullError(
+                        f"{what}: {status} from Blob storage, {ATTEMPTS} attempts"
+                    ) from None
+            except TRANSIENT as exc:
+                if last:
+                    reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+                    raise PullError(
+                        f"{what}: cannot read from Blob storage, {ATTEMPTS} attempts: {reason}"
+                    ) from None
             time.sleep(2**attempt)
         raise AssertionError("unreachable")
 
@@ -68,8 +107,8 @@ class Container:
             if marker:
                 query["marker"] = marker
             url = f"{self.base}?{urllib.parse.urlencode(query)}&{self.sas}"
-            with self._open(url) as response:
-                root = ET.fromstring(response.read())
+            body = self._read(url, f"listing container {self.name}", lambda r: r.read())
+            root = ET.fromstring(body)
             for blob in root.iter("Blob"):
                 props = blob.find("Properties")
                 blobs.append(
@@ -91,19 +130,11 @@ class Container:
         """Get Blob into `target` through a temporary file; MD5 checked before the rename."""
         url = f"{self.base}/{urllib.parse.quote(name, safe='/')}?{self.sas}"
         directory = os.path.dirname(target)
-        md5, sha256, size = hashlib.md5(), hashlib.sha256(), 0
         fd, tmp = tempfile.mkstemp(prefix=".pull-", dir=directory)
         try:
-            with self._open(url) as response, os.fdopen(fd, "wb") as out:
-                stored_md5 = response.headers.get("x-ms-blob-content-md5") or response.headers.get(
-                    "Content-MD5"
-                )
-                etag = response.headers.get("ETag")
-                while chunk := response.read(CHUNK):
-                    md5.update(chunk)
-                    sha256.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
+            with os.fdopen(fd, "wb") as out:
+                got = self._read(url, f"blob {name}", lambda response: _save(response, out))
+            md5, sha256, size, stored_md5, etag = got
             actual_md5 = base64.b64encode(md5.digest()).decode()
             if stored_md5 and stored_md5 != actual_md5:
                 raise PullError(f"MD5 mismatch for blob {name}: the download is corrupt")
