@@ -99,7 +99,7 @@ class FaultRule:
         data: dict[str, Any] = {"match": self.match, "rate": self.rate, "kind": self.kind}
         if self.kind == "server_error":
             data["status"] = self.status
-        if self.kind == "throttle":
+        if self.kind == "throttle" and service_of(self.match) is None:  # GIT, BLOB: none
             data["retryAfter"] = self.retry_after
         if self.kind == "delay":
             data["seconds"] = self.seconds

@@ -263,3 +263,22 @@ def test_a_blob_read_cut_mid_body_ends_short_of_its_length(
             for chunk in response.iter_content(256):  # small reads: a partial one is lost
                 got += chunk
     assert 0 < len(got) < length
+
+
+def test_a_published_plan_with_a_blob_throttle_reaches_the_other_processes_as_it_was() -> None:
+    """The emulator publishes the plan it holds for the git server and others to follow; a
+    BLOB throttle (Storage's 503 ServerBusy, no Retry-After) must survive that round trip, or
+    the followers drop the whole plan."""
+    plan = parse_plan(
+        {
+            "seed": 3,
+            "rules": [
+                {"match": "GIT POST", "rate": 1, "kind": "server_error", "status": 500},
+                {"match": "BLOB GET", "rate": 0.3, "count": 2, "kind": "throttle"},
+                {"match": "* Microsoft.*", "rate": 0.1, "kind": "throttle", "retryAfter": 2},
+            ],
+        }
+    )
+    again = parse_plan(plan.to_json())
+    assert again.to_json() == plan.to_json()
+    assert again.rules[2].retry_after == 2
