@@ -59,9 +59,9 @@ def begin_create_gallery_version(
     source_id: str,
     tags: dict[str, str],
     from_vm: bool = False,
-) -> None:
+) -> LROPoller[Any]:
     """Start a gallery image version from a managed image, or (`from_vm`) straight from a
-    generalized VM, as a Trusted Launch VM must be captured."""
+    generalized VM, as a Trusted Launch VM must be captured; its operation's poller."""
     s = azure.settings
     source = {"virtualMachineId": source_id} if from_vm else {"id": source_id}
     body: dict[str, Any] = {
@@ -75,7 +75,7 @@ def begin_create_gallery_version(
         },
     }
     with arm_call(f"create gallery image version {gallery}/{definition}/{version}"):
-        azure.compute.gallery_image_versions.begin_create_or_update(
+        return azure.compute.gallery_image_versions.begin_create_or_update(
             s.resource_group,
             gallery,
             definition,

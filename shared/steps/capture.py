@@ -101,7 +101,7 @@ async def capture_image(ctx: StepContext) -> Outcome:
                 needs,
             ):
                 return Poll(build, POLL_S, f"creating gallery definition {gallery.definition}")
-            images.begin_create_gallery_version(
+            poller = images.begin_create_gallery_version(
                 ctx.azure,
                 gallery.gallery_name,
                 gallery.definition,
@@ -110,6 +110,25 @@ async def capture_image(ctx: StepContext) -> Outcome:
                 _tags(ctx),
                 from_vm=trusted_launch,
             )
+            # Waited here, polled at the operation's Retry-After (minutes on Azure).
+            what = f"creation of gallery version {gallery.version}"
+            if not lro.ended(what, poller):
+                note = f"creating gallery version {gallery.version}"
+                return Poll(build, lro.retry_after(poller, POLL_S), note)
+        elif g_state not in ("Succeeded", "Failed"):
+            # Started by an earlier invocation: its end is seen here within a second.
+            def ended() -> bool:
+                nonlocal g_state, g_id
+                g_state, g_id = images.gallery_version_state(
+                    ctx.azure, gallery.gallery_name, gallery.definition, gallery.version
+                )
+                return g_state in (None, "Succeeded", "Failed")
+
+            lro.wait_until(f"gallery version {gallery.version} is created", ended)
+        g_state, g_id = images.gallery_version_state(
+            ctx.azure, gallery.gallery_name, gallery.definition, gallery.version
+        )
+        if g_state is None:
             return Poll(build, POLL_S, f"creating gallery version {gallery.version}")
         if g_state == "Failed":
             raise PermanentError(f"Azure could not create gallery image version {gallery.version}")
