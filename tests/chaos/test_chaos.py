@@ -1,7 +1,8 @@
 """The chaos run (python -m localcloud.chaos) as a test: builds under faults end as promised.
 
-The short run is part of `make test`: one build under the short plan's ARM faults and SSH
-drops, with Azurite restarted and a stage message delivered twice, in about five minutes. The
+The short run is part of `make test`: one build under the short plan's ARM faults, SSH drops,
+a git server error and a busy Blob read, with Azurite restarted and a stage message delivered
+twice, in about three minutes. The
 long runs (`-m chaos_long`, bench/chaos.md) add the Functions host killed mid-invocation (a
 message the dead host had taken comes back only when its 10-minute lease ends, or when the
 watchdog resends the hop: about ten minutes more per build), out-of-band deletions, and eight
@@ -82,6 +83,9 @@ def test_a_build_survives_arm_faults_ssh_drops_a_storage_restart_and_a_duplicate
     assert_nothing_lost_stuck_leaked_or_doubled(result)
     assert result["leaked_after_cleanup"] == 0, result["leaked_resources"]
     assert_the_faults_struck(result, {"restart_azurite", "duplicate"})
+    # The guest's clone met a git server error and its data pull a busy Blob service.
+    assert "server_error GIT POST" in result["injected"], result["injected"]
+    assert any(label.endswith("BLOB GET") for label in result["injected"]), result["injected"]
 
 
 @pytest.mark.chaos_long
