@@ -8,12 +8,12 @@ import json
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
+from azure.storage.blob import BlobServiceClient
 
 from shared.remote import render
+from tests.local_services import read_sas
 
 SCRIPT = Path(render.__file__).parent / "scripts" / "pull_data.py"
 
@@ -33,13 +33,7 @@ def test_pinned_blobs_under_a_prefix(azurite_connection_string: str, tmp_path: P
     container = service.create_container(f"pin{uuid.uuid4().hex[:8]}")
     container.upload_blob("raw/ctd/a.csv", b"x,y\n1,2\n")
     container.upload_blob("raw/new.csv", b"added after the manifest")
-    sas = generate_container_sas(
-        container.account_name,
-        container.container_name,
-        account_key=service.credential.account_key,
-        permission=ContainerSasPermissions(read=True, list=True),
-        expiry=datetime.now(UTC) + timedelta(hours=1),
-    )
+    sas = read_sas(container)
     url = f"{container.url}?{sas}"
     pins = [{"name": "raw/ctd/a.csv", "sha256": hashlib.sha256(b"x,y\n1,2\n").hexdigest()}]
 

@@ -14,7 +14,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,7 @@ import requests
 from azure.storage.blob import (
     BlobServiceClient,
     ContainerClient,
-    ContainerSasPermissions,
     ContentSettings,
-    generate_container_sas,
 )
 
 from localcloud import azurite
@@ -33,8 +30,8 @@ from localcloud.arm.memory_runner import MemoryRunner
 from localcloud.arm.server import RunningEmulator
 from localcloud.arm.testing import emulator_in_thread
 from shared.remote import render
+from tests.local_services import git_server, read_sas
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(render.__file__).parent / "scripts"
 
 
@@ -109,22 +106,11 @@ def git_side(tmp_path: Path) -> Iterator[GitSide]:
     commit = git("rev-parse", "HEAD", cwd=work)
     git("clone", "-q", "--bare", str(work), str(state / "git" / "notebooks.git"))
     git("remote", "add", "origin", str(state / "git" / "notebooks.git"), cwd=work)
-    with emulator_in_thread(state, MemoryRunner(), retry_after=0) as (running, _):
-        port = azurite.free_port()
-        command = [sys.executable, "-m", "localcloud.gitserver", "--state-dir", str(state)]
-        with open(tmp_path / "git.log", "wb") as log:
-            server = subprocess.Popen(
-                [*command, "--port", str(port)],
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            azurite.wait_for_ports([port], server)
-            yield GitSide(f"https://127.0.0.1:{port}/notebooks.git", running, commit, work)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    with (
+        emulator_in_thread(state, MemoryRunner(), retry_after=0) as (running, _),
+        git_server(state, tmp_path / "git.log") as port,
+    ):
+        yield GitSide(f"https://127.0.0.1:{port}/notebooks.git", running, commit, work)
 
 
 @pytest.mark.parametrize(
@@ -215,13 +201,7 @@ def blob_side(tmp_path: Path, azurite_connection_string: str) -> Iterator[BlobSi
     container.upload_blob(
         "raw/a.bin", BODY, content_settings=ContentSettings(content_type="application/x")
     )
-    sas = generate_container_sas(
-        container.account_name,
-        container.container_name,
-        account_key=service.credential.account_key,
-        permission=ContainerSasPermissions(read=True, list=True),
-        expiry=datetime.now(UTC) + timedelta(hours=1),
-    )
+    sas = read_sas(container)
     blob_port = int(container.url.split(":")[2].split("/")[0])
     proxy_port = azurite.free_port()
     url = f"{container.url}?{sas}".replace(f":{blob_port}/", f":{proxy_port}/", 1)

@@ -16,7 +16,6 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -38,6 +37,7 @@ from shared.ssh.jobs import (
 from shared.ssh.keys import generate_keypair
 from shared.ssh.quoting import RemoteCommand
 from shared.ssh.runner import SshRunner, connect, open_runner
+from tests.local_services import read_sas
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 
@@ -235,12 +235,9 @@ async def test_port_forward_reaches_the_remote_localhost(runner: SshRunner) -> N
 async def test_pull_data_downloads_verifies_and_writes_a_manifest(
     runner: SshRunner, azurite_connection_string: str, tmp_path: Path
 ) -> None:
-    from datetime import datetime, timedelta
 
     from azure.storage.blob import (
         BlobServiceClient,
-        ContainerSasPermissions,
-        generate_container_sas,
     )
 
     service = BlobServiceClient.from_connection_string(azurite_connection_string)
@@ -249,13 +246,7 @@ async def test_pull_data_downloads_verifies_and_writes_a_manifest(
     for name, data in payloads.items():
         container.upload_blob(name, data)
     container.upload_blob("other/c.txt", b"not wanted")
-    sas = generate_container_sas(
-        container.account_name,
-        container.container_name,
-        account_key=service.credential.account_key,
-        permission=ContainerSasPermissions(read=True, list=True),
-        expiry=datetime.now(UTC) + timedelta(hours=1),
-    )
+    sas = read_sas(container)
     url = f"{container.url}?{sas}"
     dest = tmp_path / "datasets"
     result = await render.run_now(
@@ -287,24 +278,15 @@ def sig_of(sas: str) -> str:
 async def test_pull_data_manifest_has_sha256(
     azurite_connection_string: str, tmp_path: Path
 ) -> None:
-    from datetime import datetime, timedelta
 
     from azure.storage.blob import (
         BlobServiceClient,
-        ContainerSasPermissions,
-        generate_container_sas,
     )
 
     service = BlobServiceClient.from_connection_string(azurite_connection_string)
     container = service.create_container(f"man{uuid.uuid4().hex[:8]}")
     container.upload_blob("ok.txt", b"fine")
-    sas = generate_container_sas(
-        container.account_name,
-        container.container_name,
-        account_key=service.credential.account_key,
-        permission=ContainerSasPermissions(read=True, list=True),
-        expiry=datetime.now(UTC) + timedelta(hours=1),
-    )
+    sas = read_sas(container)
     run = render.pull_data(f"{container.url}?{sas}", str(tmp_path / "d"), blobs=["ok.txt"])
     (tmp_path / "params.json").write_bytes(run.files["params.json"])
     script = Path(render.__file__).parent / "scripts" / "pull_data.py"

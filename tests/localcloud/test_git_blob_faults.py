@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
+from azure.storage.blob import BlobServiceClient
 
 from localcloud import azurite
 from localcloud.arm.memory_runner import MemoryRunner
@@ -28,8 +26,7 @@ from localcloud.faults import (
     parse_plan,
     plan_file,
 )
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.local_services import git_server, read_sas
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -138,22 +135,11 @@ def faulted_git(tmp_path: Path) -> Iterator[tuple[str, RunningEmulator]]:
     git("add", ".", cwd=work)
     git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "1", cwd=work)
     git("clone", "-q", "--bare", str(work), str(state / "git" / "notebooks.git"))
-    with emulator_in_thread(state, MemoryRunner(), retry_after=0) as (running, _):
-        port = azurite.free_port()
-        command = [sys.executable, "-m", "localcloud.gitserver", "--state-dir", str(state)]
-        with open(tmp_path / "git.log", "wb") as log:
-            server = subprocess.Popen(
-                [*command, "--port", str(port)],
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            azurite.wait_for_ports([port], server)
-            yield f"https://127.0.0.1:{port}/notebooks.git", running
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    with (
+        emulator_in_thread(state, MemoryRunner(), retry_after=0) as (running, _),
+        git_server(state, tmp_path / "git.log") as port,
+    ):
+        yield f"https://127.0.0.1:{port}/notebooks.git", running
 
 
 def admin(running: RunningEmulator, method: str, body: Any = None) -> dict[str, Any]:
@@ -207,13 +193,7 @@ def blob_layer(
     service = BlobServiceClient.from_connection_string(azurite_connection_string)
     container = service.create_container(f"faults{uuid.uuid4().hex[:8]}")
     container.upload_blob("a.csv", b"x,y\n1,2\n" * 1000)
-    sas = generate_container_sas(
-        container.account_name,
-        container.container_name,
-        account_key=service.credential.account_key,
-        permission=ContainerSasPermissions(read=True, list=True),
-        expiry=datetime.now(UTC) + timedelta(hours=1),
-    )
+    sas = read_sas(container)
     blob_port = int(container.url.split(":")[2].split("/")[0])
     proxy_port = azurite.free_port()
     direct = f"{container.url}/a.csv?{sas}"
