@@ -136,9 +136,11 @@ def rebuild_seed(cloud: Cloud, seed_id: str) -> dict[str, Any]:
 
 def rebuild_auto(cloud: Cloud, seed_id: str) -> str:
     """Once the seed build has succeeded: the seed request again (data refreshed, another
-    image name) with `rebuild: auto`, as a team rebuilding weekly would send it."""
+    image name) with `rebuild: auto`, sent as the seed was (through the queue, so by the same
+    owner: a rebuild only starts from its own owner's images), as a team's weekly job would."""
     cloud.wait(seed_id, timeout_s=1800)
-    return cloud.submit(cloud.seed_request(rebuild="auto", image={"name": "ooi-rebuild-auto"}))
+    request = cloud.seed_request(rebuild="auto", image={"name": "ooi-rebuild-auto"})
+    return cloud.submit_via_queue(request, "e2e-auto-replies")
 
 
 BUILD_IDS: dict[str, str] = {}
