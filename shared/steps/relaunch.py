@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from shared.azure import lro, vms
+from shared.azure import images, lro, vms
 from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
 from shared.remote import render
@@ -115,7 +115,30 @@ def _after_build_vm_deleted(ctx: StepContext, build: Build, note: str) -> Done |
         return Done(build, note)
     if not lro.wait_until(f"build VM {build_vm} is gone", lambda: _vm_gone(ctx, build_vm)):
         return Poll(build, 0, f"waiting for the deletion of build VM {build_vm}")
+    _images_still_there(ctx, build)
     return Done(build, note)
+
+
+def _images_still_there(ctx: StepContext, build: Build) -> None:
+    """A build succeeds only with the image it made: one deleted from outside after capture
+    (Azure allows it once no VM is being provisioned from it) fails the build, naming it."""
+    gallery = ctx.request.image.gallery
+    if build.outputs.get("gallery_image_version_id") and gallery is not None:
+        state, _ = images.gallery_version_state(
+            ctx.azure, gallery.gallery_name, gallery.definition, gallery.version
+        )
+        if state is None:
+            raise PermanentError(
+                f"gallery image version {gallery.gallery_name}/{gallery.definition}/"
+                f"{gallery.version} was deleted from outside the build after it was captured"
+            )
+    image_id = build.outputs.get("image_id")
+    if image_id:
+        name = str(image_id).rsplit("/", 1)[-1]
+        if images.image_state(ctx.azure, name)[0] is None:
+            raise PermanentError(
+                f"image {name} was deleted from outside the build after it was captured"
+            )
 
 
 def _keep(ctx: StepContext, build: Build) -> Build:

@@ -214,3 +214,24 @@ async def test_an_image_deleted_between_capture_and_relaunch_fails_the_relaunch_
         azure.compute.images.begin_delete(RG, "jupyter-ooi-ubuntu2404").result()
         with pytest.raises(PermanentError, match=r"jupyter-ooi-ubuntu2404.*cannot be found"):
             await steps.start_relaunch()
+
+
+async def test_an_image_deleted_once_relaunch_needs_it_no_more_still_fails_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Azure lets an image go once no VM is being provisioned from it, so a deletion during or
+    after relaunch goes through; the build must not then say it succeeded with no image."""
+    with controller_on_emulator(tmp_path, monkeypatch, "Standard") as (settings, azure):
+        req = request()
+        req["relaunch"] = {"verify": False, "keep_running": False}  # relaunch ends at once
+        steps = Steps(settings, azure, req)
+        await steps.provision_until_the_vm_runs()
+        await steps.capture()
+        for _ in range(200):  # capture started the build VM's deletion: let it finish
+            if not vms.vm_state(azure, steps.names.vm("build").vm).exists:
+                break
+            time.sleep(0.05)
+        azure.compute.images.begin_delete(RG, "jupyter-ooi-ubuntu2404").result()
+        steps.build = steps.build.model_copy(update={"stage": Stage.RELAUNCH})
+        with pytest.raises(PermanentError, match=r"image jupyter-ooi-ubuntu2404 was deleted"):
+            await relaunch_vm(steps.context())
