@@ -115,6 +115,9 @@ async def capture_image(ctx: StepContext) -> Outcome:
             if not lro.ended(what, poller):
                 note = f"creating gallery version {gallery.version}"
                 return Poll(build, lro.retry_after(poller, POLL_S), note)
+            g_state, g_id = images.gallery_version_state(
+                ctx.azure, gallery.gallery_name, gallery.definition, gallery.version
+            )
         elif g_state not in ("Succeeded", "Failed"):
             # Started by an earlier invocation: its end is seen here within a second.
             def ended() -> bool:
@@ -125,9 +128,6 @@ async def capture_image(ctx: StepContext) -> Outcome:
                 return g_state in (None, "Succeeded", "Failed")
 
             lro.wait_until(f"gallery version {gallery.version} is created", ended)
-        g_state, g_id = images.gallery_version_state(
-            ctx.azure, gallery.gallery_name, gallery.definition, gallery.version
-        )
         if g_state is None:
             return Poll(build, POLL_S, f"creating gallery version {gallery.version}")
         if g_state == "Failed":
