@@ -11,7 +11,8 @@ What is exported:
 - a span around each Resource Manager call (`arm <what>`) and each SSH command or upload
   (`ssh <what>`), as dependencies;
 - metrics `labimage.stage.duration` (s), `labimage.builds` (by outcome),
-  `labimage.vms.stopped` (by rule) and `labimage.saving.estimated` (by rule);
+  `labimage.vms.stopped`, `labimage.saving.estimated` (USD) and `labimage.hours.saved` (h),
+  each by rule;
 - log records, each with `labimage.build_id` while a stage runs.
 
 Every string that leaves through here passes `scrub`, which removes SAS signatures, private
@@ -172,6 +173,11 @@ def _configure_azure_monitor(connection: str) -> None:
         unit="USD",
         description="estimated compute cost avoided by stopping VMs, by rule",
     )
+    _state["hours_saved"] = meter.create_counter(
+        "labimage.hours.saved",
+        unit="h",
+        description="estimated VM hours not run because a cost rule stopped the VM, by rule",
+    )
 
 
 def enabled() -> bool:
@@ -322,10 +328,15 @@ def build_ended(outcome: str) -> None:
         _state["builds"].add(1, {"outcome": outcome})
 
 
-def vm_stopped(rule: str, estimated_saving: float | None = None) -> None:
-    """Count a VM a cost rule deallocated, and the compute cost that avoids (if known)."""
+def vm_stopped(
+    rule: str, estimated_saving: float | None = None, hours_saved: float | None = None
+) -> None:
+    """Count a VM a cost rule deallocated, the compute cost that avoids (if known) and the
+    VM hours it avoids."""
     if not configure():
         return
     _state["vms_stopped"].add(1, {"rule": rule})
     if estimated_saving:
         _state["saving"].add(estimated_saving, {"rule": rule})
+    if hours_saved:
+        _state["hours_saved"].add(hours_saved, {"rule": rule})

@@ -10,7 +10,7 @@ var tiles = [
   { title: 'Stage durations (30 days)', query: loadTextContent('../monitoring/stage-durations.kql') }
   { title: 'Failures by stage and error (7 days)', query: loadTextContent('../monitoring/failures.kql') }
   { title: 'Workstations running now', query: loadTextContent('../monitoring/workstations-running.kql') }
-  { title: 'VMs stopped and saving by rule: auto-stop and idle stop (30 days)', query: loadTextContent('../monitoring/autostop-savings.kql') }
+  { title: 'VMs stopped, hours and cost saved by rule: auto-stop and idle stop (30 days)', query: loadTextContent('../monitoring/autostop-savings.kql') }
 ]
 
 var workbookContent = {

@@ -14,11 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from shared import telemetry
 from shared.azure import vms
 from shared.azure.clients import AzureClients
 from shared.costguard.actions import CostActions, StopAction
-from shared.costguard.costs import stop_saving_estimate
+from shared.costguard.costs import report_stop
 from shared.costguard.inventory import VmInfo, read_vm, scan_scope
 from shared.costguard.prices import PriceTable, default_prices
 from shared.costguard.schedule import BadTag, VmSchedule, schedule_from_tags
@@ -186,7 +185,7 @@ def stop_vm(
         project=vm.project,
     )
     actions.record_stop(action, due=order.due)
-    telemetry.vm_stopped(action.kind, stop_saving_estimate(action.hourly_saved))
+    report_stop(action.kind, action.hourly_saved)
     logger.info("auto-stop: deallocating %s (%s)", vm.id, order.rule)
     return StopOutcome(True, "deallocating")
 

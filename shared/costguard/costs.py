@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared import telemetry
 from shared.costguard.actions import PROBLEM, STOP, CostActions
 from shared.costguard.prices import DEFAULT_OS_DISK_GB, PriceTable
 from shared.state.record import Build
@@ -26,6 +27,12 @@ def stop_saving_estimate(hourly_saved: float | None) -> float | None:
     """The compute cost one stop avoids, for the telemetry metric: the VM's hourly price for
     STOPPED_HOURS_CAP hours (its next start is not known when it stops); None when unknown."""
     return None if hourly_saved is None else round(hourly_saved * STOPPED_HOURS_CAP, 4)
+
+
+def report_stop(rule_kind: str, hourly_saved: float | None) -> None:
+    """The telemetry of one stop by a cost rule: the count, the cost avoided (when the size
+    is priced) and the hours avoided (STOPPED_HOURS_CAP, priced or not)."""
+    telemetry.vm_stopped(rule_kind, stop_saving_estimate(hourly_saved), STOPPED_HOURS_CAP)
 
 
 def build_cost(build: Build, prices: PriceTable, now: datetime) -> dict[str, Any]:

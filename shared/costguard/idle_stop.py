@@ -12,11 +12,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shared import telemetry
 from shared.azure import network, vms
 from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG, WORKSTATION_TAG, BuildNames
 from shared.costguard.actions import CostActions, StopAction
-from shared.costguard.costs import stop_saving_estimate
+from shared.costguard.costs import report_stop
 from shared.costguard.idle import BadIdleTag, idle_limit, judge
 from shared.costguard.idle_probe import probe_activity
 from shared.costguard.inventory import VmInfo, scan_scope
@@ -97,7 +96,7 @@ async def _judge_one(
         project=vm.project,
     )
     actions.record_stop(action)
-    telemetry.vm_stopped(action.kind, stop_saving_estimate(action.hourly_saved))
+    report_stop(action.kind, action.hourly_saved)
     logger.info("idle stop: deallocating %s (%s)", vm.id, verdict.reason)
     stopped_by_guard(rt, vm.id, "idle stop", now)
     result.stopped.append(vm.id)

@@ -1,10 +1,13 @@
-"""The leak sweeper: delete what finished builds left behind, and only that.
+"""The leak sweeper: delete what finished builds and deleted workstations left, and only that.
 
 A resource is a candidate only when it carries `labimage-build=<id>` and that build is
 finished (succeeded, failed, cancelled) or unknown, and older than the grace period. It is
 never touched when it is untagged, marked kept on a succeeded build's record, a VM of a
 succeeded build carrying the auto-stop tag (a kept VM), or a succeeded build's image.
-Deletion follows shared.azure.resources.DELETE_ORDER, one type at a time, with retries.
+A resource tagged `labimage-workstation=<id>` is a candidate only when that workstation is
+deleted (or unknown) and older than the grace period: a workstation whose delete failed midway
+leaks nothing for long. Deletion follows shared.azure.resources.DELETE_ORDER, one type at a
+time, with retries.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.azure import resources
 from shared.azure.boundary import arm_call
 from shared.azure.clients import AzureClients
-from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG
+from shared.azure.naming import AUTOSTOP_TAG, BUILD_TAG, WORKSTATION_TAG
 from shared.costguard.actions import CostActions
 from shared.errors import StepError
 from shared.state.record import Build, BuildState
 from shared.state.store import BuildNotFound, BuildStore
+from shared.workstations.machine import WsState
+from shared.workstations.record import Workstation
+from shared.workstations.store import WorkstationNotFound, WorkstationStore
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +54,22 @@ class Tagged:
     def build_id(self) -> str:
         return self.tags.get(BUILD_TAG, "")
 
+    @property
+    def workstation_id(self) -> str:
+        return self.tags.get(WORKSTATION_TAG, "")
+
 
 @dataclass
 class SweepResult:
     deleted: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (resource id, why)
     protected: list[str] = field(default_factory=list)
-    waiting: list[str] = field(default_factory=list)  # builds still running or within grace
+    waiting: list[str] = field(default_factory=list)  # builds/workstations alive or within grace
 
 
 def list_tagged(azure: AzureClients, group: str) -> list[Tagged]:
-    """Every resource of `group` that carries the build tag, with its tags and creation time.
+    """Every resource of `group` that carries the build or the workstation tag, with its tags
+    and creation time.
 
     Listed per resource group without a filter and filtered here: with a tag filter Resource
     Manager returns no tags and may drop `$expand` (Resources REST spec, `resources.list`),
@@ -73,7 +84,7 @@ def list_tagged(azure: AzureClients, group: str) -> list[Tagged]:
             items = []  # no such group: nothing leaked there
     for item in items:
         tags = dict(item.tags or {})
-        if not tags.get(BUILD_TAG):
+        if not tags.get(BUILD_TAG) and not tags.get(WORKSTATION_TAG):
             continue
         created = getattr(item, "created_time", None)
         found.append(Tagged(str(item.id), str(item.type), tags, created))
@@ -105,6 +116,15 @@ def eligible_build(
     return first_seen is not None and now - first_seen >= grace
 
 
+def eligible_workstation(
+    ws: Workstation | None, first_seen: datetime | None, now: datetime, grace: timedelta
+) -> bool:
+    """Deleted (or unknown) and older than the grace period; a live one keeps everything."""
+    if ws is not None:
+        return ws.state == WsState.DELETED and now - ws.updated_at >= grace
+    return first_seen is not None and now - first_seen >= grace
+
+
 def sweep(
     azure: AzureClients,
     store: BuildStore,
@@ -115,18 +135,21 @@ def sweep(
     attempts: int = 3,
     wait_s: float = 120,
     sleep: Callable[[float], None] = time.sleep,
+    workstations: WorkstationStore | None = None,
 ) -> SweepResult:
-    """Delete leaked resources of finished builds (in the build resource group); record every
-    deletion and every failure."""
+    """Delete leaked resources of finished builds and, given their store, of deleted
+    workstations (in the build resource group); record every deletion and every failure."""
     result = SweepResult()
     by_build: dict[str, list[Tagged]] = {}
+    by_ws: dict[str, list[Tagged]] = {}
     for resource in list_tagged(azure, azure.settings.resource_group):
-        by_build.setdefault(resource.build_id, []).append(resource)
+        if resource.build_id:
+            by_build.setdefault(resource.build_id, []).append(resource)
+        else:
+            by_ws.setdefault(resource.workstation_id, []).append(resource)
     for build_id, tagged in sorted(by_build.items()):
         build = _load(store, build_id)
-        first_seen = min((r.created for r in tagged if r.created), default=None)
-        if build is None and first_seen is None:
-            first_seen = actions.first_seen(build_id, now)
+        first_seen = _first_seen(actions, build is None, build_id, tagged, now)
         if not eligible_build(build, first_seen, now, grace):
             result.waiting.append(build_id)
             continue
@@ -138,13 +161,38 @@ def sweep(
             else:
                 doomed.append(resource)
         _delete_in_order(azure, actions, build_id, doomed, now, result, attempts, wait_s, sleep)
+    for ws_id, tagged in sorted(by_ws.items()) if workstations is not None else ():
+        ws = _load_workstation(workstations, ws_id)
+        first_seen = _first_seen(actions, ws is None, ws_id, tagged, now)
+        if not eligible_workstation(ws, first_seen, now, grace):
+            result.waiting.append(ws_id)
+            continue
+        _delete_in_order(azure, actions, ws_id, tagged, now, result, attempts, wait_s, sleep)
     return result
+
+
+def _first_seen(
+    actions: CostActions, unknown: bool, owner_id: str, tagged: list[Tagged], now: datetime
+) -> datetime | None:
+    """The oldest creation time among `tagged`; for an id with no record and no creation
+    time, when the sweeper first saw it."""
+    first_seen = min((r.created for r in tagged if r.created), default=None)
+    if unknown and first_seen is None:
+        first_seen = actions.first_seen(owner_id, now)
+    return first_seen
 
 
 def _load(store: BuildStore, build_id: str) -> Build | None:
     try:
         return store.get(build_id).build
     except BuildNotFound:
+        return None
+
+
+def _load_workstation(store: WorkstationStore | None, ws_id: str) -> Workstation | None:
+    try:
+        return store.get(ws_id).ws if store is not None else None
+    except WorkstationNotFound:
         return None
 
 

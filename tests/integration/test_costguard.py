@@ -29,6 +29,8 @@ from shared.costguard.autostop import AUTOSTOP_QUEUE
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.state.record import Build, BuildState, Resource
+from shared.workstations.machine import WsState
+from shared.workstations.record import Workstation, WsSpec
 
 SUB = "00000000-0000-0000-0000-000000000000"
 RG = "labimage-test"
@@ -97,9 +99,9 @@ def test_scan_queues_due_vms_and_the_stop_deallocates_exactly_those(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = datetime.now(UTC)
-    counted: list[tuple[str, float | None]] = []
+    counted: list[tuple[str, float | None, float | None]] = []
     monkeypatch.setattr(
-        telemetry, "vm_stopped", lambda rule, saving: counted.append((rule, saving))
+        telemetry, "vm_stopped", lambda rule, saving, hours: counted.append((rule, saving, hours))
     )
 
     def past(zone_offset_h: int) -> str:
@@ -145,7 +147,7 @@ def test_scan_queues_due_vms_and_the_stop_deallocates_exactly_those(
     problems = list(actions.rows(PROBLEM, *window))
     assert len(problems) == 1 and "25:99" in problems[0]["Message"]
     # One stop, counted once for the metrics: 14 h (the assumed stop) at the size's hourly price.
-    assert counted == [("autostop", pytest.approx(0.0104 * 14))]
+    assert counted == [("autostop", pytest.approx(0.0104 * 14), 14.0)]
 
 
 def test_a_vm_deleted_between_scan_and_stop_is_a_no_op(rt: Runtime) -> None:
@@ -314,6 +316,41 @@ def _empty_disk(rt: Runtime, name: str, tags: dict[str, str], option: str = "Emp
         disk_size_gb=16,
     )
     return str(rt.azure.compute.disks.begin_create_or_update(RG, name, disk).result().id)
+
+
+def test_sweeper_removes_what_a_deleted_workstation_left_and_nothing_of_a_live_one(
+    rt: Runtime,
+) -> None:
+    """A workstation whose delete failed midway: its disk outlives the record's `deleted`.
+    The sweeper (as the timer runs it) takes it once the grace period is over, and leaves the
+    disks of a running workstation and of one deleted only now."""
+    now = datetime.now(UTC)
+    old = now - timedelta(hours=rt.settings.sweeper_grace_hours + 1)
+    spec = WsSpec(image_id="/subscriptions/x/images/i", image_source="image_id", size="B2s")
+    wstore = rt.store.workstations()
+    for ws_id, state, at in (
+        ("wgone00001", WsState.DELETED, old),
+        ("wlive00001", WsState.RUNNING, old),
+        ("wjust00001", WsState.DELETED, now),
+    ):
+        wstore.create(
+            Workstation(id=ws_id, owner="o", spec=spec, state=state, created_at=old, updated_at=at)
+        )
+    disk = {
+        n: _empty_disk(rt, f"{n}-disk", {"labimage-workstation": n})
+        for n in ("wgone00001", "wlive00001", "wjust00001")
+    }
+
+    result = service.run_sweeper(rt, now)
+
+    assert result.deleted == [disk["wgone00001"]]
+    assert not _exists(rt, disk["wgone00001"])
+    assert _exists(rt, disk["wlive00001"]) and _exists(rt, disk["wjust00001"])
+    assert sorted(result.waiting) == ["wjust00001", "wlive00001"]
+    rows = list(
+        service.actions_of(rt).rows(SWEEP, now - timedelta(minutes=1), now + timedelta(minutes=1))
+    )
+    assert [(r["ResourceId"], r["BuildId"]) for r in rows] == [(disk["wgone00001"], "wgone00001")]
 
 
 def test_a_stand_alone_empty_disk_is_made_unattached_and_other_creates_are_refused(

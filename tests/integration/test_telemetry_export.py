@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent(
             pass
         inv.outcome = "poll"
     telemetry.build_ended("succeeded")
-    telemetry.vm_stopped("autostop", 1.25)
+    telemetry.vm_stopped("autostop", 1.25, 14.0)
     telemetry.flush()
     """
 )
@@ -88,7 +88,12 @@ def test_spans_metrics_and_logs_arrive_without_secrets() -> None:
         if e["data"]["baseType"] == "MetricData"
         for m in e["data"]["baseData"]["metrics"]
     }
-    assert {"labimage.builds", "labimage.vms.stopped", "labimage.saving.estimated"} <= metrics
+    assert {
+        "labimage.builds",
+        "labimage.vms.stopped",
+        "labimage.saving.estimated",
+        "labimage.hours.saved",
+    } <= metrics
 
     assert "c2VjcmV0c2lnbmF0dXJl" not in raw
     assert KEY_BODY not in raw and "PRIVATE KEY-----" not in raw
