@@ -74,7 +74,7 @@ def warning_extras(rt: Runtime, vm_tags: dict[str, str], stop_at: datetime) -> d
     if not ws_id or not rt.settings.public_url:
         return {}
     try:
-        key = signing_key(rt)
+        key = signing_key(rt, make=True)
     except Exception as exc:  # the warning still goes out, without links
         logger.warning("no one-click links for %s: the key is unavailable (%s)", ws_id, exc)
         return {}

@@ -16,7 +16,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -94,26 +93,42 @@ def check(key: bytes, ws_id: str, action: str, query: dict[str, str], now: datet
     return Link(ws_id, action, stop_at, signature)
 
 
-def signing_key(rt: Runtime) -> bytes | None:
-    """The link key: the Key Vault secret (made on first use) on Azure, else the setting."""
+def signing_key(rt: Runtime, *, make: bool = False) -> bytes | None:
+    """The link key: the Key Vault secret on Azure, else the setting; None when there is none.
+
+    Only the auto-stop scan, the one place that signs links, passes `make`: it is a timer
+    trigger, and the Functions host runs a timer on one instance at a time (a storage lock),
+    so the secret is made by one writer. Two processes that made it at once would each keep a
+    different version, and each would refuse the other's links. Checking a link only reads:
+    no secret yet means no link was ever signed."""
     s = rt.settings
     if s.key_vault_url:
-        return _vault_key(s.key_vault_url, s.arm_ca_bundle, rt.azure.credential)
+        return _vault_key(s.key_vault_url, s.arm_ca_bundle, rt.azure.credential, make)
     return s.workstation_link_key.encode() if s.workstation_link_key else None
 
 
-@cache
-def _vault_key(vault_url: str, ca_bundle: str | None, credential: TokenCredential) -> bytes:
-    """The secret's value, made (random, 256 bits) the first time; read once per process."""
+_vault_keys: dict[str, bytes] = {}  # vault URL -> the key, once found (read once per process)
+
+
+def _vault_key(
+    vault_url: str, ca_bundle: str | None, credential: TokenCredential, make: bool
+) -> bytes | None:
+    """The secret's value; with `make`, made (random, 256 bits) when missing. A missing
+    secret is not remembered: the next call looks again."""
+    if vault_url in _vault_keys:
+        return _vault_keys[vault_url]
     kwargs: dict[str, Any] = {"connection_verify": ca_bundle} if ca_bundle else {}
     client = SecretClient(vault_url, credential, **kwargs)
     try:
         value = client.get_secret(KEY_SECRET_NAME).value
     except ResourceNotFoundError:
         value = None
-    if not value:
+    if not value and make:
         value = client.set_secret(KEY_SECRET_NAME, secrets.token_hex(32)).value
-    return str(value).encode()
+    if not value:
+        return None
+    _vault_keys[vault_url] = str(value).encode()
+    return _vault_keys[vault_url]
 
 
 def page(title: str, message: str, confirm: bool = False) -> str:

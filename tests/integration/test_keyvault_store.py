@@ -215,3 +215,36 @@ def test_vault_faults_past_the_clients_retries_are_temporary_and_then_pass(
         store.load(build_id, "client")
     post_admin(emulator, "faults", {})
     assert store.load(build_id, "client") == pairs["client"]
+
+
+def test_the_link_key_is_made_only_by_the_signer_and_every_process_reads_that_one(
+    settings: Settings, emulator: RunningEmulator
+) -> None:
+    """The one-click link key on Key Vault: checking a link never makes the key (two
+    processes making it at once would each keep their own), the auto-stop scan's signing
+    makes it once, and a process that starts later reads that same key and accepts its links."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.workstations import links
+
+    rt = Runtime(
+        dataclasses.replace(
+            settings, key_vault_url=emulator.vault_url, arm_ca_bundle=str(emulator.ca_pem)
+        )
+    )
+    links._vault_keys.clear()
+    assert links.signing_key(rt) is None  # a checker before any warning: nothing to accept
+    assert links.signing_key(rt) is None  # and it did not make one
+    made = links.signing_key(rt, make=True)
+    assert made is not None and len(made) == 64
+    assert links.signing_key(rt, make=True) == made  # kept, not made again
+
+    links._vault_keys.clear()  # another process, started later
+    read = links.signing_key(rt)
+    assert read == made
+    now = datetime.now(UTC)
+    signed = links.sign(made, "wabc000001", "skip", now + timedelta(hours=1))
+    query = dict(
+        item.split("=", 1) for item in links.url_of("https://x", signed).split("?", 1)[1].split("&")
+    )
+    assert links.check(read, "wabc000001", "skip", query, now).signature == signed.signature
