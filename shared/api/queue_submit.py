@@ -1,6 +1,6 @@
 """Submissions from the `build-requests` queue: the same validation and insert as HTTP.
 
-A message holds the body of POST /api/builds, or wraps it:
+A message holds the body of POST /api/builds (a rebuild, {"from_manifest": ...}, too), or wraps it:
 `{"request": {...}, "client_request_id": "...", "reply_to": "<queue name>"}`. The idempotency
 key is `client_request_id`, else the message id, so a message delivered twice makes one build.
 Whoever may write to the queue holds a storage role: such a submission acts as an
@@ -21,7 +21,8 @@ import os
 import re
 from typing import Any
 
-from shared.api import builds
+from shared.api import builds, manifests
+from shared.api.builds import ApiResponse
 from shared.api.caller import Caller
 from shared.runtime import Runtime
 from shared.state.rejected import RejectedSubmission
@@ -77,15 +78,21 @@ def handle_request_message(rt: Runtime, body: bytes, message_id: str) -> str:
     """Submit one queued request; returns what happened, for the log line."""
     request, client_id, reply_to = unwrap(body)
     key = client_id or message_id
-    answer = builds.submit(
-        rt,
-        json.dumps(request).encode(),
-        rt.settings.public_url or "",
-        Caller.with_function_key(),
-        key,
-        reply_to=reply_to or "",
-        submitter=QUEUE_SUBMITTER,
-        source="queue",
+    caller = Caller.with_function_key()
+    document = manifests.rebuild_body(rt, json.dumps(request).encode(), caller)  # as over HTTP
+    answer = (
+        document
+        if isinstance(document, ApiResponse)
+        else builds.submit(
+            rt,
+            document,
+            rt.settings.public_url or "",
+            caller,
+            key,
+            reply_to=reply_to or "",
+            submitter=QUEUE_SUBMITTER,
+            source="queue",
+        )
     )
     if answer.status in (200, 202):
         reply = {

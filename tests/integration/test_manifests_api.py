@@ -153,3 +153,46 @@ def test_a_rebuild_request_is_validated_field_by_field(
     digest = stored(app_runtime, manifest_of(build_id, put_blob(app_runtime, b"x")))
     others = submit(http("POST", "builds", json.dumps({"from_manifest": digest}).encode(), who=BOB))
     assert others.status_code == 404  # bob may not read alice's manifest
+
+
+def test_a_rebuild_sent_through_the_build_requests_queue_is_the_same_as_over_http(
+    functions: dict[str, Any],  # noqa: F811
+    app_runtime: Runtime,  # noqa: F811
+    monkeypatch: Any,
+) -> None:
+    """A pipeline that submits through the queue can also ask for an exact rebuild; a changed
+    blob is a recorded rejection naming it, answered on reply_to."""
+    from azure.functions.queue import QueueMessage
+
+    monkeypatch.setattr("functions.submissions.get_runtime", lambda: app_runtime)
+    build_id = submit_seed(functions)
+    blob = put_blob(app_runtime, b"depth,temp\n1,4.2\n")
+    digest = stored(app_runtime, manifest_of(build_id, blob))
+    reply_to = "replies-rebuild"
+    app_runtime.bus.client(reply_to)
+
+    def deliver(body: dict[str, Any], message_id: str) -> None:
+        message = {"request": body, "client_request_id": message_id, "reply_to": reply_to}
+        call(functions, "submit_from_queue")(
+            QueueMessage(id=message_id, body=json.dumps(message).encode(), dequeue_count=1)
+        )
+
+    deliver({"from_manifest": digest}, "rebuild-1")
+    [accepted] = [
+        json.loads(bytes(m.content))
+        for m in app_runtime.bus.client(reply_to).receive_messages(max_messages=32)
+    ]
+    assert accepted["status"] == "accepted", accepted
+    rebuilt = app_runtime.store.get(accepted["id"]).build.request
+    assert rebuilt["reproduce"] == {"from_manifest": digest, "data": "exact"}
+    assert rebuilt["repositories"][0]["ref"] == "c" * 40
+
+    put_blob(app_runtime, b"depth,temp\n1,9.9\n")
+    deliver({"from_manifest": digest}, "rebuild-2")
+    answers = [
+        json.loads(bytes(m.content))
+        for m in app_runtime.bus.client(reply_to).receive_messages(max_messages=32)
+    ]
+    [refused] = [a for a in answers if a["client_request_id"] == "rebuild-2"]
+    assert refused["status"] == "rejected" and refused["error"] == "data changed"
+    assert BLOB in refused["problems"][0]["message"]
