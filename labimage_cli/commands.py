@@ -119,9 +119,6 @@ def submit_through_queue(
     )
     consoles.out.print(plain(f"status: {answer.get('status_url', '')}"), highlight=False)
     consoles.out.print(plain(f"idempotency key: {key}"), highlight=False, soft_wrap=True)
-    consoles.out.print(
-        plain(f"its outcome will arrive on queue {answer['reply_to']}"), highlight=False
-    )
     if not args.wait:
         return ExitCode.OK
     return follow_to_end(client, str(answer["id"]), consoles, **_watch_options(args))

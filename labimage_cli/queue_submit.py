@@ -59,27 +59,36 @@ class QueueSubmitter:
         return QueueClient(str(self.url), name, credential=DefaultAzureCredential(), **options)
 
     def submit(self, request: bytes, key: str, timeout_s: float = 120) -> dict[str, Any]:
-        """Send the request; the first answer on the reply queue ({status, id, ...})."""
+        """Send the request; the first answer on the reply queue ({status, id, ...}). The reply
+        queue is this call's own and is deleted before it returns: the build's outcome is
+        followed through the API (`--wait`, `labimage watch`), and the controller's later
+        outcome message to a queue that is gone is dropped with a log line."""
         reply_name = f"labimage-reply-{uuid.uuid4().hex[:12]}"
         replies = self._client(reply_name)
         with contextlib.suppress(ResourceExistsError):
             replies.create_queue()
+        try:
+            return self._send_and_wait(replies, request, key, timeout_s)
+        finally:
+            with contextlib.suppress(ResourceNotFoundError):
+                replies.delete_queue()
+
+    def _send_and_wait(
+        self, replies: QueueClient, request: bytes, key: str, timeout_s: float
+    ) -> dict[str, Any]:
         envelope = {
             "request": json.loads(request),
             "client_request_id": key,
-            "reply_to": reply_name,
+            "reply_to": replies.queue_name,
         }
         try:
             self._client(self.queue).send_message(json.dumps(envelope))
         except ResourceNotFoundError:
-            replies.delete_queue()
             raise NoQueue(f"the queue {self.queue} does not exist on that account") from None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for message in replies.receive_messages(max_messages=1):
-                replies.delete_message(message)
                 answer: dict[str, Any] = json.loads(message.content)
-                answer["reply_to"] = reply_name
                 return answer
             time.sleep(0.5)
-        raise QueueTimedOut(f"no answer on {reply_name} in {timeout_s:.0f} s")
+        raise QueueTimedOut(f"no answer on {replies.queue_name} in {timeout_s:.0f} s")

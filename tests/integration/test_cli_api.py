@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.storage.queue import QueueClient
+from azure.storage.queue import QueueClient, QueueServiceClient
 from rich.console import Console
 
 from labimage_cli.commands import Consoles
@@ -270,6 +270,9 @@ def test_submit_through_the_queue_gets_the_answer_on_a_reply_queue(
     assert api.store.get(build_id).build.request["name"] == REQUEST["name"]
     again = run(api, "submit", str(SEED), "--queue", "--idempotency-key", "queued-1")
     assert again.code == 0 and again.out.split()[1] == build_id  # one build per key
+    service = QueueServiceClient.from_connection_string(api.connection)
+    left = [q.name for q in service.list_queues() if q.name.startswith("labimage-reply-")]
+    assert left == []  # each submit deleted its own reply queue
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**REQUEST, "owner": "x y"}))
     refused = run(api, "submit", str(bad), "--queue")
