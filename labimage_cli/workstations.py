@@ -71,6 +71,7 @@ def add_commands(command: Any, connection: argparse.ArgumentParser) -> None:
     p = one("snooze", cmd_snooze, "postpone tonight's stop by some hours")
     p.add_argument("id", help="workstation id")
     p.add_argument("--hours", type=int, required=True, help="how many hours")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = one("ssh", cmd_ssh, "ssh in with the pinned host key and a tunnel to Jupyter")
     p.add_argument("id", help="workstation id")
     p.add_argument("--key", type=Path, help="your private key (default ~/.ssh/labimage-<id>)")
@@ -140,7 +141,8 @@ def cmd_stop(client: ApiClient, consoles: Consoles, args: argparse.Namespace) ->
 
 
 def cmd_snooze(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:
-    return _show(consoles, _post(client, args.id, "snooze", {"hours": args.hours}), False)
+    answer = _post(client, args.id, "snooze", {"hours": args.hours})
+    return _show(consoles, answer, args.json)
 
 
 def cmd_delete(client: ApiClient, consoles: Consoles, args: argparse.Namespace) -> ExitCode:

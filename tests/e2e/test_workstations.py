@@ -213,9 +213,21 @@ def test_a_batch_is_verified_stopped_by_autostop_quota_and_a_link_then_deleted_c
     rows = {r["id"]: r for r in costs["workstations"]["workstations"]}
     assert code == 200 and set(ids) <= set(rows) and rows[bo]["hours_this_month"] >= 0.01
 
+    # The CLI, as a researcher uses it: start ada's again (checked again before it runs),
+    # snooze tonight's stop, show it, stop it; then delete all three.
+    started = json.loads(_cli(cloud, "ws", "start", ada, "--json"))
+    assert started["state"] == "verifying", started
+    _wait(cloud, ada, "running", 300)
+    assert _power(cloud, f"labimage-{ada}-ws") == "running"
+    snoozed = json.loads(_cli(cloud, "ws", "snooze", ada, "--hours", "2", "--json"))
+    assert snoozed["id"] == ada and "stop_at" in snoozed, snoozed
+    assert json.loads(_cli(cloud, "ws", "show", ada, "--json"))["state"] == "running"
+    assert json.loads(_cli(cloud, "ws", "stop", ada, "--json"))["id"] == ada
+    _wait(cloud, ada, "stopped", 120)
+    assert _power(cloud, f"labimage-{ada}-ws") in ("deallocated", "deallocating")
+
     for ws_id in ids:
-        code, _ = cloud.request("DELETE", f"/api/workstations/{ws_id}")
-        assert code == 202
+        assert json.loads(_cli(cloud, "ws", "delete", ws_id, "--json"))["id"] == ws_id
     for ws_id in ids:
         _wait(cloud, ws_id, "deleted", 300)
     assert _leftovers(cloud, ids) == []
