@@ -44,6 +44,9 @@ param authAudience string = ''
 @description('Object id of a person to grant data access for debugging (optional).')
 param principalId string = ''
 
+@description('E-mail address the alert rules notify (an action group). Empty: the alerts show in the portal only.')
+param alertEmail string = ''
+
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName, application: 'labimage' }
 var appGroupName = !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
@@ -120,6 +123,7 @@ module app 'modules/app.bicep' = {
     authClientId: authClientId
     authAudience: !empty(authAudience) ? authAudience : 'api://${authClientId}'
     principalId: principalId
+    alertEmail: alertEmail
   }
 }
 

@@ -10,6 +10,7 @@ param sshSourceCidr string
 param authClientId string
 param authAudience string
 param principalId string
+param alertEmail string
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-labimage-${token}'
@@ -33,6 +34,7 @@ module monitoring 'monitoring.bicep' = {
     location: location
     tags: tags
     token: token
+    alertEmail: alertEmail
   }
 }
 

@@ -2,6 +2,7 @@
 param location string
 param tags object
 param token string
+param alertEmail string
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: 'log-labimage-${token}'
@@ -31,6 +32,7 @@ module workbook 'workbook.bicep' = {
     tags: tags
     token: token
     insightsId: insights.id
+    alertEmail: alertEmail
   }
 }
 

@@ -4,6 +4,8 @@ param location string
 param tags object
 param token string
 param insightsId string
+@description('Where the alerts are sent (an e-mail action group); empty: shown in the portal only.')
+param alertEmail string
 
 var tiles = [
   { title: 'Builds funnel by stage (7 days)', query: loadTextContent('../monitoring/builds-funnel.kql') }
@@ -49,10 +51,26 @@ var alerts = [
   { name: 'sweeper-failed', severity: 3, window: 'PT1H', description: 'Resources the sweeper could not delete', query: loadTextContent('../monitoring/alert-sweeper-failed.kql') }
 ]
 
+// Action groups are global resources; the short name (at most 12 characters) is the SMS/e-mail sender.
+var actionGroupName = 'ag-labimage-${token}'
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: actionGroupName
+  location: 'Global'
+  tags: tags
+  properties: {
+    groupShortName: 'labimage'
+    enabled: true
+    emailReceivers: [
+      { name: 'labimage-ops', emailAddress: alertEmail, useCommonAlertSchema: true }
+    ]
+  }
+}
+
 resource rules 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = [for alert in alerts: {
   name: 'labimage-${alert.name}-${token}'
   location: location
   tags: tags
+  dependsOn: [actionGroup]
   properties: {
     displayName: 'labimage: ${alert.description}'
     description: alert.description
@@ -61,6 +79,9 @@ resource rules 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = [fo
     scopes: [insightsId]
     evaluationFrequency: alert.window
     windowSize: alert.window
+    actions: empty(alertEmail) ? {} : {
+      actionGroups: [resourceId('Microsoft.Insights/actionGroups', actionGroupName)]
+    }
     criteria: {
       allOf: [
         {

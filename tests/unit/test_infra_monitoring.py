@@ -90,3 +90,19 @@ def test_the_workbook_covers_the_tiles_the_issue_names() -> None:
     ):  # fmt: skip
         assert f"'../monitoring/{stem}.kql'" in BICEP
     assert BICEP.count("alert-") == 4
+
+
+def test_the_alerts_notify_an_action_group_when_an_address_is_given() -> None:
+    """Without a receiver an alert only shows in the portal; `alertEmail` (azd:
+    LABIMAGE_ALERT_EMAIL) makes an e-mail action group every rule names."""
+    main = (ROOT / "infra" / "main.bicep").read_text()
+    parameters = (ROOT / "infra" / "main.parameters.json").read_text()
+    assert "param alertEmail string = ''" in main and "alertEmail: alertEmail" in main
+    assert '"alertEmail": { "value": "${LABIMAGE_ALERT_EMAIL=}" }' in parameters
+    for module in ("app", "monitoring"):
+        text = (ROOT / "infra" / "modules" / f"{module}.bicep").read_text()
+        assert "param alertEmail string" in text and "alertEmail: alertEmail" in text
+    assert "resource actionGroup 'Microsoft.Insights/actionGroups@" in BICEP
+    assert "if (!empty(alertEmail))" in BICEP and "emailReceivers" in BICEP
+    assert "actionGroups: [resourceId('Microsoft.Insights/actionGroups', actionGroupName)]" in BICEP
+    assert "dependsOn: [actionGroup]" in BICEP
