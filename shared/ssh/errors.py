@@ -9,6 +9,12 @@ class SshConnectionError(TemporaryError):
     """The transport failed (refused, timed out, disconnected, login not yet possible): retry."""
 
 
+class SshTurnedAway(SshConnectionError):
+    """The guest's SSH server answered and then turned the login away: the key refused, or the
+    connection reset or closed during the handshake. On a booting VM that passes; on a VM whose
+    agent deprovisioned it (admin user and host keys deleted) it lasts."""
+
+
 class HostKeyMismatch(PermanentError):
     """The guest presented a host key other than the pinned one: never connect, report."""
 

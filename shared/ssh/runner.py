@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 import asyncssh
 
 from shared import telemetry
-from shared.ssh.errors import HostKeyMismatch, RemoteCommandError, SshConnectionError
+from shared.ssh.errors import (
+    HostKeyMismatch,
+    RemoteCommandError,
+    SshConnectionError,
+    SshTurnedAway,
+)
 from shared.ssh.quoting import KILL_AFTER_S, RemoteCommand
 
 logger = logging.getLogger(__name__)
@@ -198,8 +203,12 @@ async def open_runner(target: SshTarget) -> SshRunner:
         ) from None
     except asyncssh.PermissionDenied:
         # On a booting VM cloud-init may not have installed the login key yet.
-        raise SshConnectionError(
+        raise SshTurnedAway(
             f"ssh login as {target.username} to {target.host}:{target.port} was refused"
+        ) from None
+    except (ConnectionResetError, asyncssh.ConnectionLost) as exc:
+        raise SshTurnedAway(
+            f"ssh to {target.host}:{target.port} failed: {type(exc).__name__}: {exc}"
         ) from None
     except (asyncssh.Error, OSError, TimeoutError) as exc:
         raise SshConnectionError(

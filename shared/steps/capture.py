@@ -3,12 +3,15 @@ start deleting the build VM (relaunch waits for that deletion to end)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from shared import rebuild
 from shared.azure import images, lro, vms
 from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
 from shared.manifest.tags import manifest_tags
 from shared.remote import render
+from shared.ssh.errors import SshConnectionError, SshTurnedAway
 from shared.state.record import Build
 from shared.steps.base import Done, Outcome, Poll, StepContext
 from shared.steps.copy_logs import copy_guest_logs, logs_copied
@@ -20,6 +23,8 @@ POLL_S = 3.0
 # Seconds, not minutes: cloud-init's clean and the agent's deprovisioning take about one each.
 # It runs first in its invocation, inside the hold on the hop (shared/invocation_time.py).
 DEPROVISION_TIMEOUT_S = 120
+TURNED_AWAY_TRIES = 3
+TURNED_AWAY_GAP_S = 5.0
 
 
 async def capture_image(ctx: StepContext) -> Outcome:
@@ -29,21 +34,7 @@ async def capture_image(ctx: StepContext) -> Outcome:
     request = ctx.request
 
     if not build.marker(stage, "deprovision_done"):
-        # Run in the session and wait for its report: the agent deletes the admin user, so no
-        # later connection could poll a detached job. The session outlives the user.
-        async with open_guest(ctx) as runner:
-            # Deprovisioning removes the job folders: their logs go to Blob storage first.
-            if not logs_copied(build, "build"):
-                build = await copy_guest_logs(ctx, runner, "build", build)
-            result = await render.run_now(runner, render.deprovision(), DEPROVISION_TIMEOUT_S)
-        report = last_json(result.stdout) or {}
-        if report.get("deprovisioned") is not True:
-            raise PermanentError(
-                f"deprovisioning did not report done: {last_lines(result.stdout + result.stderr)}"
-            )
-        # Recorded before any other call: deprovisioning cannot be done twice (the admin user
-        # is gone), and a later call's failure must not lose that it was done.
-        return Poll(build.with_progress(stage, deprovision_done=True), 0, "guest deprovisioned")
+        return await _deprovision(ctx, build, stage)
 
     state = vms.vm_state(ctx.azure, vm.vm)
     trusted_launch = request.security_choice()[0] == "TrustedLaunch"
@@ -146,6 +137,56 @@ async def capture_image(ctx: StepContext) -> Outcome:
         vms.begin_delete_vm(ctx.azure, vm.vm)
         build = build.with_progress(stage, vm_delete_started=True)
     return Done(build, f"image {captured} captured; build VM {vm.vm} is being deleted")
+
+
+async def _deprovision(ctx: StepContext, build: Build, stage: str) -> Poll:
+    """Copy the guest's logs, record that deprovisioning starts, then run it (two hops).
+
+    Deprovisioning runs detached from the session (deprovision.sh), so a session cut mid-way
+    or a host recycled mid-invocation never leaves it half done; but it deletes the admin user
+    and the host keys, so no later connection can read its report. A later attempt that finds
+    its own login turned away, again and again, after deprovisioning was recorded as started,
+    knows the agent did its part."""
+    if not build.marker(stage, "deprovision_started"):
+        if not logs_copied(build, "build"):
+            # Deprovisioning removes the job folders: their logs go to Blob storage first.
+            async with open_guest(ctx) as runner:
+                build = await copy_guest_logs(ctx, runner, "build", build)
+        started = build.with_progress(stage, deprovision_started=True)
+        return Poll(started, 0, "deprovisioning the guest")
+    try:
+        async with open_guest(ctx) as runner:
+            result = await render.run_now(runner, render.deprovision(), DEPROVISION_TIMEOUT_S)
+    except SshConnectionError:
+        if not await _turned_away(ctx):
+            raise
+        done = build.with_progress(stage, deprovision_done=True)
+        return Poll(done, 0, "guest deprovisioned by an earlier attempt (its login is refused now)")
+    report = last_json(result.stdout) or {}
+    if report.get("deprovisioned") is not True:
+        raise PermanentError(
+            f"deprovisioning did not report done: {last_lines(result.stdout + result.stderr)}"
+        )
+    # Recorded before any other call: deprovisioning cannot be done twice (the admin user
+    # is gone), and a later call's failure must not lose that it was done.
+    return Poll(build.with_progress(stage, deprovision_done=True), 0, "guest deprovisioned")
+
+
+async def _turned_away(ctx: StepContext) -> bool:
+    """Whether every one of TURNED_AWAY_TRIES logins, TURNED_AWAY_GAP_S apart, is turned away
+    by the guest's SSH server (a one-off drop does not look like that; a timeout or a refused
+    port is not a guest that locked us out)."""
+    for attempt in range(TURNED_AWAY_TRIES):
+        if attempt:
+            await asyncio.sleep(TURNED_AWAY_GAP_S)
+        try:
+            async with open_guest(ctx):
+                return False
+        except SshTurnedAway:
+            continue
+        except SshConnectionError:
+            return False
+    return True
 
 
 def _capture_managed_image(

@@ -14,11 +14,14 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.mgmt.compute import models as cm
+from sshd_server import free_port, running_sshd
+from sshd_server import unavailable_reason as sshd_unavailable
 
 from localcloud.arm.memory_runner import MemoryRunner
 from localcloud.arm.testing import emulator_in_thread
@@ -28,10 +31,11 @@ from shared.azure.naming import BuildNames
 from shared.errors import PermanentError
 from shared.models import parse_build_request
 from shared.settings import Settings
-from shared.ssh.keys import DirectoryKeyStore
+from shared.ssh.errors import SshConnectionError, SshTurnedAway
+from shared.ssh.keys import DirectoryKeyStore, generate_keypair
 from shared.state.machine import Stage
 from shared.state.record import Build
-from shared.steps import vm_access
+from shared.steps import capture, vm_access
 from shared.steps.base import Done, Poll, StepContext
 from shared.steps.capture import capture_image
 from shared.steps.provision import provision_vm
@@ -235,3 +239,38 @@ async def test_an_image_deleted_once_relaunch_needs_it_no_more_still_fails_the_b
         steps.build = steps.build.model_copy(update={"stage": Stage.RELAUNCH})
         with pytest.raises(PermanentError, match=r"image jupyter-ooi-ubuntu2404 was deleted"):
             await relaunch_vm(steps.context())
+
+
+@pytest.mark.skipif(sshd_unavailable() is not None, reason=str(sshd_unavailable()))
+async def test_a_capture_cut_off_after_deprovisioning_began_goes_on_once_the_guest_turns_it_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 8-build chaos run's finding: the host was killed while capture's deprovisioning ran.
+    The guest was deprovisioned (admin user and host keys gone) and every retry's login failed,
+    a temporary error, until the stage's deadline. Now a capture that recorded deprovisioning
+    as started and finds its login turned away, each time, takes it as done and goes on; a
+    port that does not answer at all is still only a temporary failure."""
+    monkeypatch.setattr(capture, "TURNED_AWAY_GAP_S", 0.1)
+    with (
+        controller_on_emulator(tmp_path, monkeypatch, "Standard") as (settings, azure),
+        running_sshd() as sshd,
+    ):
+        steps = Steps(settings, azure, request())
+        await steps.provision_until_the_vm_runs()
+        steps.build = steps.build.model_copy(update={"stage": Stage.CAPTURE}).with_progress(
+            Stage.CAPTURE, deprovision_started=True
+        )
+        # The VM's sshd, where the build's own key is no longer accepted (the user is gone).
+        stranger = generate_keypair("not-the-build").private_openssh
+        turned_away = replace(sshd.target(), client_private_key=stranger)
+        monkeypatch.setattr(vm_access, "_target", lambda *_: turned_away)
+        outcome = await capture_image(steps.context())
+        assert isinstance(outcome, Poll) and "earlier attempt" in outcome.note, outcome
+        assert outcome.build.marker(Stage.CAPTURE, "deprovision_done") is True
+
+        silent = replace(sshd.target(), port=free_port())  # nothing listens there
+        monkeypatch.setattr(vm_access, "_target", lambda *_: silent)
+        with pytest.raises(SshConnectionError) as failed:
+            await capture_image(steps.context())
+        assert not isinstance(failed.value, SshTurnedAway)
+        assert not steps.build.marker(Stage.CAPTURE, "deprovision_done")

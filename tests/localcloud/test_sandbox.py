@@ -546,3 +546,87 @@ async def test_nvme_data_disks_appear_by_lun_and_the_mount_script_finds_them(
         )
         assert "1-part1" in listed
     sandbox.shutdown("nvme")
+
+
+# The controller's own deprovisioning call, in a process the test kills as a recycled
+# Functions host dies: SIGKILL, its TCP connection gone mid-script.
+_DEPROVISION_CALL = r"""
+import asyncio, sys
+from shared.remote import render
+from shared.ssh.runner import SshTarget, connect
+
+async def main() -> None:
+    host, user, key_file, host_key = sys.argv[1:5]
+    target = SshTarget(host=host, port=22, username=user,
+                       client_private_key=open(key_file).read(), host_public_key=host_key)
+    async with connect(target) as runner:
+        await render.run_now(runner, render.deprovision(), 120)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.root
+async def test_deprovisioning_cut_off_by_a_killed_controller_finishes_and_then_turns_logins_away(
+    sandbox: SandboxHost, tmp_path: Path
+) -> None:
+    """The chaos run's finding: the host was killed while capture's deprovisioning ran in its
+    SSH session. The guest must end deprovisioned all the same (the script runs detached), and
+    the controller's next login must be told apart from a passing drop: turned away, every
+    time (shared.steps.capture reads that as done)."""
+    from shared.ssh.errors import SshTurnedAway
+    from shared.ssh.runner import SshTarget, connect
+
+    guest = GuestIdentity.new("vm-cut", "builder")
+    disk = Disks(sandbox, "cut")
+    sandbox.new_os_disk(disk.os)
+    sandbox.new_data_disk(disk.data, 256)
+    address = sandbox.boot(boot_spec("cut", disk, guest))
+    key_file = tmp_path / "client"
+    key_file.write_bytes(guest.client_key.export_private_key())
+    host_line = guest.host_key.export_public_key().decode().strip()
+    async with await guest.connect(address) as watcher:  # outlives the user, as sessions do
+        await run(
+            watcher,
+            "sudo cloud-init status --wait >/dev/null; sudo mkdir -p /var/lib/labimage/jobs/j1",
+        )
+        # Hold the script in its first wait (cloud-init looks busy while its result is away).
+        await run(watcher, "sudo mv /run/cloud-init/result.json /run/cloud-init/result.held")
+        call = subprocess.Popen(
+            [sys.executable, "-c", _DEPROVISION_CALL, address, "builder", str(key_file), host_line],
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "status --wait" not in await run(
+                watcher, "ps -eo args= | grep [c]loud-init || true"
+            ):
+                assert call.poll() is None and time.monotonic() < deadline, "never got that far"
+                await asyncio.sleep(0.2)
+            call.send_signal(signal.SIGKILL)
+            call.wait(10)
+            await asyncio.sleep(1)
+        finally:
+            if call.poll() is None:
+                call.kill()
+        await run(watcher, "sudo mv /run/cloud-init/result.held /run/cloud-init/result.json")
+        deadline = time.monotonic() + 60
+        while (await watcher.run("id builder")).exit_status == 0:
+            assert time.monotonic() < deadline, "deprovisioning did not go on without its session"
+            await asyncio.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while await run(watcher, "pgrep -f '[d]eprovision[.]sh' || true"):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.5)
+        assert not (await run(watcher, "ls /etc/ssh/ | grep ssh_host_ || true")).strip()
+        assert (await watcher.run("test -e /var/lib/labimage/jobs")).exit_status != 0
+
+    target = SshTarget(
+        host=address, port=22, username="builder",
+        client_private_key=key_file.read_text(), host_public_key=host_line,
+    )  # fmt: skip
+    for _ in range(3):
+        with pytest.raises(SshTurnedAway):
+            async with connect(target):
+                pass
+    sandbox.shutdown("cut")

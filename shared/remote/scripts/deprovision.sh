@@ -7,7 +7,22 @@
 # 3. the Azure agent: admin user and home, host keys, leases, its own state.
 # Prints {"deprovisioned": true, ...} last: the controller waits for that line, not for a timer.
 # Runs as root from a staging folder under /tmp, which it removes too.
+#
+# It runs detached from the SSH session (its own session, output to a file under /run, a tmpfs
+# on Azure's images): a session cut mid-way (a dropped link, the controller's host recycled)
+# must not leave a half-deprovisioned guest. The session waits for it and prints its output;
+# a later attempt that finds its login turned away knows the agent has done its part.
 set -euo pipefail
+
+if [[ "${LABIMAGE_DEPROVISION_DETACHED:-}" != 1 ]]; then
+    out=/run/labimage-deprovision.out
+    LABIMAGE_DEPROVISION_DETACHED=1 setsid /bin/bash "$0" "$@" >"$out" 2>&1 </dev/null &
+    status=0
+    wait "$!" || status=$?
+    cat "$out"
+    rm -f -- "$out"
+    exit "$status"
+fi
 
 jobs_root=/var/lib/labimage/jobs
 rm -rf -- "$jobs_root" /var/tmp/labimage-uv-cache
