@@ -15,7 +15,7 @@
 set -euo pipefail
 
 if [[ "${LABIMAGE_DEPROVISION_DETACHED:-}" != 1 ]]; then
-    out=/run/labimage-deprovision.out
+    out=$(mktemp /run/labimage-deprovision.XXXXXX)
     LABIMAGE_DEPROVISION_DETACHED=1 setsid /bin/bash "$0" "$@" >"$out" 2>&1 </dev/null &
     status=0
     wait "$!" || status=$?
