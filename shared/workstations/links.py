@@ -97,10 +97,11 @@ def signing_key(rt: Runtime, *, make: bool = False) -> bytes | None:
     """The link key: the Key Vault secret on Azure, else the setting; None when there is none.
 
     Only the auto-stop scan, the one place that signs links, passes `make`: it is a timer
-    trigger, and the Functions host runs a timer on one instance at a time (a storage lock),
-    so the secret is made by one writer. Two processes that made it at once would each keep a
-    different version, and each would refuse the other's links. Checking a link only reads:
-    no secret yet means no link was ever signed."""
+    trigger, and the Functions host runs a timer on one instance at a time (a storage lock:
+    "Timer trigger for Azure Functions", section Scale-out), so the secret has one writer.
+    Two processes that made it at once would each keep a different version, and each would
+    refuse the other's links. Checking a link only reads: no secret yet means no link was
+    ever signed."""
     s = rt.settings
     if s.key_vault_url:
         return _vault_key(s.key_vault_url, s.arm_ca_bundle, rt.azure.credential, make)
