@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 import subprocess
 import time
@@ -87,7 +88,21 @@ def wait_for_ports(ports: list[int], proc: subprocess.Popen[bytes], timeout: flo
                 time.sleep(0.1)
 
 
+# Below Linux's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default): a port
+# the kernel hands to an outgoing connection between our check and the real bind would make the
+# bind fail ("address already in use"), as a port from bind(0) can. Above Azurite's 10000-10002.
+FREE_PORT_RANGE = (11000, 19999)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on 127.0.0.1 now, drawn from FREE_PORT_RANGE."""
+    low, high = FREE_PORT_RANGE
+    for _ in range(500):
+        port = low + secrets.randbelow(high - low + 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high} on 127.0.0.1")

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from localcloud.azurite import free_port
 from shared.ssh.keys import KeyPair, generate_keypair
 from shared.ssh.runner import SshTarget
 
@@ -55,12 +56,6 @@ def unavailable_reason() -> str | None:
         if not Path(tool).exists():
             return f"{tool} is not installed"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _create_user() -> Path:
