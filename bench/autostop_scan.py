@@ -6,7 +6,7 @@ with a mix of tags (due, not yet due, off, exempt, malformed, untagged), runs on
 bounded concurrency exactly as the timer does (stop messages go to the Azurite queue), and
 prints the figures. Everything it started is stopped on exit.
 
-    python bench/autostop_scan.py [--vms 10000] [--groups 4] [--concurrency 8] [--port 34443]
+    python bench/autostop_scan.py [--vms 10000] [--groups 4] [--concurrency 8] [--port 24443]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--vms", type=int, default=10_000)
     parser.add_argument("--groups", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--port", type=int, default=34443, help="ARM port; identity on port+1")
+    parser.add_argument("--port", type=int, default=24443, help="ARM port; identity on port+1")
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="bench-autostop-"))

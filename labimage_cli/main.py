@@ -164,10 +164,26 @@ def client_from(args: argparse.Namespace) -> ApiClient:
 
 def main(argv: Sequence[str] | None = None, consoles: Consoles | None = None) -> int:
     """Run one labimage command; returns its exit code (see EXIT_CODES_HELP)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_values_attached(argv))
     consoles = consoles or Consoles(Console(), Console(stderr=True))
     handler: Command = args.handler
     return guarded(lambda: handler(client_from(args), consoles, args), consoles.err)
+
+
+VALUE_FLAGS = ("--function-key", "--token", "--api-url")
+
+
+def _values_attached(argv: Sequence[str] | None) -> list[str]:
+    """`--function-key -Vj…` as `--function-key=-Vj…`: argparse takes a value that starts with
+    a dash for another option, and a generated key can start with one."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    attached: list[str] = []
+    while given:
+        word = given.pop(0)
+        if word in VALUE_FLAGS and given:
+            word = f"{word}={given.pop(0)}"
+        attached.append(word)
+    return attached
 
 
 def guarded(action: Callable[[], int], err: Console) -> int:

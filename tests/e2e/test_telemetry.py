@@ -28,16 +28,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 ROOT = Path(__file__).resolve().parents[2]
 _OFFSET = int(os.environ.get("LABIMAGE_E2E_PORT_OFFSET", "0"))
+# Below the kernel's ephemeral range (32768-60999), where an outgoing connection can hold a
+# port first (a CI run lost Azurite's queue port 35001 that way), and apart from conftest's.
 PORTS = {
     name: port + _OFFSET
     for name, port in {
-        "blob": 35000,
-        "queue": 35001,
-        "table": 35002,
-        "arm": 35443,
-        "identity": 35444,
-        "git": 35445,
-        "functions": 35071,
+        "blob": 22000,
+        "queue": 22001,
+        "table": 22002,
+        "arm": 22443,
+        "identity": 22444,
+        "git": 22445,
+        "functions": 22071,
     }.items()
 }
 IDENTITY_ENV = ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")

@@ -204,6 +204,15 @@ def test_refused_key_exits_1_without_printing_the_key(api: StubApi) -> None:
     assert KEY not in result.out + result.err
 
 
+def test_a_key_that_starts_with_a_dash_is_taken_as_the_key(api: StubApi) -> None:
+    # Generated keys are URL-safe base64: one in 64 starts with "-" (a CI run drew one).
+    api.on("GET", "/api/automation/builds/b000000001", (200, status("running")))
+    dashed = "-VjVtnPS39XzUHxVYmBKzrYrF_y-UbHTgG63zpCCMX2YUEOTh1h3UA"
+    result = run("status", "b000000001", "--api-url", api.url, "--function-key", dashed)
+    assert result.code == 0, result.err
+    assert api.seen[-1].headers["x-functions-key"] == dashed
+
+
 def test_a_key_calls_the_automation_routes_and_a_token_the_user_routes(
     api: StubApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
