@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 from pathlib import Path
 
 from localcloud.arm.durations import parse_override
@@ -18,14 +17,9 @@ from localcloud.arm.emulator import EmulatorSettings
 from localcloud.arm.memory_runner import MemoryRunner
 from localcloud.arm.options import add_platform_options
 from localcloud.arm.server import serve_forever
+from localcloud.azurite import free_port
 from localcloud.faults import FaultPlanError, read_plan
 from localcloud.sandbox.api import VmRunner
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _runner(args: argparse.Namespace, relay_routes: list[tuple[int, int]]) -> VmRunner:
@@ -97,7 +91,7 @@ def main() -> None:
     # The Blob fault layer's own port, fixed now so the VMs' relays can be pointed at it.
     proxy: tuple[int, int] | None = None
     if args.guest_blob_port:
-        proxy = (free_loopback_port(), args.guest_blob_port)
+        proxy = (free_port(), args.guest_blob_port)
     settings = EmulatorSettings(
         state_dir=state_dir,
         guest_blob_proxy=proxy,
