@@ -87,7 +87,6 @@ def run_sweeper(rt: Runtime, now: datetime) -> sweeper.SweepResult:
         actions_of(rt),
         now,
         grace=timedelta(hours=rt.settings.sweeper_grace_hours),
-        workstations=rt.store.workstations(),
     )
 
 

@@ -135,11 +135,11 @@ def sweep(
     attempts: int = 3,
     wait_s: float = 120,
     sleep: Callable[[float], None] = time.sleep,
-    workstations: WorkstationStore | None = None,
 ) -> SweepResult:
-    """Delete leaked resources of finished builds and, given their store, of deleted
-    workstations (in the build resource group); record every deletion and every failure."""
+    """Delete leaked resources of finished builds and of deleted workstations (in the build
+    resource group); record every deletion and every failure."""
     result = SweepResult()
+    workstations = store.workstations()
     by_build: dict[str, list[Tagged]] = {}
     by_ws: dict[str, list[Tagged]] = {}
     for resource in list_tagged(azure, azure.settings.resource_group):
@@ -161,7 +161,7 @@ def sweep(
             else:
                 doomed.append(resource)
         _delete_in_order(azure, actions, build_id, doomed, now, result, attempts, wait_s, sleep)
-    for ws_id, tagged in sorted(by_ws.items()) if workstations is not None else ():
+    for ws_id, tagged in sorted(by_ws.items()):
         ws = _load_workstation(workstations, ws_id)
         first_seen = _first_seen(actions, ws is None, ws_id, tagged, now)
         if not eligible_workstation(ws, first_seen, now, grace):
@@ -189,9 +189,9 @@ def _load(store: BuildStore, build_id: str) -> Build | None:
         return None
 
 
-def _load_workstation(store: WorkstationStore | None, ws_id: str) -> Workstation | None:
+def _load_workstation(store: WorkstationStore, ws_id: str) -> Workstation | None:
     try:
-        return store.get(ws_id).ws if store is not None else None
+        return store.get(ws_id).ws
     except WorkstationNotFound:
         return None
 
