@@ -137,6 +137,7 @@ class VirtualMachineKind(Kind):
         naming.COMPUTE.check(os_name, DISK)
         os_type = (os_req.get("managedDisk") or {}).get("storageAccountType", "Premium_LRS")
         os_size = int(os_req.get("diskSizeGB") or source.os_size_gb)
+        _not_smaller(os_size, source.os_size_gb, "osDisk.diskSizeGB")
         data_specs = _data_disk_specs(ref, storage.get("dataDisks") or [], source)
         for spec in data_specs:
             naming.COMPUTE.check(spec["name"], DISK)
@@ -553,6 +554,20 @@ def _check_nics(emu: Emulator, ref: ResourceRef, props: dict[str, Any]) -> list[
     return nics
 
 
+def _not_smaller(asked_gb: int, image_gb: int, target: str) -> None:
+    """A disk made from an image may be larger than the image's, never smaller (Azure's
+    answer quoted in Azure/azure-sdk-for-python#23051: 409 OperationNotAllowed, this text)."""
+    if asked_gb < image_gb:
+        raise errors.ArmError(
+            409,
+            "OperationNotAllowed",
+            f"The specified disk size {asked_gb} GB is smaller than the size of the "
+            f"corresponding disk in the VM image: {image_gb} GB. This is not allowed. Please "
+            "choose equal or greater size or do not specify an explicit size.",
+            target,
+        )
+
+
 def _data_disk_specs(
     ref: ResourceRef, requested: list[dict[str, Any]], source: ImageSource
 ) -> list[dict[str, Any]]:
@@ -585,7 +600,9 @@ def _data_disk_specs(
                 raise errors.invalid_parameter(
                     f"The image has no data disk at LUN {lun}.", "dataDisks"
                 )
-            spec["size_gb"] = int(entry.get("diskSizeGB") or spec["size_gb"])
+            asked = int(entry.get("diskSizeGB") or spec["size_gb"])
+            _not_smaller(asked, spec["size_gb"], f"dataDisks[{lun}].diskSizeGB")
+            spec["size_gb"] = asked
         else:
             raise errors.invalid_parameter(
                 f"createOption {option} is not supported by localcloud for data disks.",

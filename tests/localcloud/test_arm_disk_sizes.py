@@ -1,0 +1,78 @@
+# mypy: disable-error-code="call-overload,arg-type,union-attr"
+"""Disk sizes of a VM made from an image, as Azure takes them: a disk may be made larger than
+the image's, never smaller. Azure refuses a smaller one with 409 OperationNotAllowed, "The
+specified disk size N GB is smaller than the size of the corresponding disk in the VM image:
+M GB" (its answer quoted in Azure/azure-sdk-for-python#23051 and skypilot-org/skypilot#2219)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.mgmt.compute import models as cm
+
+from tests.localcloud.test_arm_image_deletion import captured_image, cloud  # noqa: F401
+from tests.localcloud.test_arm_sdk import RG, make_network_nic_only, vm_parameters
+
+
+def from_image(
+    image_id: str, nic: str, os_gb: int | None, data_gb: int | None
+) -> cm.VirtualMachine:
+    params = vm_parameters(nic, "b2", image_id=image_id)
+    params.storage_profile.os_disk.disk_size_gb = os_gb
+    if data_gb is not None:
+        params.storage_profile.data_disks = [
+            cm.DataDisk(lun=0, name="b2-data", create_option="FromImage", disk_size_gb=data_gb)
+        ]
+    return params
+
+
+@pytest.mark.parametrize(
+    ("os_gb", "data_gb", "message"),
+    [
+        (
+            None,
+            128,
+            "The specified disk size 128 GB is smaller than the size of the "
+            "corresponding disk in the VM image: 256 GB",
+        ),
+        (
+            10,
+            None,
+            "The specified disk size 10 GB is smaller than the size of the "
+            "corresponding disk in the VM image: 30 GB",
+        ),
+    ],
+)
+def test_a_disk_smaller_than_the_images_is_refused_and_nothing_is_made(
+    cloud: Any,  # noqa: F811 (the imported fixture)
+    os_gb: int | None,
+    data_gb: int | None,
+    message: str,
+) -> None:
+    _, azure = cloud
+    image = captured_image(azure)
+    nic = make_network_nic_only(azure, "b2")
+    with pytest.raises(HttpResponseError) as refused:
+        azure.compute.virtual_machines.begin_create_or_update(
+            RG, "b2-vm", from_image(image.id, nic, os_gb, data_gb)
+        ).result()
+    assert refused.value.status_code == 409
+    assert refused.value.error.code == "OperationNotAllowed"
+    assert message in str(refused.value)
+    with pytest.raises(ResourceNotFoundError):
+        azure.compute.virtual_machines.get(RG, "b2-vm")
+    assert not [d.name for d in azure.compute.disks.list_by_resource_group(RG) if "b2" in d.name]
+
+
+def test_a_disk_larger_than_the_images_is_made_at_the_size_asked(cloud: Any) -> None:  # noqa: F811
+    _, azure = cloud
+    image = captured_image(azure)
+    nic = make_network_nic_only(azure, "b2")
+    vm = azure.compute.virtual_machines.begin_create_or_update(
+        RG, "b2-vm", from_image(image.id, nic, 64, 512)
+    ).result()
+    assert vm.storage_profile.os_disk.disk_size_gb == 64
+    assert vm.storage_profile.data_disks[0].disk_size_gb == 512
+    assert azure.compute.disks.get(RG, "b2-data").disk_size_gb == 512
