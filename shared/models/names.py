@@ -18,6 +18,7 @@ GALLERY_DEFINITION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
 GALLERY_VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
 MARKETPLACE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 IMAGE_VERSION_PATTERN = r"^(latest|[0-9]+\.[0-9]+\.[0-9]+)$"
+_SIZE_VERSION = re.compile(r"_v(\d+)$", re.IGNORECASE)
 
 # Tag characters Azure refuses in tag names, and name prefixes it keeps for itself.
 TAG_NAME_FORBIDDEN_CHARS = "<>%&\\?/"
@@ -168,3 +169,16 @@ def tag_value_problem(name: str, value: str) -> str | None:
     if any(not c.isprintable() for c in value):
         return f"the value of tag '{name}' contains control characters"
     return None
+
+
+def nvme_only(size: str) -> bool:
+    """Sizes v6 and newer boot only from images marked for NVMe ("Da/Ea/Fav6 and newer
+    typically support only the NVMe storage interface", Azure's nvme-overview.md); a managed
+    image cannot be marked, so it starts v5 and older sizes only."""
+    found = _SIZE_VERSION.search(size)
+    return found is not None and int(found.group(1)) >= 6
+
+
+NVME_MANAGED_IMAGE = (
+    "sizes v6 and newer boot only from images marked for NVMe, and a managed image cannot be marked"
+)

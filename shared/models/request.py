@@ -494,6 +494,14 @@ class BuildRequest(_Model):
                     "image.gallery, or use 'Standard'",
                 )
             )
+        if self.image.gallery is None and names.nvme_only(self.vm.size):
+            problems.append(
+                (
+                    "vm.size",
+                    f"{names.NVME_MANAGED_IMAGE}: add image.gallery (its definition is marked), "
+                    "or choose a v5 size",
+                )
+            )
         if self.image.replace and self.image.gallery is not None:
             problems.append(
                 (

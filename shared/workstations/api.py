@@ -13,6 +13,7 @@ from shared.api.caller import Caller
 from shared.azure.naming import WORKSTATION_TAG
 from shared.costguard import snooze as costguard_snooze
 from shared.errors import StepError
+from shared.models.names import NVME_MANAGED_IMAGE, nvme_only
 from shared.models.problems import RequestRejected
 from shared.runtime import Runtime
 from shared.ssh.keys import ensure_build_keys
@@ -120,12 +121,16 @@ def _create_one(
         return _error(400, "invalid request", exc.field, str(exc))
     except StepError as exc:
         return _error(503, "unavailable", "image", f"the image could not be read: {exc}")
+    size = request.size or image.size
+    if "/providers/microsoft.compute/images/" in image.image_id.lower() and nvme_only(size):
+        why = f"{NVME_MANAGED_IMAGE}: choose a v5 size, or an image in a gallery"
+        return _error(400, "invalid request", "size", f"{size}: {why}")
     autostop = request.autostop
     spec = WsSpec(
         image_id=image.image_id,
         image_source=image.source,
         security_type=image.security_type,
-        size=request.size or image.size,
+        size=size,
         admin_username=request.admin_username or image.admin_username,
         project=request.project or "workstations",
         autostop=f"{autostop.time} {autostop.time_zone}" if autostop.enabled else "off",

@@ -192,6 +192,23 @@ def test_bad_requests_are_refused_naming_the_field(rt: Runtime, app_functions: A
     assert rt.store.workstations().list() == []
 
 
+def test_a_managed_image_with_an_nvme_only_size_is_refused_naming_the_size(
+    rt: Runtime, app_functions: Any
+) -> None:
+    body = {"owner": "alice@example.org", "image": {"image_id": _image(rt)}}
+    status, answer = _post(
+        app_functions,
+        "create_workstation",
+        "workstations",
+        {**body, "size": "Standard_D2ads_v6"},
+        who=ADMIN,
+    )
+    assert status == 400, answer
+    assert answer["problems"][0]["field"] == "size"
+    assert "v5 size" in answer["problems"][0]["message"]
+    assert rt.store.workstations().list() == []
+
+
 def test_a_batch_from_a_build_runs_stops_on_quota_and_autostop_snoozes_and_deletes_clean(
     rt: Runtime, app_functions: Any
 ) -> None:

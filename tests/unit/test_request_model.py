@@ -194,6 +194,7 @@ BAD_INPUTS = [
     ([("data_disk.filesystem", "btrfs")], "data_disk.filesystem", "'xfs', 'ext4'"),
     # the VM
     ([("vm.os_disk_size_gb", 10)], "vm.os_disk_size_gb", "at least 30"),
+    ([("vm.size", "Standard_D2ads_v6")], "vm.size", "add image.gallery"),
     ([("vm.max_price", 0.05)], "vm.max_price", "only when spot"),
     ([("vm.spot", True), ("vm.max_price", 0)], "vm.max_price", "more than 0"),
     ([("vm.spot", "yes")], "vm.spot", "true or false"),

@@ -26,6 +26,7 @@ from localcloud.arm.kinds.images import (
 )
 from localcloud.arm.kinds.platform import (
     IMAGE_SECURITY_TYPES,
+    SCSI,
     STANDARD,
     TRUSTED_LAUNCH,
     TRUSTED_LAUNCH_SUPPORTED,
@@ -186,7 +187,10 @@ class ImageKind(Kind):
         if asked and str(asked).upper() != generation:
             raise _generation_conflict(vm.id, generation, str(asked), "image")
         props["hyperVGeneration"] = generation
-        traits = ImageTraits(generation, STANDARD, tuple(vm.internal.get("controllers") or ()))
+        # A managed image has no DiskControllerTypes (ImageProperties, image.json 2025-04-01),
+        # and an unmarked image makes SCSI VMs only (ACD nvme-overview.md): whatever its
+        # source ran on, NVMe-only sizes cannot boot from it.
+        traits = ImageTraits(generation, STANDARD, (SCSI,))
         folder = emu.state_dir / "images" / f"image-{uuid.uuid4().hex[:12]}"
         internal, copies = _plan_copies(emu, vm, None, folder, traits)
         internal["folder"] = str(folder)

@@ -13,7 +13,13 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.compute import models as cm
 
 from tests.localcloud.test_arm_image_deletion import captured_image, cloud  # noqa: F401
-from tests.localcloud.test_arm_sdk import RG, make_network_nic_only, vm_parameters
+from tests.localcloud.test_arm_sdk import (
+    LOCATION,
+    RG,
+    make_network,
+    make_network_nic_only,
+    vm_parameters,
+)
 
 
 def from_image(
@@ -76,3 +82,30 @@ def test_a_disk_larger_than_the_images_is_made_at_the_size_asked(cloud: Any) -> 
     assert vm.storage_profile.os_disk.disk_size_gb == 64
     assert vm.storage_profile.data_disks[0].disk_size_gb == 512
     assert azure.compute.disks.get(RG, "b2-data").disk_size_gb == 512
+
+
+def test_a_managed_image_does_not_start_an_nvme_only_size_even_from_an_nvme_vm(
+    cloud: Any,  # noqa: F811 (the imported fixture)
+) -> None:
+    """A managed image has no DiskControllerTypes (ImageProperties in image.json, 2025-04-01),
+    and "if you use an unmarked image, a SCSI-based VM is created" (nvme-overview.md): so a v6
+    size, NVMe only, cannot boot from one, whatever controller its source VM used."""
+    _, azure = cloud
+    params = vm_parameters(make_network(azure), "b3")
+    params.hardware_profile.vm_size = "Standard_D2s_v6"  # the source VM runs on NVMe
+    vm = azure.compute.virtual_machines.begin_create_or_update(RG, "b3-vm", params).result()
+    assert vm.storage_profile.disk_controller_type == "NVMe"
+    azure.compute.virtual_machines.begin_deallocate(RG, "b3-vm").result()
+    azure.compute.virtual_machines.generalize(RG, "b3-vm")
+    image = azure.compute.images.begin_create_or_update(
+        RG, "b3-image", cm.Image(location=LOCATION, source_virtual_machine=cm.SubResource(id=vm.id))
+    ).result()
+    relaunch = vm_parameters(make_network_nic_only(azure, "b4"), "b4", image_id=image.id)
+    relaunch.hardware_profile.vm_size = "Standard_D2s_v6"
+    with pytest.raises(HttpResponseError) as refused:
+        azure.compute.virtual_machines.begin_create_or_update(RG, "b4-vm", relaunch).result()
+    assert refused.value.status_code == 400
+    assert "cannot boot with OS image or disk" in str(refused.value)
+    relaunch.hardware_profile.vm_size = "Standard_D2s_v5"  # SCSI: the way that works
+    made = azure.compute.virtual_machines.begin_create_or_update(RG, "b4-vm", relaunch).result()
+    assert made.storage_profile.disk_controller_type == "SCSI"
