@@ -14,7 +14,7 @@ from aiohttp import web
 from localcloud.arm import errors
 from localcloud.arm.durations import operation_seconds
 from localcloud.arm.ids import ResourceRef, group_id
-from localcloud.arm.operations import Operations, Work
+from localcloud.arm.operations import Failed, Operations, Work
 from localcloud.arm.store import Resource, Store
 from localcloud.faults import FaultInjector, FaultPlan, plan_file
 from localcloud.sandbox.api import VmRunner
@@ -138,7 +138,7 @@ class Emulator:
         resource: Resource,
         created: bool,
         work: Work | None,
-        on_failure: Callable[[], None] | None = None,
+        on_failure: Failed | None = None,
         initial_state: str | None = None,
     ) -> web.Response:
         """201 (new) or 200 (update) with Azure-AsyncOperation; `work` runs in the background.
@@ -163,7 +163,7 @@ class Emulator:
         ref: ResourceRef,
         location: str,
         work: Work | None,
-        on_failure: Callable[[], None] | None = None,
+        on_failure: Failed | None = None,
     ) -> web.Response:
         """202 with Azure-AsyncOperation, Location and Retry-After (POST actions, DELETE)."""
         op_id = self.operations.start(work, on_failure, self.operation_seconds(ref.type_name))

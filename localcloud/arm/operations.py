@@ -14,6 +14,7 @@ from localcloud.arm.store import Store
 
 logger = logging.getLogger(__name__)
 
+Failed = Callable[[ArmError], None]  # told why the operation ended Failed
 Work = Callable[[], Awaitable[None]]
 
 
@@ -32,7 +33,7 @@ class Operations:
     def start(
         self,
         work: Work | None,
-        on_failure: Callable[[], None] | None = None,
+        on_failure: Failed | None = None,
         least_seconds: float = 0.0,
     ) -> str:
         """Record a new InProgress operation, run `work` in the background, return its id.
@@ -88,7 +89,7 @@ class Operations:
         self,
         record: dict[str, Any],
         work: Work | None,
-        on_failure: Callable[[], None] | None,
+        on_failure: Failed | None,
         least_seconds: float,
     ) -> None:
         try:
@@ -99,15 +100,13 @@ class Operations:
         except ArmError as error:
             self._finish(record, error)
             if on_failure:
-                on_failure()
+                on_failure(error)
         except Exception as error:  # the operation must end Failed, whatever went wrong
             logger.exception("operation %s failed", record["name"])
-            self._finish(
-                record,
-                ArmError(500, "InternalExecutionError", f"{type(error).__name__}: {error}"),
-            )
+            internal = ArmError(500, "InternalExecutionError", f"{type(error).__name__}: {error}")
+            self._finish(record, internal)
             if on_failure:
-                on_failure()
+                on_failure(internal)
         else:
             self._finish(record, None)
 

@@ -131,6 +131,7 @@ class VmState:
     power: str | None = None  # running, stopped, deallocated, starting...
     generalized: bool = False
     hyper_v_generation: str | None = None  # V1 or V2, from the instance view
+    failure: str | None = None  # why provisioning failed, as Azure says it ("<code>: <message>")
 
     @property
     def running(self) -> bool:
@@ -148,17 +149,24 @@ def vm_state(azure: AzureClients, name: str, group: str | None = None) -> VmStat
     provisioning = None
     power = None
     generalized = False
+    failure = None
     for status in view.statuses or []:
         code = status.code or ""
         if code.startswith("ProvisioningState/"):
-            provisioning = code.split("/", 1)[1].capitalize()
+            # "ProvisioningState/failed/OSProvisioningTimedOut": the state, then why.
+            _, state, *why = code.split("/", 2)
+            provisioning = state.capitalize()
+            if why:
+                failure = why[0] + (f": {status.message}" if status.message else "")
         elif code.startswith("PowerState/"):
             power = code.split("/", 1)[1]
         elif code == "OSState/generalized":
             generalized = True
     generation = view.hyper_v_generation
     generation = getattr(generation, "value", generation)  # the SDK answers an enum member
-    return VmState(True, provisioning, power, generalized, str(generation) if generation else None)
+    return VmState(
+        True, provisioning, power, generalized, str(generation) if generation else None, failure
+    )
 
 
 def disk_controller(azure: AzureClients, name: str) -> str | None:
@@ -212,3 +220,9 @@ def vm_id(azure: AzureClients, name: str) -> str:
         f"/subscriptions/{s.subscription_id}/resourceGroups/{s.resource_group}"
         f"/providers/Microsoft.Compute/virtualMachines/{name}"
     )
+
+
+def creation_failed(name: str, state: VmState) -> str:
+    """The sentence for a VM whose provisioning failed, with Azure's reason when it gave one."""
+    why = f": {state.failure}" if state.failure else ""
+    return f"Azure could not create VM {name} (provisioning failed{why})"

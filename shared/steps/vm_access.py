@@ -97,7 +97,7 @@ async def bring_up_vm(ctx: StepContext, role: str, image_id: str | None = None) 
     if not state.exists:
         return Poll(build, BOOT_POLL_S, f"waiting for VM {vm.vm} to appear")
     if state.provisioning == "Failed":
-        raise PermanentError(f"Azure could not create VM {vm.vm} (provisioning state Failed)")
+        raise PermanentError(vms.creation_failed(vm.vm, state))
     if not state.running:
         # Created but still starting: read again every second here, not on a later visit.
         def running() -> bool:
@@ -107,7 +107,7 @@ async def bring_up_vm(ctx: StepContext, role: str, image_id: str | None = None) 
 
         lro.wait_until(f"VM {vm.vm} runs", running)
         if state.provisioning == "Failed":
-            raise PermanentError(f"Azure could not create VM {vm.vm} (provisioning state Failed)")
+            raise PermanentError(vms.creation_failed(vm.vm, state))
         if not state.running:
             return Poll(build, 0, f"VM {vm.vm} is {state.power or state.provisioning}")
     address = network.public_ip_address(ctx.azure, vm)

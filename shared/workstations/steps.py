@@ -157,7 +157,7 @@ async def _until_ssh(ctx: WsContext, ws: Workstation, trigger: WsTrigger, note: 
     if not state.exists:
         return Wait(ws, POLL_S, f"waiting for VM {vm.vm} to appear")
     if state.provisioning == "Failed":
-        raise PermanentError(f"Azure could not create VM {vm.vm} (provisioning state Failed)")
+        raise PermanentError(vms.creation_failed(vm.vm, state))
     if not state.running:
         return Wait(ws, POLL_S, f"VM {vm.vm} is {state.power or state.provisioning}")
     ws = usage.started(ws, ctx.now)

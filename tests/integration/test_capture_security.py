@@ -25,6 +25,7 @@ from sshd_server import unavailable_reason as sshd_unavailable
 
 from localcloud.arm.memory_runner import MemoryRunner
 from localcloud.arm.testing import emulator_in_thread
+from shared import invocation_time
 from shared.azure import vms
 from shared.azure.clients import AzureClients
 from shared.azure.naming import BuildNames
@@ -50,7 +51,10 @@ GALLERY = {"gallery_name": "lab_gallery", "definition": "jupyter", "version": "1
 
 @contextmanager
 def controller_on_emulator(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_security_type: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    default_security_type: str,
+    runner: MemoryRunner | None = None,
 ) -> Iterator[tuple[Settings, AzureClients]]:
     for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
@@ -58,7 +62,7 @@ def controller_on_emulator(
     monkeypatch.setattr(vm_access, "SSH_WAIT_S", 0.5)
     with emulator_in_thread(
         tmp_path / "arm",
-        MemoryRunner(),
+        runner or MemoryRunner(),
         retry_after=0,
         default_security_type=default_security_type,
     ) as (running, _):
@@ -274,3 +278,32 @@ async def test_a_capture_cut_off_after_deprovisioning_began_goes_on_once_the_gue
             await capture_image(steps.context())
         assert not isinstance(failed.value, SshTurnedAway)
         assert not steps.build.marker(Stage.CAPTURE, "deprovision_done")
+
+
+class FailingFirstBoot(MemoryRunner):
+    """A VM whose first boot fails after a while, as a guest that never reports ready does."""
+
+    def new_os_disk(self, path: Path, source: Path | None = None) -> None:
+        time.sleep(1.5)
+        raise RuntimeError("the guest never reported ready")
+
+
+async def test_a_vm_whose_creation_ended_failed_fails_the_build_naming_azures_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Azure shows a failed VM as `ProvisioningState/failed/<code>` (taskcluster/taskcluster
+    #3347: `ProvisioningState/failed/OSProvisioningTimedOut`), not a bare `failed`. A later
+    invocation that took it for "not running yet" would wait out the stage's deadline."""
+    with controller_on_emulator(tmp_path, monkeypatch, "Standard", FailingFirstBoot()) as (
+        settings,
+        azure,
+    ):
+        steps = Steps(settings, azure, request())
+        with invocation_time.holding(0.5):  # the invocation that starts it moves on
+            outcome = await provision_vm(steps.context())
+        assert isinstance(outcome, Poll), outcome  # creation started, not ended
+        steps.build = outcome.build
+        time.sleep(2.5)
+        with pytest.raises(PermanentError, match="provisioning failed") as failed:
+            await provision_vm(steps.context())
+        assert "InternalExecutionError" in str(failed.value)

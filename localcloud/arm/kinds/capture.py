@@ -227,7 +227,7 @@ class ImageKind(Kind):
             image.props["provisioningState"] = "Succeeded"
             emu.store.touch()
 
-        def failed() -> None:
+        def failed(error: errors.ArmError) -> None:
             image.props["provisioningState"] = "Failed"
 
         return emu.put_response(request, ref, image, True, work, failed)
@@ -397,7 +397,7 @@ class GalleryVersionKind(_ParentCheckingKind):
             version.props["provisioningState"] = "Succeeded"
             emu.store.touch()
 
-        def failed() -> None:
+        def failed(error: errors.ArmError) -> None:
             version.props["provisioningState"] = "Failed"
 
         return emu.put_response(request, ref, version, True, work, failed)

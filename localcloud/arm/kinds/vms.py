@@ -242,8 +242,9 @@ class VirtualMachineKind(Kind):
             async with emu.lock(ref.id):
                 await _first_boot(emu, vm)
 
-        def failed() -> None:
+        def failed(error: errors.ArmError) -> None:
             vm.props["provisioningState"] = "Failed"
+            vm.internal["failure"] = {"code": error.code, "message": error.message}
             vm.internal["power"] = "stopped"
             emu.store.touch()
 
@@ -356,7 +357,7 @@ class VirtualMachineKind(Kind):
                 vm.internal["power"] = after
                 emu.store.touch()
 
-        def failed() -> None:
+        def failed(error: errors.ArmError) -> None:
             vm.internal["power"] = "stopped"
             emu.store.touch()
 
@@ -418,13 +419,27 @@ def instance_view(emu: Emulator, vm: Resource) -> dict[str, Any]:
     power = current_power(emu, vm)
     state = str(vm.props.get("provisioningState", "Succeeded")).lower()
     time = now_iso()
+    provisioning: dict[str, Any] = {
+        "code": f"ProvisioningState/{state}",
+        "level": "Info",
+        "displayStatus": "Provisioning succeeded" if state == "succeeded" else state.title(),
+        "time": time,
+    }
+    if state == "failed":
+        # Azure names why: ProvisioningState/failed/<code> with the error's message
+        # (taskcluster/taskcluster#3347: "ProvisioningState/failed/OSProvisioningTimedOut").
+        failure = vm.internal.get("failure") or {
+            "code": "InternalExecutionError",
+            "message": "An internal execution error occurred.",
+        }
+        provisioning.update(
+            code=f"ProvisioningState/failed/{failure['code']}",
+            level="Error",
+            displayStatus="Provisioning failed",
+            message=failure["message"],
+        )
     statuses = [
-        {
-            "code": f"ProvisioningState/{state}",
-            "level": "Error" if state == "failed" else "Info",
-            "displayStatus": "Provisioning succeeded" if state == "succeeded" else state.title(),
-            "time": time,
-        },
+        provisioning,
         {"code": f"PowerState/{power}", "level": "Info", "displayStatus": _DISPLAY[power]},
     ]
     if vm.internal.get("generalized"):
