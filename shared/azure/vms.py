@@ -14,6 +14,7 @@ from shared.azure.boundary import arm_call, describe, get_or_none
 from shared.azure.clients import AzureClients
 from shared.azure.naming import VmNames
 from shared.errors import PermanentError
+from shared.models import names
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,12 @@ class VmSpec:
 def vm_body(spec: VmSpec, location: str) -> dict[str, Any]:
     """The REST body of a VM whose NIC, IP and disks all go when the VM is deleted."""
     user = spec.admin_username
+    storage = "Premium_LRS" if names.premium_storage(spec.size) else "StandardSSD_LRS"
     os_disk: dict[str, Any] = {
         "name": spec.names.os_disk,
         "createOption": "FromImage",
         "deleteOption": "Delete",
-        "managedDisk": {"storageAccountType": "Premium_LRS"},
+        "managedDisk": {"storageAccountType": storage},
     }
     if spec.os_disk_size_gb:
         os_disk["diskSizeGB"] = spec.os_disk_size_gb
@@ -52,7 +54,7 @@ def vm_body(spec: VmSpec, location: str) -> dict[str, Any]:
         "lun": spec.data_disk_lun,
         "name": spec.names.data_disk,
         "deleteOption": "Delete",
-        "managedDisk": {"storageAccountType": "Premium_LRS"},
+        "managedDisk": {"storageAccountType": storage},
     }
     if spec.image_id:
         image_ref: dict[str, Any] = {"id": spec.image_id}

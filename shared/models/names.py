@@ -19,6 +19,7 @@ GALLERY_VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
 MARKETPLACE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 IMAGE_VERSION_PATTERN = r"^(latest|[0-9]+\.[0-9]+\.[0-9]+)$"
 _SIZE_VERSION = re.compile(r"_v(\d+)$", re.IGNORECASE)
+_SIZE_PARTS = re.compile(r"^standard_([a-z]+)\d+([a-z-]*?)(?:_v\d+)?$", re.IGNORECASE)
 
 # Tag characters Azure refuses in tag names, and name prefixes it keeps for itself.
 TAG_NAME_FORBIDDEN_CHARS = "<>%&\\?/"
@@ -182,3 +183,14 @@ def nvme_only(size: str) -> bool:
 NVME_MANAGED_IMAGE = (
     "sizes v6 and newer boot only from images marked for NVMe, and a managed image cannot be marked"
 )
+
+
+def premium_storage(size: str) -> bool:
+    """The size takes Premium SSD disks: "s: Premium Storage capable" in Azure's VM naming
+    conventions (DS and GS are the older series' names for it). A name of another shape is
+    taken as capable, and Azure has the last word."""
+    parts = _SIZE_PARTS.match(size)
+    if parts is None:
+        return True
+    family, features = parts.group(1).lower(), parts.group(2).lower()
+    return "s" in features or family in ("ds", "gs")

@@ -307,3 +307,18 @@ async def test_a_vm_whose_creation_ended_failed_fails_the_build_naming_azures_co
         with pytest.raises(PermanentError, match="provisioning failed") as failed:
             await provision_vm(steps.context())
         assert "InternalExecutionError" in str(failed.value)
+
+
+async def test_a_size_without_premium_storage_gets_standard_ssd_disks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with controller_on_emulator(tmp_path, monkeypatch, "Standard") as (settings, azure):
+        steps = Steps(settings, azure, request(size="Standard_D2_v5"))
+        vm = await steps.provision_until_the_vm_runs()
+        disks = [vm.storage_profile.os_disk, *vm.storage_profile.data_disks]
+        assert [d.managed_disk.storage_account_type for d in disks] == ["StandardSSD_LRS"] * 2
+        premium = Steps(settings, azure, request(size="Standard_D2s_v5"))
+        premium.build = premium.build.model_copy(update={"id": "bsec000002"})
+        premium.names = BuildNames("bsec000002")
+        vm = await premium.provision_until_the_vm_runs()
+        assert vm.storage_profile.os_disk.managed_disk.storage_account_type == "Premium_LRS"

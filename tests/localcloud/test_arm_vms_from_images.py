@@ -109,3 +109,25 @@ def test_a_managed_image_does_not_start_an_nvme_only_size_even_from_an_nvme_vm(
     relaunch.hardware_profile.vm_size = "Standard_D2s_v5"  # SCSI: the way that works
     made = azure.compute.virtual_machines.begin_create_or_update(RG, "b4-vm", relaunch).result()
     assert made.storage_profile.disk_controller_type == "SCSI"
+
+
+@pytest.mark.parametrize("size", ["Standard_D2_v5", "Standard_A2_v2"])
+def test_premium_disks_on_a_size_without_premium_storage_are_refused(
+    cloud: Any,  # noqa: F811 (the imported fixture)
+    size: str,
+) -> None:
+    """Only sizes whose name says `s` (premium storage capable, Azure's VM naming
+    conventions) take Premium_LRS disks; Azure answers others 400 InvalidParameter
+    (MicrosoftLearning/20533-ImplementingMicrosoftAzureInfrastructureSolutions#345)."""
+    _, azure = cloud
+    params = vm_parameters(make_network(azure), "b5")
+    params.hardware_profile.vm_size = size
+    with pytest.raises(HttpResponseError) as refused:
+        azure.compute.virtual_machines.begin_create_or_update(RG, "b5-vm", params).result()
+    assert refused.value.status_code == 400
+    assert refused.value.error.code == "InvalidParameter"
+    assert f"'Premium_LRS' is not supported for VM size '{size}'" in str(refused.value)
+    for disk in [params.storage_profile.os_disk, *params.storage_profile.data_disks]:
+        disk.managed_disk = cm.ManagedDiskParameters(storage_account_type="StandardSSD_LRS")
+    made = azure.compute.virtual_machines.begin_create_or_update(RG, "b5-vm", params).result()
+    assert made.storage_profile.os_disk.managed_disk.storage_account_type == "StandardSSD_LRS"

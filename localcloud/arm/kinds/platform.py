@@ -48,6 +48,7 @@ class SizeTraits:
     generations: tuple[str, ...]
     controllers: tuple[str, ...]  # the first is the platform's default
     trusted_launch: bool
+    premium_storage: bool = True  # takes Premium_LRS disks
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,28 @@ def size_traits(size: str) -> SizeTraits:
     key = f"{family}{features}v{version}".lower() if version else ""
     if key in _SIZE_EXCEPTIONS:
         return _SIZE_EXCEPTIONS[key]
+    # "s: Premium Storage capable" (ACD vm-naming-conventions.md); DS and GS are the older
+    # series' premium names.
+    premium = "s" in features.lower() or family.lower() in ("ds", "gs")
     number = int(version) if version else None
     if number is not None and number >= 6:
-        return SizeTraits(("V2",), (NVME,), True)
+        return SizeTraits(("V2",), (NVME,), True, premium)
     trusted = number in (4, 5) or (number is None and family.lower() == "b")
-    return SizeTraits(("V1", "V2"), (SCSI,), trusted)
+    return SizeTraits(("V1", "V2"), (SCSI,), trusted, premium)
+
+
+PREMIUM_TYPES = ("premium_lrs", "premium_zrs", "premiumv2_lrs")
+
+
+def check_storage_type(size_name: str, storage_type: str) -> None:
+    """Premium disks need a premium-capable size; Azure's refusal as users quote it
+    (MicrosoftLearning/20533-ImplementingMicrosoftAzureInfrastructureSolutions#345)."""
+    if storage_type.lower() in PREMIUM_TYPES and not size_traits(size_name).premium_storage:
+        raise errors.invalid_parameter(
+            "Requested operation cannot be performed because storage account type "
+            f"'{storage_type}' is not supported for VM size '{size_name}'.",
+            "storageAccountType",
+        )
 
 
 def marketplace_traits(image_ref: dict[str, Any]) -> ImageTraits:

@@ -19,7 +19,7 @@ from localcloud.arm.kinds.base import Kind, copy_json, ref_id
 from localcloud.arm.kinds.disks import DISK, disk_path, new_disk
 from localcloud.arm.kinds.images import ImageSource, resolve_image
 from localcloud.arm.kinds.network import NIC, nic_public_ips, remove_nic
-from localcloud.arm.kinds.platform import decide, exact_version
+from localcloud.arm.kinds.platform import check_storage_type, decide, exact_version
 from localcloud.arm.operations import now_iso
 from localcloud.arm.store import Resource
 from localcloud.sandbox.api import DEFAULT_BASE_IMAGE, BootSpec, DataDisk, GuestConfig
@@ -139,6 +139,9 @@ class VirtualMachineKind(Kind):
         os_size = int(os_req.get("diskSizeGB") or source.os_size_gb)
         _not_smaller(os_size, source.os_size_gb, "osDisk.diskSizeGB")
         data_specs = _data_disk_specs(ref, storage.get("dataDisks") or [], source)
+        size_name = str((props.get("hardwareProfile") or {}).get("vmSize", ""))
+        for storage_type in (os_type, *(spec["storage_type"] for spec in data_specs)):
+            check_storage_type(size_name, storage_type)
         for spec in data_specs:
             naming.COMPUTE.check(spec["name"], DISK)
             if emu.store.get(disk_id(spec["name"])) is not None:
