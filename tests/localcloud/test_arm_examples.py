@@ -46,6 +46,12 @@ SUBSTITUTIONS = {
     '"sku": "2016-Datacenter"': '"sku": "server-gen1"',
     '"offer": "UbuntuServer"': '"offer": "ubuntu-24_04-lts"',
     '"sku": "16.04-LTS"': '"sku": "server-gen1"',
+    # The examples pair Dv2 sizes with Premium_LRS disks, which Azure refuses (the Dv2-series
+    # page: "Premium Storage: Not Supported"; the 400 InvalidParameter users quote in
+    # MicrosoftLearning/20533-ImplementingMicrosoftAzureInfrastructureSolutions#345): their
+    # premium-capable twins, DSv2, are sent instead.
+    '"vmSize": "Standard_D1_v2"': '"vmSize": "Standard_DS1_v2"',
+    '"vmSize": "Standard_D2_v2"': '"vmSize": "Standard_DS2_v2"',
 }
 IMPORTANT = {
     "id", "name", "type", "location", "properties", "provisioningState", "value", "statuses",
