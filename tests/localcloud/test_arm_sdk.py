@@ -361,7 +361,9 @@ def test_refusals_carry_azure_error_codes(cloud: Any) -> None:
     assert info.value.status_code == 400 and error_code(info) == "NicInUse"
     with pytest.raises(HttpResponseError) as info:
         azure.network.public_ip_addresses.begin_delete(RG, "b1-ip").result()
-    assert info.value.status_code == 400 and error_code(info) == "PublicIPAddressInUse"
+    # RULES.md 1.2 (terraform-provider-azurerm#2566)
+    assert info.value.status_code == 400
+    assert error_code(info) == "PublicIPAddressCannotBeDeleted"
 
     vms.begin_power_off(RG, "b1-vm").result()
     assert power_state(azure, "b1-vm") == "stopped"

@@ -289,12 +289,13 @@ class PublicIpKind(Kind):
     def check_delete(self, emu: Emulator, resource: Resource) -> None:
         config = ref_id(resource.props.get("ipConfiguration"))
         if config:
-            raise errors.ArmError(
+            raise errors.ArmError(  # RULES.md 1.2 (terraform-provider-azurerm#2566)
                 400,
-                "PublicIPAddressInUse",
+                "PublicIPAddressCannotBeDeleted",
                 f"Public IP address {resource.id} can not be deleted since it is still allocated "
                 f"to resource {config}. In order to delete the public IP, disassociate/detach "
-                "the Public IP address from the resource.",
+                "the Public IP address from the resource.  To learn how to do this, see "
+                "aka.ms/deletepublicip.",
             )
 
 
