@@ -29,3 +29,10 @@ class RemoteCommandError(PermanentError):
         self.command = command
         self.exit_status = exit_status
         self.stderr_tail = stderr_tail
+
+
+class RemoteOutputTooLarge(RemoteCommandError):
+    """A remote command printed more than the controller reads: cut off, not buffered."""
+
+    def __init__(self, command: str, limit_bytes: int) -> None:
+        super().__init__(command, 255, f"it printed more than {limit_bytes // 2**20} MiB")

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import posixpath
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -21,6 +21,7 @@ from shared import telemetry
 from shared.ssh.errors import (
     HostKeyMismatch,
     RemoteCommandError,
+    RemoteOutputTooLarge,
     SshConnectionError,
     SshTurnedAway,
 )
@@ -31,6 +32,9 @@ logger = logging.getLogger(__name__)
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 STDERR_TAIL_CHARS = 2000
+# The most of one output stream read from a guest; a log copy reads at most 16 MiB.
+OUTPUT_LIMIT_BYTES = 32 * 1024 * 1024
+READ_CHUNK_BYTES = 64 * 1024
 # The local wait outlives the remote limit, so the guest's `timeout` normally reports first.
 LOCAL_GRACE_S = KILL_AFTER_S + 20
 
@@ -74,25 +78,47 @@ class SshRunner:
         """Run `cmd` and return its output and exit status; a non-zero exit is not an error here."""
         with telemetry.span(f"ssh {cmd.describe()}", self._span_attributes()) as span:
             try:
-                completed = await asyncio.wait_for(
-                    self.conn.run(cmd.render(), input=input, check=False),
-                    timeout=cmd.timeout_s + LOCAL_GRACE_S,
+                stdout, stderr, exit_status, exit_signal = await asyncio.wait_for(
+                    self._run_bounded(cmd, input), timeout=cmd.timeout_s + LOCAL_GRACE_S
                 )
             except (asyncssh.Error, OSError, TimeoutError) as exc:
                 raise SshConnectionError(
                     f"ssh to {self.target.host}:{self.target.port} failed while running "
                     f"{cmd.describe()}: {type(exc).__name__}"
                 ) from None
-            if completed.exit_status is None and completed.exit_signal is None:
+            if exit_status is None and exit_signal is None:
                 # Neither status nor signal came back: the connection was cut mid-command.
                 raise SshConnectionError(
                     f"ssh to {self.target.host}:{self.target.port} was cut while running "
                     f"{cmd.describe()}: no exit status came back"
                 )
             # A command killed by a signal (asyncssh's -1); report it as ssh(1) does.
-            status = completed.exit_status if completed.exit_status not in (None, -1) else 255
+            status = exit_status if exit_status not in (None, -1) else 255
             span.set("labimage.ssh.exit_status", status)
-            return Result(_text(completed.stdout), _text(completed.stderr), status)
+            return Result(_text(stdout), _text(stderr), status)
+
+    async def _run_bounded(
+        self, cmd: RemoteCommand, input: str | None
+    ) -> tuple[bytes, bytes, int | None, object]:
+        """Run `cmd`, reading each output stream up to OUTPUT_LIMIT_BYTES: past that the
+        channel is closed and RemoteOutputTooLarge raised (a guest is its owner's, and what
+        it prints is held in the controller's memory)."""
+        process = await self.conn.create_process(cmd.render(), encoding=None)
+        try:
+            if input is not None:
+                process.stdin.write(input.encode())
+            process.stdin.write_eof()
+            # Past the bound the channel is closed, which also ends the other stream's read.
+            stdout, stderr = await asyncio.gather(
+                _read_bounded(process.stdout, process.close),
+                _read_bounded(process.stderr, process.close),
+            )
+            if stdout is None or stderr is None:
+                raise RemoteOutputTooLarge(cmd.describe(), OUTPUT_LIMIT_BYTES)
+            await process.wait_closed()
+            return stdout, stderr, process.exit_status, process.exit_signal
+        finally:
+            process.close()
 
     def _span_attributes(self) -> dict[str, object]:
         # Where and as whom only: never a command's input, output or a key.
@@ -154,6 +180,22 @@ class SshRunner:
     async def close(self) -> None:
         self.conn.close()
         await self.conn.wait_closed()
+
+
+async def _read_bounded(
+    stream: asyncssh.SSHReader[bytes], overflowed: Callable[[], None]
+) -> bytes | None:
+    """All of `stream`, or None once it passes OUTPUT_LIMIT_BYTES (`overflowed` is called
+    then). A stream ended by the other's overflow reads as cut short."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.read(READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > OUTPUT_LIMIT_BYTES:
+            overflowed()
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _text(value: str | bytes | None) -> str:

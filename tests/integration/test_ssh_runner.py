@@ -23,7 +23,12 @@ from azure.storage.blob import ContentSettings
 from sshd_server import TEST_USER, SshdServer, running_sshd, unavailable_reason
 
 from shared.remote import render
-from shared.ssh.errors import HostKeyMismatch, RemoteCommandError, SshConnectionError
+from shared.ssh.errors import (
+    HostKeyMismatch,
+    RemoteCommandError,
+    RemoteOutputTooLarge,
+    SshConnectionError,
+)
 from shared.ssh.forward import forward_local_port
 from shared.ssh.jobs import (
     JOBS_ROOT,
@@ -77,6 +82,21 @@ async def wait_finished(runner: SshRunner, name: str, limit_s: float = 30):
 async def test_run_returns_output_and_exit_status(runner: SshRunner) -> None:
     result = await runner.run(RemoteCommand(("sh", "-c", "echo out; echo err >&2; exit 3"), 10))
     assert (result.stdout, result.stderr, result.exit_status) == ("out\n", "err\n", 3)
+
+
+async def test_a_guest_that_floods_its_output_is_cut_off_not_buffered(
+    runner: SshRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A guest is its owner's (sudo, its own python3): what it prints is read up to a bound,
+    so a flood cannot run the controller's host out of memory."""
+    from shared.ssh import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "OUTPUT_LIMIT_BYTES", 1024 * 1024)
+    flood = RemoteCommand(("sh", "-c", "head -c 50000000 /dev/zero; echo done"), 30)
+    with pytest.raises(RemoteOutputTooLarge, match="more than 1 MiB"):
+        await runner.run(flood)
+    quiet = await runner.run(RemoteCommand(("sh", "-c", "head -c 1000000 /dev/zero | wc -c"), 10))
+    assert quiet.stdout.strip() == "1000000"  # the connection still serves
 
 
 async def test_check_raises_with_status_and_stderr_tail(runner: SshRunner) -> None:
