@@ -548,6 +548,44 @@ async def test_nvme_data_disks_appear_by_lun_and_the_mount_script_finds_them(
     sandbox.shutdown("nvme")
 
 
+async def test_a_data_disk_made_larger_than_its_image_is_grown_by_the_mount_script(
+    sandbox: SandboxHost,
+) -> None:
+    """A VM made from an image with a larger data disk (diskSizeGB above the image's, as a
+    workstation may ask) finds the partition and file system at the image's size; the mount
+    script, run again, grows both to fill the disk and keeps its UUID in fstab."""
+    script = (Path(__file__).parents[2] / "shared/remote/scripts/mount_disk.sh").read_text()
+    guest = GuestIdentity.new("vm-small", "azureuser")
+    disk = Disks(sandbox, "small")
+    sandbox.new_os_disk(disk.os)
+    sandbox.new_data_disk(disk.data, 4)
+    address = sandbox.boot(boot_spec("small", disk, guest))
+    async with await guest.connect(address) as conn:
+        mounted = await conn.run("sudo bash -s 0 /data xfs", input=script)
+        assert mounted.exit_status == 0, mounted.stderr
+        uuid = json.loads(str(mounted.stdout).strip().splitlines()[-1])["uuid"]
+        await run(conn, "echo kept | sudo tee /data/kept.txt")
+    sandbox.shutdown("small")
+
+    larger = Disks(sandbox, "large")
+    sandbox.new_os_disk(larger.os)
+    sandbox.new_data_disk(larger.data, 12, source=disk.data)  # the image's disk, grown
+    address = sandbox.boot(boot_spec("large", larger, guest))
+    async with await guest.connect(address) as conn:
+        # Mounted already, as the image's fstab line mounts it at boot on Azure.
+        part = (await run(conn, "readlink -f /dev/disk/azure/scsi1/lun0")).strip() + "p1"
+        await run(conn, f"sudo mkdir -p /data && sudo mount {part} /data")
+        grown = await conn.run("sudo bash -s 0 /data xfs", input=script)
+        assert grown.exit_status == 0, grown.stderr
+        assert json.loads(str(grown.stdout).strip().splitlines()[-1])["uuid"] == uuid
+        size_gib = int((await run(conn, "df --output=size -B1G /data | tail -n1")).strip())
+        assert size_gib >= 11, await run(conn, "lsblk; df -h /data")
+        assert (await run(conn, "cat /data/kept.txt")).strip() == "kept"
+        again = await conn.run("sudo bash -s 0 /data xfs", input=script)  # nothing left to do
+        assert again.exit_status == 0 and "growing" not in str(again.stderr), again.stderr
+    sandbox.shutdown("large")
+
+
 # The controller's own deprovisioning call, in a process the test kills as a recycled
 # Functions host dies: SIGKILL, its TCP connection gone mid-script.
 _DEPROVISION_CALL = r"""

@@ -1,7 +1,8 @@
 #!/bin/bash
 # mount_disk.sh <lun> <mount_point> <fs>
 # Find the data disk by LUN, give it GPT + one partition + a file system if (and only if) it is
-# blank, mount it, and record it in fstab by UUID with nofail. Safe to run again.
+# blank, grow them to fill a disk made larger since, mount it, and record it in fstab by UUID
+# with nofail. Safe to run again.
 # Prints one JSON line: {"device", "uuid", "fs", "mount_point", "lun_link"}.
 set -euo pipefail
 
@@ -61,6 +62,24 @@ settle() {
     if command -v udevadm >/dev/null && [ -d /run/udev ]; then udevadm settle --timeout=10 || true; fi
 }
 
+# Wait until the node of partition $1 is the kernel's current one: partx may re-add a partition
+# under a new minor number. Without udev (containers) the node is made here.
+current_node() {
+    local sys major minor
+    sys=/sys/class/block/$(basename "$1")
+    for _ in $(seq 1 50); do
+        if [ -r "$sys/dev" ]; then
+            IFS=: read -r major minor < "$sys/dev"
+            if [ -b "$1" ] && [ "$(stat -c '%t:%T' "$1")" = "$(printf '%x:%x' "$major" "$minor")" ]; then
+                return 0
+            fi
+            if [ ! -d /run/udev ]; then rm -f "$1"; mknod "$1" b "$major" "$minor" 2>/dev/null || true; fi
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
 fs_on_disk=$(blkid -o value -s TYPE "$disk" 2>/dev/null || true)
 part=$(partition_of || true)
 if [ -n "$fs_on_disk" ]; then
@@ -94,6 +113,30 @@ else
     device=$part
 fi
 
+# A disk made larger than its image's (a workstation may ask for more): the partition grows to
+# fill it here, and the file system once mounted. Nothing happens when they already fill it.
+grown=""
+if [ "$device" != "$disk" ]; then
+    sysfs=/sys/class/block/$(basename "$device")
+    disk_sectors=$(blockdev --getsz "$disk")  # 512-byte sectors, as sysfs counts them
+    part_end=$(( $(cat "$sysfs/start") + $(cat "$sysfs/size") ))
+    # GPT keeps its backup in the last 33 sectors; grow only when more than 2 MiB is free.
+    if [ $((disk_sectors - part_end)) -gt 4096 ]; then
+        echo "mount_disk: growing $device to fill $disk" >&2
+        # Written without asking the kernel to re-read the table (that would drop the
+        # partition for a moment); partx then resizes the kernel's view in place.
+        if [ "$(blkid -p -o value -s PTTYPE "$disk" 2>/dev/null || true)" = gpt ]; then
+            sfdisk --quiet --no-reread --no-tell-kernel --relocate gpt-bak-std "$disk" >&2
+        fi
+        echo ", +" | sfdisk --quiet --no-reread --no-tell-kernel -N 1 "$disk" >&2
+        partx --update --nr 1 "$disk" >&2
+        settle
+        current_node "$device" || die "$device did not come back after growing"
+        grown=yes
+    fi
+fi
+
+[ -b "$device" ] || die "$device is gone; refusing to go on"
 if [ -z "$(blkid -o value -s TYPE "$device" 2>/dev/null || true)" ]; then
     # Only a partition we just made, or an empty one, is formatted; never one holding data.
     echo "mount_disk: creating $fs on $device" >&2
@@ -125,6 +168,12 @@ if [ -z "$mounted_uuid" ]; then
     mounted_uuid=$(blkid -o value -s UUID "$(findmnt -n -o SOURCE "$mount_point")" || true)
 fi
 [ "$mounted_uuid" = "$uuid" ] || die "$mount_point is not mounted from UUID $uuid (found '${mounted_uuid}')"
+if [ -n "$grown" ]; then
+    case $fs in
+        xfs) xfs_growfs "$mount_point" >/dev/null ;;
+        ext4) resize2fs "$device" >&2 ;;
+    esac
+fi
 
 printf '{"device": "%s", "uuid": "%s", "fs": "%s", "mount_point": "%s", "lun_link": "%s"}\n' \
     "$device" "$uuid" "$fs" "$mount_point" "$lun_link"
