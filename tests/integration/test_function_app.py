@@ -221,6 +221,30 @@ def test_cancel_marks_the_build_and_a_finished_build_cannot_be_cancelled(
     assert missing.status_code == 404
 
 
+@pytest.mark.parametrize(
+    "build_id",
+    [
+        "b/../../x",
+        "bnope#1",
+        "b?x=1",
+        "b'or'1'eq'1",
+        "b" + "a" * 2000,
+        "Bupper0001",
+        "b123456789\n",
+    ],
+)
+def test_an_id_that_is_not_a_build_id_is_not_found_for_read_and_cancel(
+    functions: dict[str, Any], app_runtime: Runtime, build_id: str
+) -> None:
+    for name, method, path in (
+        ("get_build", "GET", f"builds/{build_id}"),
+        ("cancel_build", "POST", f"builds/{build_id}/cancel"),
+    ):
+        response = call(functions, name)(http(method, path, who=ADMIN, id=build_id))
+        assert response.status_code == 404, (name, build_id)
+        assert json.loads(response.get_body())["problems"][0]["field"] == "id"
+
+
 def test_list_filters_by_owner(functions: dict[str, Any], app_runtime: Runtime) -> None:
     call(functions, "submit_build")(http("POST", "builds", SEED))
     request = http("GET", "builds", who=ADMIN, params={"owner": "alice@example.org"})
