@@ -57,8 +57,8 @@ def _document() -> dict[str, Any]:
         "name": "id",
         "in": "path",
         "required": True,
-        "description": "Build id, as returned by POST /api/builds.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+        "description": "Build id, as returned by POST /api/builds; any other is not found.",
+        "schema": {"type": "string", "pattern": "^b[a-z0-9]{9}$"},
     }
     paths: dict[str, Any] = {
         "/api/builds": {

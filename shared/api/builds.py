@@ -22,7 +22,7 @@ from shared.runtime import Runtime
 from shared.ssh.keys import ensure_build_keys
 from shared.state.idempotency import Claimed, IdempotencyKeys, check_key
 from shared.state.machine import Stage
-from shared.state.record import Build, new_build_id, new_token, utcnow
+from shared.state.record import Build, is_build_id, new_build_id, new_token, utcnow
 from shared.state.store import BuildNotFound, ConcurrentUpdate
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def unauthenticated() -> ApiResponse:
 
 def _not_found(build_id: str) -> ApiResponse:
     # The same answer for another owner's build, so ids of others' builds do not leak.
-    return error_response(404, "not found", "id", f"there is no build {build_id!r}")
+    return error_response(404, "not found", "id", f"there is no build {build_id[:80]!r}")
 
 
 def status_url(base_url: str, build_id: str) -> str:
@@ -200,6 +200,8 @@ def _claim_key(
 
 
 def get(rt: Runtime, build_id: str, caller: Caller) -> ApiResponse:
+    if not is_build_id(build_id):
+        return _not_found(build_id)
     try:
         stored = rt.store.get(build_id)
     except BuildNotFound:
@@ -268,6 +270,8 @@ def _rejected(rt: Runtime, caller: Caller, page_size: int, token: str | None) ->
 
 def cancel(rt: Runtime, build_id: str, base_url: str, caller: Caller) -> ApiResponse:
     """Ask a build to stop at its next safe point; cleanup then removes what it made."""
+    if not is_build_id(build_id):
+        return _not_found(build_id)
     for _ in range(5):
         try:
             stored = rt.store.get(build_id)

@@ -23,6 +23,7 @@ from shared.manifest.rebuild import (
 from shared.manifest.store import ManifestNotFound, load_manifest, load_sbom
 from shared.models.parse import problems_from_validation_error
 from shared.models.problems import Problem
+from shared.models.request import MAX_REQUEST_BYTES
 from shared.runtime import Runtime
 from shared.state.store import BuildNotFound
 
@@ -84,11 +85,24 @@ def diff_manifests(rt: Runtime, a: str, b: str, caller: Caller) -> ApiResponse:
 
 def rebuild_body(rt: Runtime, body: bytes, caller: Caller) -> bytes | ApiResponse:
     """`body` unchanged unless it asks for a rebuild; then the full build request it stands
-    for, or the answer refusing it (400 naming the field, 404, 409 naming a changed blob)."""
+    for, or the answer refusing it (400 naming the field, 404, 409 naming a changed blob).
+    Every client body passes here (HTTP and the queue): one that sets `reproduce` itself,
+    which only the expansion may, is refused (400 naming it)."""
+    if len(body) > MAX_REQUEST_BYTES:
+        return body  # the usual parser answers 413 without reading it
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return body  # the usual parser answers with the details
+    if isinstance(document, dict) and "reproduce" in document:
+        # Only the expansion below sets it: the manifest read check runs on from_manifest.
+        return error(
+            400,
+            "invalid request",
+            "reproduce",
+            "reproduce is set by the controller; to rebuild from a manifest, send "
+            '{"from_manifest": ...}',
+        )
     if not is_rebuild(document):
         return body
     try:

@@ -61,9 +61,11 @@ def unwrap(body: bytes) -> tuple[dict[str, Any], str | None, str | None]:
     )
 
 
-# The controller's own queues: stage queues (build-<stage>), build-requests, autostop-vm and
-# their poison queues. A reply there would be read as a stage message, a request or a stop.
-_CONTROLLER_QUEUE_PREFIXES = ("build-", "autostop-")
+# The controller's own queues: stage queues (build-<stage>), build-requests, autostop-vm,
+# the workstation queues (ws-create, ws-verify, ws-delete) and their poison queues. A reply
+# there would be read as a stage message, a request, a stop or a workstation step.
+# (tests/integration/test_queue_submit.py checks every queue the app triggers on.)
+_CONTROLLER_QUEUE_PREFIXES = ("build-", "autostop-", "ws-")
 
 
 def usable_reply_queue(name: str) -> bool:

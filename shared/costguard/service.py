@@ -99,15 +99,24 @@ def _error(status: int, field: str, message: str) -> ApiResponse:
     return ApiResponse(status, {"error": error, "problems": [{"field": field, "message": message}]})
 
 
+# Costs are asked for about builds: far-off dates are mistakes, and near the ends of what
+# datetime holds a time zone's offset overflows (OverflowError, not a 400).
+_YEARS = range(2000, 2100)
+
+
 def _instant(value: str, field: str) -> datetime:
+    """`value` as an aware time in the years 2000-2099; SnoozeRefused naming `field` else."""
     try:
         if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise snooze.SnoozeRefused(
             field, f"{field} must be a date (YYYY-MM-DD) or ISO time"
         ) from None
+    if parsed.year not in _YEARS:
+        raise snooze.SnoozeRefused(field, f"{field} must be in the years 2000 to 2099")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

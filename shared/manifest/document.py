@@ -3,13 +3,16 @@ trusted, see shared.remote.reports)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.manifest import pins
 
 SCHEMA = "labimage-manifest/1"
 SHA256 = r"^[0-9a-f]{64}$"
 MAX_PACKAGES = 20_000
+_T = TypeVar("_T")
 
 
 CommitId = Annotated[str, Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")]  # SHA-1 or SHA-256
@@ -20,9 +23,34 @@ class _Guest(BaseModel):
 
 
 class GuestPythonPackage(_Guest):
+    """One installed distribution: what a rebuild's lock line is made of, so a plain pin."""
+
     name: str = Field(min_length=1, max_length=200)
     version: str = Field(min_length=1, max_length=100)
     hashes: list[str] = Field(default_factory=list, max_length=500)
+
+    @field_validator("name")
+    @classmethod
+    def _pep508_name(cls, name: str) -> str:
+        return _checked(name, pins.name_problem(name))
+
+    @field_validator("version")
+    @classmethod
+    def _pep440_version(cls, version: str) -> str:
+        return _checked(version, pins.version_problem(version))
+
+    @field_validator("hashes")
+    @classmethod
+    def _sha256_hashes(cls, hashes: list[str]) -> list[str]:
+        for value in hashes:
+            _checked(value, pins.hash_problem(value))
+        return hashes
+
+
+def _checked(value: _T, problem: str | None) -> _T:
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 class GuestOsPackage(_Guest):

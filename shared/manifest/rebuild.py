@@ -12,6 +12,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.manifest import pins
 from shared.models.fields import BuildName, ImageName, Owner
 from shared.models.problems import Problem
 from shared.settings import Settings, connection_has_secret, service_endpoint
@@ -143,10 +144,17 @@ def _changed(field: str, source: dict[str, Any], name: str, what: str) -> Proble
     )
 
 
+class UnsafeLockEntry(ValueError):
+    """A recorded package that is not a plain pin: written out, it could add lock lines."""
+
+
 def locked_requirements(manifest: dict[str, Any]) -> tuple[str, bool]:
     """The manifest's Python packages as a requirements file of exact pins (with the index's
-    hashes when every package has some), and whether hashes can be required."""
+    hashes when every package has some), and whether hashes can be required. UnsafeLockEntry
+    naming the entry when one is not a plain pin (name, PEP 440 version, sha256 hashes)."""
     packages = manifest.get("python_packages") or []
+    for index, package in enumerate(packages):
+        _check_pin(index, package)
     hashed = bool(packages) and all(p.get("hashes") for p in packages)
     lines = []
     for package in sorted(packages, key=lambda p: str(p["name"]).lower()):
@@ -155,6 +163,27 @@ def locked_requirements(manifest: dict[str, Any]) -> tuple[str, bool]:
             line += "".join(f" --hash={h}" for h in package["hashes"])
         lines.append(line)
     return "\n".join(lines) + "\n", hashed
+
+
+def _check_pin(index: int, package: Any) -> None:
+    where = f"python_packages[{index}]"
+    if not isinstance(package, dict):
+        raise UnsafeLockEntry(f"{where} is not an object")
+    name, version, hashes = package.get("name"), package.get("version"), package.get("hashes")
+    hashes = [] if hashes is None else hashes
+    if not isinstance(hashes, list):
+        raise UnsafeLockEntry(f"{where}.hashes is not a list")
+    checks = [
+        ("name", pins.name_problem(name) if isinstance(name, str) else "not a string"),
+        ("version", pins.version_problem(version) if isinstance(version, str) else "not a string"),
+        *(
+            (f"hashes[{i}]", pins.hash_problem(h) if isinstance(h, str) else "not a string")
+            for i, h in enumerate(hashes)
+        ),
+    ]
+    for field, problem in checks:
+        if problem:
+            raise UnsafeLockEntry(f"{where}.{field}: {problem}")
 
 
 def pinned_blobs(manifest: dict[str, Any], index: int) -> list[dict[str, str]]:

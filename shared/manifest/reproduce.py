@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.manifest.rebuild import locked_requirements, pinned_blobs
+from shared.errors import PermanentError
+from shared.manifest.rebuild import UnsafeLockEntry, locked_requirements, pinned_blobs
 from shared.manifest.store import load_manifest
 from shared.steps.base import StepContext
 
@@ -15,7 +16,12 @@ def reproduced_lock(ctx: StepContext) -> dict[str, Any]:
     if reproduce is None:
         return {}
     manifest = load_manifest(ctx.settings, ctx.azure.credential, reproduce.from_manifest)
-    lock, hashed = locked_requirements(manifest)
+    try:
+        lock, hashed = locked_requirements(manifest)
+    except UnsafeLockEntry as exc:
+        raise PermanentError(
+            f"manifest {reproduce.from_manifest} cannot be installed from: {exc}"
+        ) from None
     return {"lock": lock, "require_hashes": hashed}
 
 

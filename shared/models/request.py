@@ -434,8 +434,10 @@ class BuildRequest(_Model):
     )
     reproduce: Reproduce | None = Field(
         None,
+        json_schema_extra={"readOnly": True},
         description="Rebuild from a manifest: the packages come from its lock, without "
-        'resolution. Filled in by the controller from a {"from_manifest": ...} request.',
+        'resolution. Set only by the controller from a {"from_manifest": ...} request; a '
+        "request that carries it is refused (400).",
     )
     rebuild: Literal["never", "auto"] = Field(
         "never",

@@ -20,16 +20,28 @@ def new_token() -> str:
     return secrets.token_hex(24)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the HTTPError it is: the guest's Jupyter must not send the
+    controller (with the token) to a URL of its choosing."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects())
+
+
 def _get_status(local_port: int, token: str) -> dict[str, Any]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{local_port}/api/status", headers={"Authorization": f"token {token}"}
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with _OPENER.open(request, timeout=10) as response:
         return dict(json.load(response))
 
 
 async def jupyter_status(local_port: int, token: str) -> dict[str, Any]:
-    """GET /api/status with the token. 403 → PermanentError; not answering → TemporaryError."""
+    """GET /api/status with the token. 403 or a redirect (not followed) → PermanentError;
+    not answering → TemporaryError."""
     try:
         return await asyncio.to_thread(_get_status, local_port, token)
     except urllib.error.HTTPError as exc:

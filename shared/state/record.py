@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from datetime import UTC, datetime
@@ -124,6 +125,15 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 def new_build_id() -> str:
     """A short id that is valid inside every Azure resource name the build derives from it."""
     return "b" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(9))
+
+
+_BUILD_ID = re.compile(r"b[a-z0-9]{9}")
+
+
+def is_build_id(value: str) -> bool:
+    """Whether `value` has the form new_build_id gives (a path segment is checked with this
+    before it is used as a Table key)."""
+    return _BUILD_ID.fullmatch(value) is not None
 
 
 def new_token() -> str:

