@@ -97,8 +97,10 @@ def _document() -> dict[str, Any]:
                         ref(BuildStatus, "serialization"),
                     ),
                     "409": _json_response(
-                        "This Idempotency-Key was used for a different request; or, for a "
-                        "rebuild, a blob changed since the manifest (the problem names it).",
+                        "This Idempotency-Key was used for a different request; for a "
+                        "rebuild, a blob changed since the manifest (the problem names it); or "
+                        "the build would replace an image, or publish into a gallery image "
+                        "definition, that another owner's build made.",
                         error,
                     ),
                     "404": _json_response("from_manifest names no manifest of yours.", error),

@@ -93,8 +93,7 @@ def image_and_log_paths(error: dict[str, Any], build_id: dict[str, Any]) -> dict
                 "responses": {
                     "200": _json("The image.", IMAGE_SCHEMA),
                     "400": _json("The name is not a valid image name.", error),
-                    "403": _json("The image belongs to someone else (named).", error),
-                    "404": _json("No such image.", error),
+                    "404": _json("No such image, or one of another owner's.", error),
                     "409": _json("The image was not made by a labimage build.", error),
                 },
             },
@@ -107,8 +106,7 @@ def image_and_log_paths(error: dict[str, Any], build_id: dict[str, Any]) -> dict
                 "responses": {
                     "202": _json("Deletion started.", {"type": "object"}),
                     "400": _json("The name is not a valid image name.", error),
-                    "403": _json("The image belongs to someone else (named).", error),
-                    "404": _json("No such image.", error),
+                    "404": _json("No such image, or one of another owner's.", error),
                     "409": _json("Not labimage's, still used by a VM, or still being made.", error),
                 },
             },

@@ -125,8 +125,13 @@ def _same_name(store: BuildStore, build: Build) -> Iterator[Build]:
     name = build.request.get("name")
     token: str | None = None
     while True:
+        # The owner id alone is '' for every build an administrator or the queue submitted:
+        # the owner's name keeps another owner's image out.
         page = store.list(
-            state=BuildState.SUCCEEDED.value, owner_id=build.owner_id, page_token=token
+            state=BuildState.SUCCEEDED.value,
+            owner=build.owner,
+            owner_id=build.owner_id,
+            page_token=token,
         )
         for earlier in page.builds:
             if (

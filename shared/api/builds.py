@@ -15,6 +15,7 @@ from shared.api.caller import Caller
 from shared.api.views import build_status, build_summary
 from shared.bus import StageMessage
 from shared.data_access import data_problems
+from shared.errors import StepError
 from shared.models.parse import parse_build_request
 from shared.models.problems import RequestInvalid, RequestRejected
 from shared.models.request import BuildRequest
@@ -24,6 +25,7 @@ from shared.state.idempotency import Claimed, IdempotencyKeys, check_key
 from shared.state.machine import Stage
 from shared.state.record import Build, is_build_id, new_build_id, new_token, utcnow
 from shared.state.store import BuildNotFound, ConcurrentUpdate
+from shared.target_owners import target_problems
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +126,9 @@ def _submit(
             "owner",
             f"owner must be your user name {caller.name!r}: you submit builds for yourself",
         )
+    taken = _foreign_targets(rt, request, caller)
+    if taken is not None:
+        return taken
     build_id = new_build_id()
     claim: tuple[IdempotencyKeys, str, str] | None = None
     if idempotency_key is not None:
@@ -139,6 +144,7 @@ def _submit(
         request=request.model_dump(mode="json"),
         owner=request.owner,
         owner_id=caller.object_id if is_self else "",
+        submitted_as_admin=caller.is_admin,
         reply_to=reply_to,
         token=token,
         next_hop_due=utcnow() + FIRST_HOP_GRACE,
@@ -156,6 +162,21 @@ def _submit(
     logger.info("build %s accepted for %s", build_id, request.owner)
     url = status_url(base_url, build_id)
     return ApiResponse(202, {"id": build_id, "status_url": url})
+
+
+def _foreign_targets(rt: Runtime, request: BuildRequest, caller: Caller) -> ApiResponse | None:
+    """409 when the build would take over an image another owner's build made; None when not."""
+    try:
+        problems = target_problems(lambda: rt.store, rt.azure, request, caller.is_admin)
+    except StepError as exc:
+        return error_response(
+            503, "unavailable", "image", f"the existing image could not be read: {exc}"
+        )
+    if not problems:
+        return None
+    return ApiResponse(
+        409, {"error": "conflict", "problems": [p.model_dump(mode="json") for p in problems]}
+    )
 
 
 def _claim_key(

@@ -113,6 +113,12 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+def _not_found(name: str) -> ApiResponse:
+    # The same answer for another owner's image, as the builds API does: whose it is, or that
+    # it exists, does not leak.
+    return _error(404, "not found", "name", f"there is no image {name!r}")
+
+
 def _find(
     rt: Runtime, name: str, caller: Caller
 ) -> tuple[CatalogImage, Build | None] | ApiResponse:
@@ -124,7 +130,7 @@ def _find(
     except StepError as exc:
         return _unavailable(exc)
     if image is None:
-        return _error(404, "not found", "name", f"there is no image {name!r}")
+        return _not_found(name)
     if not image.build_id:
         return _error(
             409,
@@ -134,13 +140,7 @@ def _find(
         )
     build = _build_of(rt, image)
     if not _may_manage(caller, build):
-        owner = (build.owner if build else "") or image.tags.get("owner") or "an administrator"
-        return _error(
-            403,
-            "forbidden",
-            "name",
-            f"image {name!r} belongs to {owner}; only its owner or an administrator may manage it",
-        )
+        return _not_found(name)
     return image, build
 
 

@@ -15,6 +15,9 @@ from shared.azure.lro import ensure
 from shared.azure.naming import BUILD_TAG
 from shared.errors import PermanentError
 
+# On a gallery image definition (which outlives builds): the build that created it.
+CREATED_BY_TAG = "labimage-created-by"
+
 
 def begin_create_image(
     azure: AzureClients,
@@ -147,6 +150,21 @@ def gallery_version_build_tag(
     if found is None:
         return False, None
     return True, (found.tags or {}).get(BUILD_TAG)
+
+
+def gallery_definition_creator(
+    azure: AzureClients, gallery: str, definition: str
+) -> tuple[bool, str | None]:
+    """(exists, the build that created it: its `labimage-created-by` tag) of an image
+    definition in the build group."""
+    s = azure.settings
+    found = get_or_none(
+        f"read gallery image {gallery}/{definition}",
+        lambda: azure.compute.gallery_images.get(s.resource_group, gallery, definition),
+    )
+    if found is None:
+        return False, None
+    return True, (found.tags or {}).get(CREATED_BY_TAG)
 
 
 @dataclass(frozen=True)

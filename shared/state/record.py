@@ -73,6 +73,8 @@ class Build(BaseModel):
     request: dict[str, Any]  # the validated request, as JSON
     owner: str = ""
     owner_id: str = ""  # object id of the signed-in principal who owns it ("" : admins only)
+    # Submitted by an administrator or key holder: it may take over any labimage-made image.
+    submitted_as_admin: bool = False
     reply_to: str = ""  # a queue submission's reply queue: told the outcome when it ends
     state: BuildState = BuildState.QUEUED
     stage: Stage = Stage.PROVISION
@@ -88,6 +90,12 @@ class Build(BaseModel):
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def by_admin(self) -> bool:
+        """Whether an administrator or key holder submitted it. A record from before
+        `submitted_as_admin` counts when it has no owner id: only they submit such builds."""
+        return self.submitted_as_admin or not self.owner_id
 
     def stage_record(self, stage: Stage | str) -> StageRecord:
         return self.stages.get(str(stage), StageRecord())

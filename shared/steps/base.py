@@ -6,11 +6,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.azure.clients import AzureClients
 from shared.settings import Settings
 from shared.state.record import Build
+
+if TYPE_CHECKING:
+    from shared.state.store import BuildStore
 
 
 @dataclass(frozen=True)
@@ -40,17 +43,20 @@ class StepContext:
     azure: AzureClients
     keys: Any  # shared.ssh.keys.KeyStore
 
-    def cancel_requested(self) -> bool:
-        """Whether a cancel came in since this invocation loaded the build (read again from
-        the table: a step that waits long inside one invocation asks between its waits)."""
+    def store(self) -> BuildStore:
+        """The build records (this build's, and earlier builds' a step asks about)."""
         from shared.state.store import BuildStore
 
         s = self.settings
+        return BuildStore.from_connection_string(
+            s.storage_connection, s.builds_table, self.azure.credential
+        )
+
+    def cancel_requested(self) -> bool:
+        """Whether a cancel came in since this invocation loaded the build (read again from
+        the table: a step that waits long inside one invocation asks between its waits)."""
         try:
-            store = BuildStore.from_connection_string(
-                s.storage_connection, s.builds_table, self.azure.credential
-            )
-            return store.get(self.build.id).build.cancel_requested
+            return self.store().get(self.build.id).build.cancel_requested
         except Exception:  # a failed look is no reason to stop; the next invocation sees it
             return False
 

@@ -18,6 +18,7 @@ from shared.steps.copy_logs import copy_guest_logs, logs_copied
 from shared.steps.guest_jobs import last_json, last_lines
 from shared.steps.replace_image import capture_name, replacing
 from shared.steps.vm_access import open_guest
+from shared.target_owners import definition_problem
 
 POLL_S = 3.0
 # Seconds, not minutes: cloud-init's clean and the agent's deprovisioning take about one each.
@@ -73,6 +74,10 @@ async def capture_image(ctx: StepContext) -> Outcome:
             ctx.azure, gallery.gallery_name, gallery.definition, gallery.version
         )
         if g_state is None:
+            # Checked at submission and provision; again here, just before it is published.
+            taken = definition_problem(ctx.store, ctx.azure, request, build.by_admin)
+            if taken is not None:
+                raise PermanentError(taken.message)
             identifier = {
                 "publisher": "labimage",
                 "offer": request.project,
@@ -88,7 +93,7 @@ async def capture_image(ctx: StepContext) -> Outcome:
                 gallery.gallery_name,
                 gallery.definition,
                 identifier,
-                {"labimage-created-by": build.id},
+                {images.CREATED_BY_TAG: build.id},
                 needs,
             ):
                 return Poll(build, POLL_S, f"creating gallery definition {gallery.definition}")

@@ -7,7 +7,6 @@ image with the same environment; the choice and its reason are recorded once, at
 from __future__ import annotations
 
 from shared import rebuild
-from shared.state.store import BuildStore
 from shared.steps.base import Outcome, StepContext
 from shared.steps.targets import check_image_targets_free
 from shared.steps.vm_access import bring_up_vm, done_or_poll
@@ -34,9 +33,5 @@ async def provision_vm(ctx: StepContext) -> Outcome:
 def _choose_start(ctx: StepContext) -> rebuild.StartChoice:
     if ctx.request.rebuild != "auto":
         return rebuild.StartChoice(None, None, "the request does not ask to rebuild")
-    s = ctx.settings
-    store = BuildStore.from_connection_string(
-        s.storage_connection, s.builds_table, ctx.azure.credential
-    )
     digest = ctx.build.outputs["environment_digest"]
-    return rebuild.choose_start(digest, rebuild.earlier_images(store, ctx.azure, ctx.build))
+    return rebuild.choose_start(digest, rebuild.earlier_images(ctx.store(), ctx.azure, ctx.build))

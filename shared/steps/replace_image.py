@@ -26,6 +26,7 @@ from shared.errors import PermanentError
 from shared.state.record import Build
 from shared.steps.base import Poll, StepContext
 from shared.steps.vm_access import build_tags
+from shared.target_owners import image_refusal, made_for
 
 POLL_S = 3.0
 BUSY_POLL_S = 30.0  # a VM being provisioned from the old image takes minutes on Azure
@@ -42,7 +43,9 @@ def temporary_name(name: str, build_id: str) -> str:
 def capture_name(ctx: StepContext, build: Build) -> tuple[str, Build]:
     """The name capture writes to, and the build with the decision recorded: the requested
     name, or a temporary one when this build replaces an image another labimage build made.
-    An image of that name made outside labimage is never replaced (PermanentError)."""
+    An image of that name made outside labimage, or (unless an administrator submitted this
+    build) by a build of another owner, is never replaced (PermanentError): checked again
+    here, since the image may have been replaced since provision checked it."""
     name = ctx.request.image.name
     recorded = build.outputs.get(REPLACE_OUTPUT)
     if recorded:
@@ -56,6 +59,8 @@ def capture_name(ctx: StepContext, build: Build) -> tuple[str, Build]:
         raise PermanentError(
             f"image {name} already exists (made by {made_by}); choose another image.name{hint}"
         )
+    if not build.by_admin and not made_for(ctx.store(), owner, build.owner):
+        raise PermanentError(image_refusal(name))
     _, old_id = images.image_state(ctx.azure, name)
     temp = temporary_name(name, build.id)
     decision = {"old_image_id": old_id, "old_build": owner, "temporary_name": temp}

@@ -6,12 +6,18 @@ from __future__ import annotations
 from shared.azure import images
 from shared.errors import PermanentError
 from shared.steps.base import StepContext
+from shared.target_owners import target_problems
 
 
 def check_image_targets_free(ctx: StepContext) -> None:
     """PermanentError when the managed image or gallery version already exists and is not
     this build's (a re-run with an unchanged name, or another team's image), unless the
-    request replaces a managed image another labimage build made."""
+    request replaces a managed image another labimage build made for the same owner (for
+    any owner when an administrator submitted it). Publishing into a gallery image definition
+    another owner's build created is refused the same way."""
+    problems = target_problems(ctx.store, ctx.azure, ctx.request, ctx.build.by_admin)
+    if problems:
+        raise PermanentError("; ".join(p.message for p in problems))
     target = ctx.request.image
     exists, owner = images.image_build_tag(ctx.azure, target.name)
     # image.replace takes over an image another labimage build made, never anyone else's.

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from shared.api.caller import Caller
 from shared.azure.boundary import get_or_none
 from shared.azure.clients import AzureClients
+from shared.azure.naming import BUILD_TAG
 from shared.state.record import Build
-from shared.state.store import BuildStore
+from shared.state.store import BuildNotFound, BuildStore
 from shared.workstations.request import ImageChoice
 
 DEFAULT_SIZE = "Standard_D2s_v5"
@@ -43,7 +44,7 @@ def resolve_image(
         image = get_or_none(
             f"read image {choice.image_id}", lambda: azure.compute.images.get(group, names[0])
         )
-        if image is None:
+        if image is None or not _usable_by(caller, image.tags, store):
             raise ImageNotUsable("image.image_id", "there is no such managed image")
         # A managed image cannot come from a Trusted Launch VM (RULES.md, Trusted Launch).
         return ResolvedImage(choice.image_id, "image_id", "Standard", DEFAULT_SIZE, DEFAULT_USER)
@@ -54,7 +55,7 @@ def resolve_image(
         f"read gallery image version {version_id}",
         lambda: azure.compute.gallery_image_versions.get(group, gallery, definition, version),
     )
-    if found is None:
+    if found is None or not _usable_by(caller, found.tags, store):
         raise ImageNotUsable(
             "image.gallery_image_version_id", "there is no such gallery image version"
         )
@@ -69,6 +70,20 @@ def resolve_image(
     return ResolvedImage(
         version_id, "gallery_image_version_id", security, DEFAULT_SIZE, DEFAULT_USER
     )
+
+
+def _usable_by(caller: Caller, tags: dict[str, str] | None, store: BuildStore) -> bool:
+    """An administrator may start from any image; anyone else only from one a build of
+    theirs made (its `labimage-build` tag). Another's image is answered as unknown."""
+    if caller.is_admin:
+        return True
+    made_by = (tags or {}).get(BUILD_TAG)
+    if not made_by:
+        return False
+    try:
+        return caller.owns(store.get(made_by).build.owner_id)
+    except BuildNotFound:
+        return False
 
 
 def _from_build(name: str, store: BuildStore, caller: Caller) -> ResolvedImage:

@@ -19,6 +19,7 @@ from azure.data.tables import TableServiceClient
 
 from localcloud.arm.memory_runner import MemoryRunner
 from localcloud.arm.testing import emulator_in_thread
+from shared.api import builds as builds_api
 from shared.api import images as images_api
 from shared.api.caller import Caller, signed_in_caller
 from shared.azure.naming import BUILD_TAG, BuildNames
@@ -105,23 +106,38 @@ def caller(headers: dict[str, str]) -> Caller:
     return found
 
 
-def request(image: dict[str, Any]) -> dict[str, Any]:
+def request_doc(image: dict[str, Any], owner: str = ALICE_NAME, **more: Any) -> dict[str, Any]:
     doc = json.loads(SEED.read_text())
-    doc["image"] = image
+    doc.update(image=image, owner=owner, **more)
+    return doc
+
+
+def request(image: dict[str, Any], owner: str = ALICE_NAME, **more: Any) -> dict[str, Any]:
+    doc = request_doc(image, owner, **more)
     return parse_build_request(json.dumps(doc).encode()).model_dump(mode="json")
 
 
 class Steps:
-    """One build driven through provision and capture (the guest counts as deprovisioned)."""
+    """One build driven through provision and capture (the guest counts as deprovisioned):
+    a signed-in owner's own, or (`by_admin`) one an administrator submitted for `owner`."""
 
-    def __init__(self, rt: Runtime, build_id: str, image: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        build_id: str,
+        image: dict[str, Any],
+        owner: str = ALICE_NAME,
+        by_admin: bool = False,
+        **more: Any,
+    ) -> None:
         self.rt = rt
         self.keys = DirectoryKeyStore(str(rt.settings.ssh_key_dir))
         self.build = Build(
             id=build_id,
-            request=request(image),
-            owner=ALICE_NAME,
-            owner_id=object_id_of(ALICE_NAME),
+            request=request(image, owner, **more),
+            owner=owner,
+            owner_id="" if by_admin else object_id_of(owner),
+            submitted_as_admin=by_admin,
         )
         rt.store.create(self.build)
 
@@ -165,6 +181,14 @@ class Steps:
         raise AssertionError("the swap never finished")
 
 
+def not_found(name: str) -> dict[str, Any]:
+    """The answer for an image that does not exist, with `name` in place of its name."""
+    return {
+        "error": "not found",
+        "problems": [{"field": "name", "message": f"there is no image {name!r}"}],
+    }
+
+
 def image_build(rt: Runtime, name: str) -> str | None:
     return (rt.azure.compute.images.get(RG, name).tags or {}).get(BUILD_TAG)
 
@@ -187,12 +211,15 @@ async def test_images_are_listed_shown_and_deleted_by_their_owner_unless_a_vm_us
     assert images_api.list_images(rt, caller(BOB)).body["images"] == []
     assert len(images_api.list_images(rt, caller(ADMIN)).body["images"]) == 1
 
-    refused = images_api.delete_image(rt, "jupyter-a", caller(BOB))
-    assert refused.status == 403
-    assert ALICE_NAME in refused.body["problems"][0]["message"]
+    # To another user alice's image answers as if it did not exist: nothing says whose it is.
+    for ask in (images_api.get_image, images_api.delete_image):
+        refused = ask(rt, "jupyter-a", caller(BOB))
+        assert (refused.status, refused.body) == (404, not_found("jupyter-a")), refused
+    assert images_api.get_image(rt, "jupyter-a", caller(ADMIN)).status == 200
     bad = images_api.get_image(rt, "jupyter a;rm", caller(ALICE))
     assert bad.status == 400 and bad.body["problems"][0]["field"] == "name"
-    assert images_api.get_image(rt, "no-such-image", caller(ALICE)).status == 404
+    absent = images_api.get_image(rt, "no-such-image", caller(ALICE))
+    assert (absent.status, absent.body) == (404, not_found("no-such-image"))
 
     # A VM started from the image (as relaunch does; a workstation later) holds it.
     started = await bring_up_vm(first.context(), "relaunch", image["id"])
@@ -333,3 +360,92 @@ async def test_a_gallery_version_is_listed_and_deleted_by_its_three_part_name(
         raise AssertionError("the gallery version was never deleted")
     # The definition outlives builds (no build tag): it stays for the next version.
     assert rt.azure.compute.gallery_images.get(RG, "lab_gallery", "jupyter").name == "jupyter"
+
+
+def submit(rt: Runtime, who: dict[str, str], image: dict[str, Any], owner: str) -> Any:
+    """A build request (without data: this runtime allows no data container) as `who`."""
+    doc = request_doc(image, owner)
+    del doc["data"]
+    return builds_api.submit(rt, json.dumps(doc).encode(), "http://x", caller(who))
+
+
+async def test_only_the_owner_or_an_administrator_may_replace_an_image(rt: Runtime) -> None:
+    name = "jupyter-team-a"
+    alice = Steps(rt, "balice0001", {"name": name})
+    await alice.provision()
+    await alice.capture()
+
+    # Bob may not take alice's image over; he is not told whose it is.
+    refused = submit(rt, BOB, {"name": name, "replace": True}, "bob@example.org")
+    assert refused.status == 409, refused
+    [problem] = refused.body["problems"]
+    assert problem["field"] == "image.name"
+    assert "belongs to another owner" in problem["message"]
+    assert "alice@" not in problem["message"] and "balice0001" not in problem["message"]
+    # Alice may replace her own; an administrator anyone's, for any owner.
+    assert submit(rt, ALICE, {"name": name, "replace": True}, ALICE_NAME).status == 202
+    assert submit(rt, ADMIN, {"name": name, "replace": True}, "bob@example.org").status == 202
+    bobs = Steps(rt, "bbob000001", {"name": name, "replace": True}, "bob@example.org")
+    with pytest.raises(PermanentError, match="belongs to another owner"):
+        await bobs.provision()
+    admins = Steps(rt, "badmin0001", {"name": name, "replace": True}, "bob@example.org", True)
+    await admins.provision()
+    assert image_build(rt, name) == "balice0001"
+
+
+async def test_an_image_made_for_another_owner_meanwhile_is_not_replaced_at_capture(
+    rt: Runtime,
+) -> None:
+    name = "jupyter-race"
+    bobs = Steps(rt, "bbobrace01", {"name": name, "replace": True}, "bob@example.org")
+    await bobs.provision()  # no image of that name yet
+    alice = Steps(rt, "balicerac1", {"name": name})
+    await alice.provision()
+    await alice.capture()
+
+    with pytest.raises(PermanentError, match="belongs to another owner"):
+        await bobs.capture()
+    assert image_build(rt, name) == "balicerac1"
+    assert [i.name for i in rt.azure.compute.images.list_by_resource_group(RG)] == [name]
+
+
+async def test_only_the_owner_or_an_administrator_may_publish_into_a_gallery_definition(
+    rt: Runtime,
+) -> None:
+    gallery = {"gallery_name": "lab_gallery", "definition": "jupyter", "version": "1.0.0"}
+    alice = Steps(rt, "bgalalice1", {"name": "jupyter-ga", "gallery": gallery})
+    await alice.provision()
+    await alice.capture()
+
+    newer = {"name": "jupyter-gb", "gallery": {**gallery, "version": "2.0.0"}}
+    refused = submit(rt, BOB, newer, "bob@example.org")
+    assert refused.status == 409, refused
+    [problem] = refused.body["problems"]
+    assert problem["field"] == "image.gallery.definition"
+    assert "belongs to another owner" in problem["message"]
+    assert "alice@" not in problem["message"] and "bgalalice1" not in problem["message"]
+    assert submit(rt, ALICE, newer, ALICE_NAME).status == 202
+    assert submit(rt, ADMIN, newer, "bob@example.org").status == 202
+    bobs = Steps(rt, "bgalbob001", newer, "bob@example.org")
+    with pytest.raises(PermanentError, match="belongs to another owner"):
+        await bobs.provision()
+
+
+async def test_rebuild_auto_starts_only_from_an_image_made_for_the_same_owner(
+    rt: Runtime,
+) -> None:
+    # Builds an administrator submitted record no owner id: only the owner's name tells them apart.
+    first = Steps(rt, "brebalice1", {"name": "jupyter-r1"}, by_admin=True)
+    await first.provision()
+    await first.capture()
+    rt.store.replace(
+        rt.store.get(first.build.id), first.build.model_copy(update={"state": BuildState.SUCCEEDED})
+    )
+    image_id = first.build.outputs["image_id"]
+
+    bobs = Steps(rt, "brebbob001", {"name": "jupyter-r2"}, "bob@example.org", True, rebuild="auto")
+    await bobs.provision()
+    assert bobs.build.outputs["start"]["image_id"] is None
+    again = Steps(rt, "brebalice2", {"name": "jupyter-r3"}, by_admin=True, rebuild="auto")
+    await again.provision()
+    assert again.build.outputs["start"]["image_id"] == image_id

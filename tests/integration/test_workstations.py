@@ -25,8 +25,8 @@ from test_costguard import LOC, RG, costguard_runtime
 from test_function_app import ROOT, call, http
 
 from shared import runtime as runtime_module
-from shared.azure import network, vms
-from shared.azure.naming import BuildNames
+from shared.azure import images, network, vms
+from shared.azure.naming import BUILD_TAG, BuildNames
 from shared.costguard import service
 from shared.costguard.autostop import AUTOSTOP_QUEUE
 from shared.runtime import Runtime
@@ -69,7 +69,8 @@ def rt(
 
 
 def _image(rt: Runtime) -> str:
-    """A managed image captured from a generalized VM, as a build's capture makes it."""
+    """A managed image captured from a generalized VM, as build `bimage0001`'s capture makes
+    it (the build's record is not made here)."""
     names = BuildNames("bimage0001")
     vm = names.vm("build")
     subnet = None
@@ -100,11 +101,45 @@ def _image(rt: Runtime) -> str:
         RG,
         "ws-test-image",
         cm.Image(
-            location=LOC, source_virtual_machine=cm.SubResource(id=vms.vm_id(rt.azure, vm.vm))
+            location=LOC,
+            tags={BUILD_TAG: "bimage0001"},
+            source_virtual_machine=cm.SubResource(id=vms.vm_id(rt.azure, vm.vm)),
         ),
     ).result()
     compute.begin_delete(RG, vm.vm).result()
     return str(image.id)
+
+
+def _build_of_image(rt: Runtime, owner: str) -> None:
+    """The record of build `bimage0001`, which made `_image`'s image, as `owner`'s own."""
+    rt.store.create(
+        Build(
+            id="bimage0001",
+            request={"name": "ooi-jupyter"},
+            owner=owner,
+            owner_id=object_id_of(owner),
+            state=BuildState.SUCCEEDED,
+            outputs={"image_id": "made-by-_image"},
+        )
+    )
+
+
+def _gallery_version(rt: Runtime, image_id: str) -> str:
+    """A gallery image version published from `image_id` by build `bimage0001`."""
+    image = rt.azure.compute.images.get(RG, image_id.rsplit("/", 1)[1])
+    generation = getattr(image.hyper_v_generation, "value", image.hyper_v_generation)
+    needs = images.DefinitionNeeds(str(generation or "V1"), "Standard", nvme=False)
+    identifier = {"publisher": "labimage", "offer": "ws", "sku": "jupyter"}
+    while not images.ensure_gallery_definition(
+        rt.azure, "ws_gallery", "jupyter", identifier, {}, needs
+    ):
+        time.sleep(0.2)
+    images.begin_create_gallery_version(
+        rt.azure, "ws_gallery", "jupyter", "1.0.0", image_id, {BUILD_TAG: "bimage0001"}
+    ).result()
+    _, version_id = images.gallery_version_state(rt.azure, "ws_gallery", "jupyter", "1.0.0")
+    assert version_id
+    return version_id
 
 
 def _until(check: Any, timeout_s: float = 60) -> None:
@@ -361,10 +396,46 @@ def _page(functions: Any, method: str, url: str) -> tuple[int, str]:
     return response.status_code, response.get_body().decode()
 
 
+def test_a_user_starts_a_workstation_only_from_an_image_a_build_of_theirs_made(
+    rt: Runtime, app_functions: Any
+) -> None:
+    image_id = _image(rt)
+    _build_of_image(rt, "alice@example.org")
+    version_id = _gallery_version(rt, image_id)
+    unknown_image = image_id.rsplit("/", 1)[0] + "/no-such-image"
+    unknown_version = version_id.rsplit("/", 1)[0] + "/9.9.9"
+
+    def create(who: Any, owner: str, image: dict[str, str]) -> tuple[int, Any]:
+        body = {"owner": owner, "image": image}
+        return _post(app_functions, "create_workstation", "workstations", body, who=who)
+
+    # Bob is answered as if alice's images did not exist.
+    for field, mine, missing in (
+        ("image_id", image_id, unknown_image),
+        ("gallery_image_version_id", version_id, unknown_version),
+    ):
+        refused = create(BOB, "bob@example.org", {field: mine})
+        assert refused[0] == 400 and refused[1]["problems"][0]["field"] == f"image.{field}"
+        assert refused == create(BOB, "bob@example.org", {field: missing}), refused
+        assert create(ALICE, "alice@example.org", {field: mine})[0] == 202
+        assert create(ADMIN, "bob@example.org", {field: mine})[0] == 202
+    status, batch = _post(
+        app_functions,
+        "create_workstations",
+        "workstations:batch",
+        {"owners": ["bob@example.org"], "image": {"image_id": image_id}},
+        who=ADMIN,
+    )
+    assert status == 202 and batch["accepted"] == 1, batch
+    owners = sorted(w.owner for w in rt.store.workstations().list())
+    assert owners == ["alice@example.org"] * 2 + ["bob@example.org"] * 3
+
+
 def test_a_signed_link_from_the_warning_confirms_then_skips_tonight_once(
     rt: Runtime, app_functions: Any
 ) -> None:
     image_id = _image(rt)
+    _build_of_image(rt, "alice@example.org")
     now = datetime.now(UTC)
     stop = (now + timedelta(hours=1)).replace(second=0, microsecond=0)
     body = {
