@@ -53,6 +53,7 @@ def add_commands(command: Any, connection: argparse.ArgumentParser) -> None:
     p.add_argument("--no-autostop", action="store_true", help="no evening stop")
     p.add_argument("--idle-minutes", type=int, help="deallocate after this many idle minutes")
     p.add_argument("--monthly-hours", type=float, help="running hours allowed per month")
+    p.add_argument("--data-disk-gb", type=int, help="a data disk larger than the image's (GB)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = one("list", cmd_list, "your workstations (all, for an administrator)")
@@ -108,6 +109,8 @@ def cmd_create(client: ApiClient, consoles: Consoles, args: argparse.Namespace) 
     for field in ("size", "idle_minutes", "monthly_hours"):
         if getattr(args, field) is not None:
             body[field] = getattr(args, field)
+    if args.data_disk_gb is not None:
+        body["data_disk"] = {"size_gb": args.data_disk_gb}
     if args.owners:
         body["owners"] = [o.strip() for o in args.owners.split(",") if o.strip()]
         path = "/api/workstations:batch"

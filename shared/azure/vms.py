@@ -29,7 +29,7 @@ class VmSpec:
     nic_id: str
     tags: dict[str, str]
     data_disk_lun: int
-    data_disk_size_gb: int
+    data_disk_size_gb: int | None  # from an image: None keeps the image's size
     platform_image: dict[str, str] | None = None  # publisher/offer/sku/version
     image_id: str | None = None  # a managed image or gallery image version (relaunch)
     security_type: str = "Standard"  # always sent: Azure's default is moving to TrustedLaunch
@@ -59,6 +59,8 @@ def vm_body(spec: VmSpec, location: str) -> dict[str, Any]:
     if spec.image_id:
         image_ref: dict[str, Any] = {"id": spec.image_id}
         data_disk["createOption"] = "FromImage"  # the captured data disk, already formatted
+        if spec.data_disk_size_gb:  # larger than the image's: the guest grows into it
+            data_disk["diskSizeGB"] = spec.data_disk_size_gb
     else:
         image_ref = dict(spec.platform_image or {})
         data_disk["createOption"] = "Empty"

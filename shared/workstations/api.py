@@ -125,6 +125,14 @@ def _create_one(
     if "/providers/microsoft.compute/images/" in image.image_id.lower() and nvme_only(size):
         why = f"{NVME_MANAGED_IMAGE}: choose a v5 size, or an image in a gallery"
         return _error(400, "invalid request", "size", f"{size}: {why}")
+    disk = image.data_disk
+    if request.data_disk is not None:
+        if disk is None:
+            why = "the image's data disk is unknown: no labimage build on record made it"
+            return _error(400, "invalid request", "data_disk", why)
+        if request.data_disk.size_gb < disk.size_gb:
+            why = f"at least {disk.size_gb} GB: Azure makes no disk smaller than its image's"
+            return _error(400, "invalid request", "data_disk.size_gb", why)
     autostop = request.autostop
     spec = WsSpec(
         image_id=image.image_id,
@@ -136,6 +144,9 @@ def _create_one(
         autostop=f"{autostop.time} {autostop.time_zone}" if autostop.enabled else "off",
         idle_minutes=request.idle_minutes,
         monthly_hours=request.monthly_hours,
+        data_disk_lun=disk.lun if disk else 0,
+        data_disk_mount=(disk.mount_point, disk.filesystem) if disk else None,
+        data_disk_gb=request.data_disk.size_gb if request.data_disk else None,
     )
     ws = Workstation(
         id=new_workstation_id(),

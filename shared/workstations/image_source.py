@@ -26,12 +26,23 @@ class ImageNotUsable(LookupError):
 
 
 @dataclass(frozen=True)
+class ImageDataDisk:
+    """The data disk a labimage build captured into the image, as its request made it."""
+
+    lun: int
+    size_gb: int
+    mount_point: str
+    filesystem: str
+
+
+@dataclass(frozen=True)
 class ResolvedImage:
     image_id: str
     source: str
     security_type: str
     size: str
     admin_username: str
+    data_disk: ImageDataDisk | None = None  # None: no labimage build is known to have made it
 
 
 def resolve_image(
@@ -44,10 +55,18 @@ def resolve_image(
         image = get_or_none(
             f"read image {choice.image_id}", lambda: azure.compute.images.get(group, names[0])
         )
-        if image is None or not _usable_by(caller, image.tags, store):
+        maker = _maker(image.tags if image else None, store)
+        if image is None or not _usable_by(caller, maker):
             raise ImageNotUsable("image.image_id", "there is no such managed image")
         # A managed image cannot come from a Trusted Launch VM (RULES.md, Trusted Launch).
-        return ResolvedImage(choice.image_id, "image_id", "Standard", DEFAULT_SIZE, DEFAULT_USER)
+        return ResolvedImage(
+            choice.image_id,
+            "image_id",
+            "Standard",
+            DEFAULT_SIZE,
+            DEFAULT_USER,
+            _data_disk(maker),
+        )
     version_id = choice.gallery_image_version_id or ""
     group, names = _group_and_names(version_id)
     gallery, definition, version = names
@@ -55,7 +74,8 @@ def resolve_image(
         f"read gallery image version {version_id}",
         lambda: azure.compute.gallery_image_versions.get(group, gallery, definition, version),
     )
-    if found is None or not _usable_by(caller, found.tags, store):
+    maker = _maker(found.tags if found else None, store)
+    if found is None or not _usable_by(caller, maker):
         raise ImageNotUsable(
             "image.gallery_image_version_id", "there is no such gallery image version"
         )
@@ -68,22 +88,44 @@ def resolve_image(
     security = features.get("securitytype", "Standard")
     security = "TrustedLaunch" if security.lower() == "trustedlaunch" else "Standard"
     return ResolvedImage(
-        version_id, "gallery_image_version_id", security, DEFAULT_SIZE, DEFAULT_USER
+        version_id,
+        "gallery_image_version_id",
+        security,
+        DEFAULT_SIZE,
+        DEFAULT_USER,
+        _data_disk(maker),
     )
 
 
-def _usable_by(caller: Caller, tags: dict[str, str] | None, store: BuildStore) -> bool:
-    """An administrator may start from any image; anyone else only from one a build of
-    theirs made (its `labimage-build` tag). Another's image is answered as unknown."""
-    if caller.is_admin:
-        return True
+def _maker(tags: dict[str, str] | None, store: BuildStore) -> Build | None:
+    """The build that made an image (its `labimage-build` tag), when it is on record."""
     made_by = (tags or {}).get(BUILD_TAG)
     if not made_by:
-        return False
+        return None
     try:
-        return caller.owns(store.get(made_by).build.owner_id)
+        return store.get(made_by).build
     except BuildNotFound:
-        return False
+        return None
+
+
+def _usable_by(caller: Caller, maker: Build | None) -> bool:
+    """An administrator may start from any image; anyone else only from one a build of
+    theirs made. Another's image is answered as unknown."""
+    if caller.is_admin:
+        return True
+    return maker is not None and caller.owns(maker.owner_id)
+
+
+def _data_disk(maker: Build | None) -> ImageDataDisk | None:
+    if maker is None:
+        return None
+    disk = maker.request.get("data_disk") or {}
+    return ImageDataDisk(
+        lun=int(disk.get("lun", 0)),
+        size_gb=int(disk.get("size_gb", 256)),
+        mount_point=str(disk.get("mount_point", "/datadrive")),
+        filesystem=str(disk.get("filesystem", "xfs")),
+    )
 
 
 def _from_build(name: str, store: BuildStore, caller: Caller) -> ResolvedImage:
@@ -117,6 +159,7 @@ def _from_build(name: str, store: BuildStore, caller: Caller) -> ResolvedImage:
         security_type=str(security),
         size=str(vm.get("size") or DEFAULT_SIZE),
         admin_username=str(vm.get("admin_username") or DEFAULT_USER),
+        data_disk=_data_disk(latest),
     )
 
 

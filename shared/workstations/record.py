@@ -35,6 +35,11 @@ class WsSpec(BaseModel):
     autostop: str = "off"  # the labimage-autostop tag value: "HH:MM Zone" or "off"
     idle_minutes: int | None = None  # None: the controller's default
     monthly_hours: float | None = None  # None: no quota
+    # The image's data disk: its LUN, and where and how its build mounted it (None: no build
+    # is known to have made the image); data_disk_gb: made larger than the image's, to this.
+    data_disk_lun: int = 0
+    data_disk_mount: tuple[str, str] | None = None  # (mount point, file system)
+    data_disk_gb: int | None = None
 
 
 class Usage(BaseModel):

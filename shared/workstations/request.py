@@ -68,6 +68,19 @@ class ImageChoice(_Model):
 
 
 IdleMinutes = Annotated[int, Field(ge=5, le=MAX_IDLE_MINUTES)]
+
+
+class WsDataDisk(_Model):
+    """The data disk the image brings, made larger: its partition and file system grow to it."""
+
+    size_gb: int = Field(
+        ge=1,
+        le=32767,
+        description="Size in GB: at least the image's data disk (Azure makes "
+        "no disk smaller than its image's).",
+    )
+
+
 MonthlyHours = Annotated[float, Field(gt=0, le=MAX_MONTHLY_HOURS, allow_inf_nan=False)]
 
 
@@ -87,6 +100,9 @@ class WorkstationOptions(_Model):
     monthly_hours: MonthlyHours | None = Field(
         None, description="Running hours allowed per calendar month (UTC); none: no quota."
     )
+    data_disk: WsDataDisk | None = Field(
+        None, description="A larger data disk than the image's; default: the image's size."
+    )
 
 
 class WorkstationRequest(WorkstationOptions):
@@ -100,6 +116,7 @@ class OwnerOverride(_Model):
     autostop: AutoStop | None = None
     idle_minutes: IdleMinutes | None = None
     monthly_hours: MonthlyHours | None = None
+    data_disk: WsDataDisk | None = None
 
 
 class BatchRequest(WorkstationOptions):

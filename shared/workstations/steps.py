@@ -11,12 +11,13 @@ from shared.azure import network, vms
 from shared.azure import resources as arm
 from shared.azure.clients import AzureClients
 from shared.errors import PermanentError, StepError
+from shared.remote import render
 from shared.remote.jupyter import check_jupyter
 from shared.settings import Settings
 from shared.ssh.errors import RemoteCommandError, SshConnectionError
 from shared.ssh.keys import KeyStore
 from shared.ssh.quoting import RemoteCommand
-from shared.ssh.runner import connect
+from shared.ssh.runner import SshRunner, connect
 from shared.steps.verify import JUPYTER_PORT
 from shared.workstations import usage
 from shared.workstations import vm as ws_vm
@@ -29,6 +30,7 @@ POLL_S = 2.0
 # is given more tries (each a fresh start, in its own invocation) before the check fails.
 JUPYTER_WAIT_S = 90
 JUPYTER_TRIES = 3
+GROW_TIMEOUT_S = 300  # the mount script waits for cloud-init, then grows in seconds
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,9 @@ async def verify(ctx: WsContext, ws: Workstation) -> Outcome:
         ws = up.ws.with_progress(up=True)
     try:
         async with connect(ws_vm.ssh_target(ws, ctx.keys, ws.address or "")) as runner:
+            if ws.spec.data_disk_gb and ws.spec.data_disk_mount and not ws.marker("disk_grown"):
+                await _grow_data_disk(runner, ws)
+                ws = ws.with_progress(disk_grown=True)
             status = await check_jupyter(
                 runner, "jupyter-workstation", JUPYTER_PORT, wait_s=JUPYTER_WAIT_S
             )
@@ -108,6 +113,14 @@ async def verify(ctx: WsContext, ws: Workstation) -> Outcome:
     version = status.get("version") or status.get("started") or "answered"
     checked = ws.model_copy(update={"last_check": f"Jupyter answered ({version})"})
     return Moved(checked, WsTrigger.VERIFIED, "Jupyter answered through the SSH tunnel")
+
+
+async def _grow_data_disk(runner: SshRunner, ws: Workstation) -> None:
+    """The image's partition and file system, grown to the larger disk the request asked for
+    (the mount script does it, and leaves a disk that already fills its size alone)."""
+    mount_point, filesystem = ws.spec.data_disk_mount or ("", "")
+    run = render.mount_disk(ws.spec.data_disk_lun, mount_point, filesystem)
+    await render.run_now(runner, run, GROW_TIMEOUT_S)
 
 
 def check_failed(ctx: WsContext, ws: Workstation, reason: str) -> Moved:

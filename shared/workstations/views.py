@@ -40,6 +40,7 @@ def status(ws: Workstation, now: datetime, settings: Settings, keys: KeyStore) -
     body.update(
         {
             "image_id": ws.spec.image_id,
+            "data_disk": _data_disk(ws),
             "autostop": ws.spec.autostop,
             "idle_minutes": ws.spec.idle_minutes,
             "quota_hours_left": None
@@ -113,4 +114,18 @@ def month_costs(workstations: list[Workstation], now: datetime) -> dict[str, Any
         "cost": round(sum(known), 2),
         "currency": "USD",
         "workstations": rows,
+    }
+
+
+def _data_disk(ws: Workstation) -> dict[str, Any] | None:
+    """Where the image's data disk is mounted, and the size asked when larger than the
+    image's (None: the image's own size)."""
+    if ws.spec.data_disk_mount is None:
+        return None
+    mount_point, filesystem = ws.spec.data_disk_mount
+    return {
+        "lun": ws.spec.data_disk_lun,
+        "mount_point": mount_point,
+        "filesystem": filesystem,
+        "size_gb": ws.spec.data_disk_gb,
     }

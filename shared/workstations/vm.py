@@ -24,8 +24,6 @@ from shared.ssh.runner import SshTarget
 from shared.workstations.record import Workstation
 
 ROLE = "workstation"
-DATA_DISK_LUN = 0
-DATA_DISK_GB = 256  # unused for an image's disk (it comes from the image); VmSpec needs one
 
 
 def names_of(ws_id: str) -> tuple[BuildNames, VmNames]:
@@ -74,8 +72,8 @@ def vm_spec(ws: Workstation, keys: KeyStore, nic_id: str) -> vms.VmSpec:
         custom_data=host_key_cloud_config(host.private_openssh, host.public_line),
         nic_id=nic_id,
         tags=tags_of(ws),
-        data_disk_lun=DATA_DISK_LUN,
-        data_disk_size_gb=DATA_DISK_GB,
+        data_disk_lun=ws.spec.data_disk_lun,
+        data_disk_size_gb=ws.spec.data_disk_gb,  # None: the image's size
         image_id=ws.spec.image_id,
         security_type=ws.spec.security_type,
     )

@@ -37,6 +37,7 @@ from tests.e2e.test_autostop import _power
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 OWNERS = ["ada@example.org", "bo@example.org", "cy@example.org"]
+LARGER_DISK_GB = 300  # the source build's data disk is the seed request's 256 GB
 
 
 def _ws(cloud: Cloud, ws_id: str) -> dict[str, Any]:
@@ -103,7 +104,11 @@ def batch(cloud: Cloud) -> Iterator[list[str]]:
         "owners": OWNERS,
         "image": {"build": status["name"]},
         "autostop": {"enabled": False},  # the test sets the stop time once they run
-        "overrides": {"bo@example.org": {"monthly_hours": 0.01}},
+        "overrides": {
+            "bo@example.org": {"monthly_hours": 0.01},
+            # A larger data disk than the image's: the guest's file system is grown to it.
+            "cy@example.org": {"data_disk": {"size_gb": LARGER_DISK_GB}},
+        },
     }
     code, answer = cloud.request("POST", "/api/workstations:batch", body)
     assert code == 202 and answer["accepted"] == 3, answer
@@ -164,11 +169,24 @@ def test_a_batch_is_verified_stopped_by_autostop_quota_and_a_link_then_deleted_c
             host_public_key=" ".join(connection["known_hosts_line"].split()[1:]),
         )
 
-        async def hostname(target: SshTarget = target) -> str:
-            async with connect(target) as runner:
-                return (await runner.check(RemoteCommand(("hostname",), 30))).stdout.strip()
+        mount_point = ws["data_disk"]["mount_point"]
 
-        assert asyncio.run(hostname())
+        async def hostname_and_disk(
+            target: SshTarget = target, mount_point: str = mount_point
+        ) -> tuple[str, int]:
+            async with connect(target) as runner:
+                name = (await runner.check(RemoteCommand(("hostname",), 30))).stdout
+                df = ("df", "--output=size", "-B1G", mount_point)
+                size = (await runner.check(RemoteCommand(df, 30))).stdout.split()[-1]
+                return name.strip(), int(size)
+
+        name, disk_gb = asyncio.run(hostname_and_disk())
+        assert name
+        if ws_id == cy:
+            assert ws["data_disk"]["size_gb"] == LARGER_DISK_GB
+            assert disk_gb >= LARGER_DISK_GB - 1, disk_gb
+        else:
+            assert disk_gb < LARGER_DISK_GB - 1, disk_gb
 
     # The CLI sees them, and prints the ssh command with the pinned host key and the tunnel.
     listed = json.loads(_cli(cloud, "ws", "list", "--json"))

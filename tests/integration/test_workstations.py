@@ -89,7 +89,7 @@ def _image(rt: Runtime) -> str:
         nic_id=made[0],
         tags={},
         data_disk_lun=0,
-        data_disk_size_gb=32,
+        data_disk_size_gb=IMAGE_DATA_DISK["size_gb"],
         platform_image=SEED_VM,
     )
     vms.begin_create_vm(rt.azure, spec)
@@ -110,12 +110,15 @@ def _image(rt: Runtime) -> str:
     return str(image.id)
 
 
+IMAGE_DATA_DISK = {"size_gb": 32, "lun": 0, "mount_point": "/datadrive", "filesystem": "xfs"}
+
+
 def _build_of_image(rt: Runtime, owner: str) -> None:
     """The record of build `bimage0001`, which made `_image`'s image, as `owner`'s own."""
     rt.store.create(
         Build(
             id="bimage0001",
-            request={"name": "ooi-jupyter"},
+            request={"name": "ooi-jupyter", "data_disk": IMAGE_DATA_DISK},
             owner=owner,
             owner_id=object_id_of(owner),
             state=BuildState.SUCCEEDED,
@@ -225,6 +228,35 @@ def test_bad_requests_are_refused_naming_the_field(rt: Runtime, app_functions: A
     )
     assert status == 403
     assert rt.store.workstations().list() == []
+
+
+def test_a_larger_data_disk_is_checked_against_the_image_and_made_at_its_size(
+    rt: Runtime, app_functions: Any
+) -> None:
+    image_id = _image(rt)
+    body = {"owner": "alice@example.org", "image": {"image_id": image_id}}
+
+    def create(size_gb: int) -> tuple[int, Any]:
+        disk = {"data_disk": {"size_gb": size_gb}}
+        return _post(app_functions, "create_workstation", "workstations", {**body, **disk}, ADMIN)
+
+    status, answer = create(64)  # no build on record made this image: its disk is unknown
+    assert status == 400 and answer["problems"][0]["field"] == "data_disk", answer
+    _build_of_image(rt, "alice@example.org")
+    status, answer = create(16)
+    assert status == 400 and answer["problems"][0]["field"] == "data_disk.size_gb", answer
+    assert "at least 32 GB" in answer["problems"][0]["message"]
+    assert rt.store.workstations().list() == []
+
+    status, made = create(64)
+    assert status == 202, made
+    _pump(rt, made["id"], lambda w: any("waiting for SSH" in e.message for e in w.events))
+    vm = rt.azure.compute.virtual_machines.get(RG, f"labimage-{made['id']}-ws")
+    (disk,) = vm.storage_profile.data_disks
+    assert (disk.lun, disk.disk_size_gb, disk.create_option) == (0, 64, "FromImage")
+    path = f"workstations/{made['id']}"
+    _, shown = _post(app_functions, "get_workstation", path, who=ADMIN, id=made["id"])
+    assert shown["data_disk"] == {**IMAGE_DATA_DISK, "size_gb": 64}
 
 
 def test_a_managed_image_with_an_nvme_only_size_is_refused_naming_the_size(
