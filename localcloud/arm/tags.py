@@ -21,7 +21,38 @@ from localcloud.arm.ids import parse_id
 from localcloud.arm.store import Resource
 
 MAX_TAGS = 50
+MAX_NAME_CHARS = 512
+MAX_VALUE_CHARS = 256
+FORBIDDEN_IN_NAMES = "<>%&\\?/"
 OPERATIONS = ("replace", "merge", "delete")
+
+
+def check_tags(tags: dict[str, str]) -> None:
+    """Azure's limits on a resource's tags, for a resource PUT as for the Tags API: at most 50,
+    names up to 512 characters without < > % & \\ ? /, values up to 256 (ARM's
+    tag-resources.md, "Limitations"). The codes are as users report them; the controller
+    reads none of them."""
+    if len(tags) > MAX_TAGS:
+        raise errors.invalid_parameter(f"An entity can have at most {MAX_TAGS} tags.", "tags")
+    for name, value in tags.items():
+        if len(name) > MAX_NAME_CHARS:
+            raise errors.ArmError(
+                400,
+                "InvalidTagNameLength",
+                f"The tag name '{name[:64]}...' exceeds the maximum length of {MAX_NAME_CHARS}.",
+            )
+        if any(c in FORBIDDEN_IN_NAMES for c in name):
+            raise errors.ArmError(
+                400,
+                "InvalidTagNameCharacters",
+                f"The tag names '{name}' have reserved characters '<,>,%,&,\\,?,/'.",
+            )
+        if len(value) > MAX_VALUE_CHARS:
+            raise errors.ArmError(
+                400,
+                "InvalidTagValueLength",
+                f"The tag value of '{name}' exceeds the maximum length of {MAX_VALUE_CHARS}.",
+            )
 
 
 async def tags_at_scope(
@@ -56,8 +87,7 @@ async def tags_at_scope(
         tags = {}
     elif method != "GET":
         raise errors.ArmError(404, "NoRegisteredProviderFound", f"No route for {request.path}.")
-    if len(tags) > MAX_TAGS:
-        raise errors.invalid_parameter(f"An entity can have at most {MAX_TAGS} tags.", "tags")
+    check_tags(tags)
     if method != "GET":
         target.body["tags"] = tags
         emu.store.touch()

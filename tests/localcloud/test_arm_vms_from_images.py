@@ -131,3 +131,35 @@ def test_premium_disks_on_a_size_without_premium_storage_are_refused(
         disk.managed_disk = cm.ManagedDiskParameters(storage_account_type="StandardSSD_LRS")
     made = azure.compute.virtual_machines.begin_create_or_update(RG, "b5-vm", params).result()
     assert made.storage_profile.os_disk.managed_disk.storage_account_type == "StandardSSD_LRS"
+
+
+@pytest.mark.parametrize(
+    ("tags", "code"),
+    [
+        ({f"t{i}": "v" for i in range(51)}, "InvalidParameter"),
+        ({"a/b": "v"}, "InvalidTagNameCharacters"),
+        ({"n" * 513: "v"}, "InvalidTagNameLength"),
+        ({"n": "v" * 257}, "InvalidTagValueLength"),
+    ],
+)
+def test_tags_beyond_azures_limits_are_refused_on_a_resource_put(
+    cloud: Any,  # noqa: F811 (the imported fixture)
+    tags: dict[str, str],
+    code: str,
+) -> None:
+    """At most 50 tags, names up to 512 characters without < > % & \\ ? /, values up to 256
+    (ARM tag-resources.md, "Limitations"), on any resource's PUT as on the Tags API."""
+    _, azure = cloud
+    with pytest.raises(HttpResponseError) as refused:
+        azure.compute.disks.begin_create_or_update(
+            RG,
+            "tagged",
+            cm.Disk(
+                location=LOCATION,
+                tags=tags,
+                creation_data=cm.CreationData(create_option="Empty"),
+                disk_size_gb=1,
+            ),
+        ).result()
+    assert refused.value.status_code == 400
+    assert refused.value.error.code == code

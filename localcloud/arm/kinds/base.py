@@ -13,6 +13,7 @@ from localcloud.arm.emulator import Emulator, json_response
 from localcloud.arm.ids import ResourceRef
 from localcloud.arm.naming import NameRule
 from localcloud.arm.store import Resource
+from localcloud.arm.tags import check_tags
 
 
 class Kind:
@@ -46,7 +47,7 @@ class Kind:
         """Update tags (the one PATCH every type supports)."""
         resource = self.lookup(emu, ref)
         if "tags" in body:
-            resource.body["tags"] = dict(body["tags"] or {})
+            resource.body["tags"] = checked_tags(body["tags"] or {})
             emu.store.touch()
         return json_response(self.view(emu, resource, request))
 
@@ -97,7 +98,7 @@ class Kind:
             "name": ref.name,
             "type": self.type_name,
             "location": location,
-            "tags": dict(tags),
+            "tags": checked_tags(tags),
         }
         if self.uses_etag:
             result["etag"] = new_etag()
@@ -117,3 +118,13 @@ def ref_id(value: Any) -> str | None:
     if isinstance(value, dict) and isinstance(value.get("id"), str):
         return str(value["id"])
     return None
+
+
+def checked_tags(tags: Any) -> dict[str, str]:
+    """A resource body's tags, within Azure's limits (see localcloud.arm.tags)."""
+    if not isinstance(tags, dict):
+        raise errors.invalid_parameter("tags must be an object of names and values.", "tags")
+    result = {str(k): str(v) for k, v in tags.items()}
+    check_tags(result)
+    return result
+

@@ -13,7 +13,7 @@ from aiohttp import web
 from localcloud.arm import errors, naming
 from localcloud.arm.emulator import Emulator, json_response
 from localcloud.arm.ids import ResourceRef
-from localcloud.arm.kinds.base import Kind
+from localcloud.arm.kinds.base import Kind, checked_tags
 from localcloud.arm.operations import now_iso
 from localcloud.arm.store import Resource
 
@@ -85,7 +85,7 @@ class DiskKind(Kind):
         if existing is None:
             return self._create_empty(emu, request, ref, body)
         if "tags" in body:
-            existing.body["tags"] = dict(body["tags"] or {})
+            existing.body["tags"] = checked_tags(body["tags"] or {})
             emu.store.touch()
         return emu.put_response(request, ref, existing, False, None)
 
@@ -123,7 +123,7 @@ class DiskKind(Kind):
         )
         resource.body.pop("managedBy", None)
         resource.body["properties"]["diskState"] = "Unattached"
-        resource.body["tags"] = dict(body.get("tags") or {})
+        resource.body["tags"] = checked_tags(body.get("tags") or {})
         emu.store.touch()
         # Compute's disk PUT answers a create with 202 (body, Azure-AsyncOperation, Location).
         op_id = emu.operations.start(None)

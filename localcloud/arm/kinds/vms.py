@@ -15,7 +15,7 @@ from aiohttp import web
 from localcloud.arm import errors, naming
 from localcloud.arm.emulator import Emulator, json_response
 from localcloud.arm.ids import ResourceRef
-from localcloud.arm.kinds.base import Kind, copy_json, ref_id
+from localcloud.arm.kinds.base import Kind, checked_tags, copy_json, ref_id
 from localcloud.arm.kinds.disks import DISK, disk_path, new_disk
 from localcloud.arm.kinds.images import ImageSource, resolve_image
 from localcloud.arm.kinds.network import NIC, nic_public_ips, remove_nic
@@ -264,7 +264,7 @@ class VirtualMachineKind(Kind):
         """Re-PUT of an existing VM: tags and size change; the rest stays as created."""
         vm.body["etag"] = _next_etag(request, vm)
         if "tags" in body:
-            vm.body["tags"] = dict(body["tags"] or {})
+            vm.body["tags"] = checked_tags(body["tags"] or {})
         hardware = (body.get("properties") or {}).get("hardwareProfile")
         if hardware:
             vm.props["hardwareProfile"] = hardware
