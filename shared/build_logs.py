@@ -38,7 +38,7 @@ class LogEntry:
 
 
 def valid_entry(name: str) -> bool:
-    return bool(_ENTRY.match(name)) and ".." not in name
+    return bool(_ENTRY.fullmatch(name)) and ".." not in name
 
 
 def job_log_entry(role: str, job: str) -> str:
@@ -102,7 +102,9 @@ def list_entries(
 def resolve_entry(entries: list[LogEntry], asked: str) -> LogEntry | None:
     """The entry `asked` names: its full name, or a job's log without the '.log'."""
     by_name = {e.name: e for e in entries}
-    return by_name.get(asked) or (by_name.get(f"{asked}.log") if _ROLE_JOB.match(asked) else None)
+    return by_name.get(asked) or (
+        by_name.get(f"{asked}.log") if _ROLE_JOB.fullmatch(asked) else None
+    )
 
 
 def read_entry(

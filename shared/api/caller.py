@@ -92,7 +92,7 @@ def owner_name(claims: list[tuple[str, str]], object_id: str) -> str:
     """The user name a build of this principal carries (owner field and tag): the sign-in
     name when it is a plain name, else the object id (service principals have no UPN)."""
     name = _first(claims, NAME_CLAIMS)
-    return name if name and _OWNER_NAME.match(name) else object_id
+    return name if name and _OWNER_NAME.fullmatch(name) else object_id
 
 
 def _claims(document: Any) -> list[tuple[str, str]] | None:

@@ -71,7 +71,7 @@ _CONTROLLER_QUEUE_PREFIXES = ("build-", "autostop-", "ws-")
 def usable_reply_queue(name: str) -> bool:
     """A valid queue name that is not one the controller itself reads."""
     own = os.environ.get("BUILD_REQUESTS_QUEUE", "")
-    if not _QUEUE_NAME.match(name) or name.startswith(_CONTROLLER_QUEUE_PREFIXES):
+    if not _QUEUE_NAME.fullmatch(name) or name.startswith(_CONTROLLER_QUEUE_PREFIXES):
         return False
     return not own or name not in (own, f"{own}-poison")
 

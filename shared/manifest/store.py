@@ -45,7 +45,7 @@ def load_manifest(
     settings: Settings, credential: TokenCredential | None, digest: str
 ) -> dict[str, Any]:
     """The manifest with this digest (checked against it); ManifestNotFound if none."""
-    if not DIGEST.match(digest):
+    if not DIGEST.fullmatch(digest):
         raise ManifestNotFound(digest)
     try:
         document = get_json(settings, credential, manifest_blob(digest), MANIFESTS_CONTAINER)
@@ -57,7 +57,7 @@ def load_manifest(
 
 
 def load_sbom(settings: Settings, credential: TokenCredential | None, digest: str) -> bytes:
-    if not DIGEST.match(digest):
+    if not DIGEST.fullmatch(digest):
         raise ManifestNotFound(digest)
     try:
         return get_bytes(settings, credential, MANIFESTS_CONTAINER, sbom_blob(digest))

@@ -19,6 +19,6 @@ def manifest_digest_from_tags(tags: Mapping[str, str] | None) -> str | None:
     one: tags can be edited by anyone with write access to the image). Tag names are
     case-insensitive in Azure."""
     for name, value in (tags or {}).items():
-        if name.lower() == MANIFEST_TAG and _DIGEST.match(value or ""):
+        if name.lower() == MANIFEST_TAG and _DIGEST.fullmatch(value or ""):
             return value
     return None

@@ -104,7 +104,7 @@ def _parse_state(line: str) -> JobState:
 
 
 def job_dir(job_name: str) -> str:
-    if not _JOB_NAME.match(job_name):
+    if not _JOB_NAME.fullmatch(job_name):
         raise ValueError(f"invalid job name {job_name!r}: lowercase letters, digits, '.', '_', '-'")
     return f"{JOBS_ROOT}/{job_name}"
 
@@ -112,7 +112,7 @@ def job_dir(job_name: str) -> str:
 def _env_text(env: Mapping[str, str]) -> str:
     lines = []
     for key, value in env.items():
-        if not _ENV_NAME.match(key):
+        if not _ENV_NAME.fullmatch(key):
             raise ValueError(f"invalid environment variable name {key!r}")
         if "\n" in value or "\0" in value:
             raise ValueError(f"environment variable {key} holds a newline or NUL")
@@ -128,7 +128,7 @@ async def _stage(
 ) -> str:
     """A private temporary directory on the guest holding `run`, `env` and the given files."""
     for name in files:
-        if not _FILE_NAME.match(name) or name in _RESERVED:
+        if not _FILE_NAME.fullmatch(name) or name in _RESERVED:
             raise ValueError(f"invalid job file name {name!r}")
     env_text = _env_text(env)
     made = await runner.check(RemoteCommand(("mktemp", "-d", "/tmp/labimage-job-XXXXXXXX"), 30))
@@ -220,7 +220,7 @@ async def stop_job(runner: SshRunner, job_name: str) -> None:
 
 async def read_job_file(runner: SshRunner, job_name: str, name: str) -> str:
     """The text of a file the job wrote in its directory (e.g. `report.json`)."""
-    if not _FILE_NAME.match(name):
+    if not _FILE_NAME.fullmatch(name):
         raise ValueError(f"invalid job file name {name!r}")
     return await runner.read_file(f"{job_dir(job_name)}/{name}", sudo=True)
 
@@ -262,7 +262,7 @@ async def run_script(
     `name` labels the script in the error.
     """
     staging = await _stage(runner, script_text, files or {}, {})
-    env_args = [f"{k}={v}" for k, v in (env or {}).items() if _ENV_NAME.match(k)]
+    env_args = [f"{k}={v}" for k, v in (env or {}).items() if _ENV_NAME.fullmatch(k)]
     try:
         result = await runner.run(
             RemoteCommand(

@@ -99,7 +99,7 @@ def ensure_build_keys(store: KeyStore, build_id: str) -> tuple[KeyPair, KeyPair]
 
 
 def _checked_build_id(build_id: str) -> str:
-    if not _BUILD_ID.match(build_id):
+    if not _BUILD_ID.fullmatch(build_id):
         raise ValueError("build id is not a valid key name (letters, digits, '-', '_')")
     return build_id
 

@@ -49,7 +49,7 @@ def status_url(base_url: str, ws_id: str) -> str:
 
 
 def _load_visible(rt: Runtime, ws_id: str, caller: Caller) -> Workstation | None:
-    if not _WS_ID.match(ws_id):
+    if not _WS_ID.fullmatch(ws_id):
         return None
     try:
         ws = rt.store.workstations().get(ws_id).ws

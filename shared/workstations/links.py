@@ -80,7 +80,10 @@ def check(key: bytes, ws_id: str, action: str, query: dict[str, str], now: datet
     LinkRefused otherwise. Every part is checked for form before it is used."""
     stop, signature = query.get("stop", ""), query.get("sig", "")
     well_formed = (
-        _WS_ID.match(ws_id) and action in ACTIONS and _EPOCH.match(stop) and _SIG.match(signature)
+        _WS_ID.fullmatch(ws_id)
+        and action in ACTIONS
+        and _EPOCH.fullmatch(stop)
+        and _SIG.fullmatch(signature)
     )
     if not well_formed:
         raise LinkRefused(400, "this link is incomplete or damaged")

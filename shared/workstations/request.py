@@ -54,9 +54,9 @@ class ImageChoice(_Model):
         if len(given) != 1:
             raise ValueError("give exactly one of image_id, gallery_image_version_id or build")
         problems = []
-        if self.image_id and not MANAGED_IMAGE_ID.match(self.image_id):
+        if self.image_id and not MANAGED_IMAGE_ID.fullmatch(self.image_id):
             problems.append(("image_id", "must be a managed image resource id"))
-        if self.gallery_image_version_id and not GALLERY_VERSION_ID.match(
+        if self.gallery_image_version_id and not GALLERY_VERSION_ID.fullmatch(
             self.gallery_image_version_id
         ):
             problems.append(
