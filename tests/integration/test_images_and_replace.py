@@ -334,13 +334,21 @@ async def test_the_swap_waits_while_a_vm_is_still_provisioned_from_the_old_image
     assert image_build(rt, name) == "bbusy00002"
 
 
+GALLERY = {"gallery_name": "lab_gallery", "definition": "jupyter", "version": "1.0.0"}
+
+
+async def captured_in_gallery(rt: Runtime, build_id: str, name: str) -> Steps:
+    """Build `build_id` provisioned and captured into GALLERY (as Alice)."""
+    steps = Steps(rt, build_id, {"name": name, "gallery": GALLERY})
+    await steps.provision()
+    await steps.capture()
+    return steps
+
+
 async def test_a_gallery_version_is_listed_and_deleted_by_its_three_part_name(
     rt: Runtime,
 ) -> None:
-    gallery = {"gallery_name": "lab_gallery", "definition": "jupyter", "version": "1.0.0"}
-    steps = Steps(rt, "bgal000001", {"name": "jupyter-g", "gallery": gallery})
-    await steps.provision()
-    await steps.capture()
+    await captured_in_gallery(rt, "bgal000001", "jupyter-g")
 
     [image] = images_api.list_images(rt, caller(ALICE)).body["images"]
     assert (image["name"], image["kind"]) == ("lab_gallery:jupyter:1.0.0", "gallery-version")
@@ -412,10 +420,8 @@ async def test_an_image_made_for_another_owner_meanwhile_is_not_replaced_at_capt
 async def test_only_the_owner_or_an_administrator_may_publish_into_a_gallery_definition(
     rt: Runtime,
 ) -> None:
-    gallery = {"gallery_name": "lab_gallery", "definition": "jupyter", "version": "1.0.0"}
-    alice = Steps(rt, "bgalalice1", {"name": "jupyter-ga", "gallery": gallery})
-    await alice.provision()
-    await alice.capture()
+    gallery = GALLERY
+    await captured_in_gallery(rt, "bgalalice1", "jupyter-ga")
 
     newer = {"name": "jupyter-gb", "gallery": {**gallery, "version": "2.0.0"}}
     refused = submit(rt, BOB, newer, "bob@example.org")

@@ -122,6 +122,21 @@ def boot_spec(name: str, disk: Disks, guest: GuestIdentity) -> BootSpec:
     return BootSpec(name, disk.os, [DataDisk(0, disk.data)], guest.guest_config())
 
 
+def boot_new(
+    sandbox: SandboxHost,
+    name: str,
+    guest: GuestIdentity,
+    data_gb: int,
+    data_from: Path | None = None,
+) -> tuple[Disks, str]:
+    """A new VM `name` with a fresh OS disk and a data disk of `data_gb` (a copy of
+    `data_from` grown to it, as from an image); its disks and address."""
+    disk = Disks(sandbox, name)
+    sandbox.new_os_disk(disk.os)
+    sandbox.new_data_disk(disk.data, data_gb, source=data_from)
+    return disk, sandbox.boot(boot_spec(name, disk, guest))
+
+
 def timed_boot(sandbox: SandboxHost, spec: BootSpec) -> tuple[str, float]:
     started = time.monotonic()
     address = sandbox.boot(spec)
@@ -396,10 +411,7 @@ async def test_deprovisioned_copy_boots_as_a_new_vm_with_new_user_and_keys(
     sandbox: SandboxHost,
 ) -> None:
     builder = GuestIdentity.new("vm-build", "builder")
-    build = Disks(sandbox, "build")
-    sandbox.new_os_disk(build.os)
-    sandbox.new_data_disk(build.data, 256)
-    address = sandbox.boot(boot_spec("build", build, builder))
+    build, address = boot_new(sandbox, "build", builder, 256)
     async with await builder.connect(address) as conn:
         await run(conn, FORMAT_AND_MOUNT)
         await run(conn, "echo data | sudo tee /data/marker; sudo mkdir -p /opt/tools")
@@ -556,10 +568,7 @@ async def test_a_data_disk_made_larger_than_its_image_is_grown_by_the_mount_scri
     script, run again, grows both to fill the disk and keeps its UUID in fstab."""
     script = (Path(__file__).parents[2] / "shared/remote/scripts/mount_disk.sh").read_text()
     guest = GuestIdentity.new("vm-small", "azureuser")
-    disk = Disks(sandbox, "small")
-    sandbox.new_os_disk(disk.os)
-    sandbox.new_data_disk(disk.data, 4)
-    address = sandbox.boot(boot_spec("small", disk, guest))
+    disk, address = boot_new(sandbox, "small", guest, 4)
     async with await guest.connect(address) as conn:
         mounted = await conn.run("sudo bash -s 0 /data xfs", input=script)
         assert mounted.exit_status == 0, mounted.stderr
@@ -567,10 +576,7 @@ async def test_a_data_disk_made_larger_than_its_image_is_grown_by_the_mount_scri
         await run(conn, "echo kept | sudo tee /data/kept.txt")
     sandbox.shutdown("small")
 
-    larger = Disks(sandbox, "large")
-    sandbox.new_os_disk(larger.os)
-    sandbox.new_data_disk(larger.data, 12, source=disk.data)  # the image's disk, grown
-    address = sandbox.boot(boot_spec("large", larger, guest))
+    _, address = boot_new(sandbox, "large", guest, 12, data_from=disk.data)  # image's, grown
     async with await guest.connect(address) as conn:
         # Mounted already, as the image's fstab line mounts it at boot on Azure.
         part = (await run(conn, "readlink -f /dev/disk/azure/scsi1/lun0")).strip() + "p1"
