@@ -87,11 +87,16 @@ def attach(path: Path) -> str:
     return run(["losetup", "--find", "--show", "--partscan", str(path)]).strip()
 
 
-def detach(device: str, timeout: float = 10.0) -> None:
-    """Detach a loop device, waiting for a dying sandbox to release its mounts of it."""
+def detach(device: str, timeout: float = 10.0, backing: str | None = None) -> None:
+    """Detach a loop device, waiting for a dying sandbox to release its mounts of it. With
+    `backing`, only while the device still holds that file: a freed number is handed out
+    again, and a stale record must not cut another VM's disk."""
     deadline = time.monotonic() + timeout
     while True:
-        if not any(d.device == device for d in list_loops()):
+        if not any(
+            d.device == device and (backing is None or d.backing_file == backing)
+            for d in list_loops()
+        ):
             return
         run(["losetup", "-d", device], check=False)
         if time.monotonic() > deadline:

@@ -47,6 +47,7 @@ class RunRecord:
     address: str
     netns: str
     loops: list[str] = field(default_factory=list)
+    loop_files: list[str] = field(default_factory=list)  # each loop's disk file, in order
     launcher: tuple[int, int] | None = None  # (pid, start time) of nsenter/unshare
     init: tuple[int, int] | None = None  # the sandbox's PID 1, seen from the host
     relay: tuple[int, int] | None = None
@@ -117,6 +118,7 @@ class SandboxHost:
             network.create_vm_network(self.layout, record.slot)
             for disk in spec.data_disks:
                 record.loops.append(disks.attach(disk.path))
+                record.loop_files.append(str(disk.path.resolve()))
                 self._save(record)
             self._launch(spec, record, vm_dir, base)
             self._wait_for_ssh(record, vm_dir)
@@ -139,8 +141,14 @@ class SandboxHost:
         if not wait_gone(refs, timeout=10):
             raise SandboxError(f"sandbox of {vm_key} does not die")
         network.delete_vm_network(self.layout, record.slot)
-        for device in record.loops:
-            disks.detach(device)
+        # Only while each still holds this VM's disk (a record from before loop_files: any
+        # file of this instance).
+        for index, device in enumerate(record.loops):
+            files = record.loop_files
+            if index < len(files):
+                disks.detach(device, backing=files[index])
+            elif any(d.device == device for d in disks.loops_under(self.layout.state_dir)):
+                disks.detach(device)
         vm_dir = self.layout.vm_dir(vm_key)
         shutil.rmtree(vm_dir / "media", ignore_errors=True)
         (vm_dir / "run.json").unlink(missing_ok=True)

@@ -127,4 +127,3 @@ def checked_tags(tags: Any) -> dict[str, str]:
     result = {str(k): str(v) for k, v in tags.items()}
     check_tags(result)
     return result
-
