@@ -25,7 +25,7 @@ def test_create_sends_the_image_choice_and_options_as_the_api_reads_them(
     api.on("POST", "/api/automation/workstations:batch", (202, {"accepted": 2}))
     done = run(
         "ws", "create", "--owners", "ada, bo", "--build", "ooi-jupyter", "--autostop", "18:30",
-        "--time-zone", "Europe/Berlin", "--monthly-hours", "40",
+        "--time-zone", "Europe/Berlin", "--monthly-hours", "40", "--data-disk-gb", "512",
         "--api-url", api.url, "--function-key", KEY,
     )  # fmt: skip
     assert done.code == ExitCode.OK, done.err
@@ -34,6 +34,7 @@ def test_create_sends_the_image_choice_and_options_as_the_api_reads_them(
         "image": {"build": "ooi-jupyter"},
         "autostop": {"time": "18:30", "time_zone": "Europe/Berlin"},
         "monthly_hours": 40.0,
+        "data_disk": {"size_gb": 512},
         "owners": ["ada", "bo"],
     }
     assert KEY not in done.out + done.err
