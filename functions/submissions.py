@@ -19,7 +19,9 @@ CONNECTION = "AzureWebJobsStorage"
 @bp.queue_trigger(arg_name="msg", queue_name="%BUILD_REQUESTS_QUEUE%", connection=CONNECTION)
 def submit_from_queue(msg: func.QueueMessage) -> None:
     try:
-        outcome = handle_request_message(get_runtime(), msg.get_body(), msg.id or "")
+        outcome = handle_request_message(
+            get_runtime(), msg.get_body(), msg.id or "", msg.dequeue_count or 1
+        )
     except UndecodableMessage as exc:
         # Raised: the host retries, then moves the message to <queue>-poison.
         logger.warning(

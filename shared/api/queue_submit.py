@@ -10,7 +10,8 @@ A valid request becomes a build; `reply_to` gets {status: accepted, id, status_u
 the build ends a second message with its outcome (shared/pipeline.py). An invalid one is
 recorded as a rejected submission (GET /api/builds?state=rejected) and answered on `reply_to`
 with the problems HTTP would give. A message that is not JSON at all raises, so the host
-retries it and then moves it to the poison queue; the log names why.
+retries it and then moves it to the poison queue; the log names why. One the controller cannot
+take now (its storage busy) raises too, and at its last delivery `reply_to` hears so.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from shared.state.rejected import RejectedSubmission
 logger = logging.getLogger(__name__)
 
 QUEUE_SUBMITTER = "queue"
+MAX_DELIVERIES = 5  # host.json extensions.queues.maxDequeueCount
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
 
@@ -76,10 +78,30 @@ def usable_reply_queue(name: str) -> bool:
     return not own or name not in (own, f"{own}-poison")
 
 
-def handle_request_message(rt: Runtime, body: bytes, message_id: str) -> str:
-    """Submit one queued request; returns what happened, for the log line."""
+def handle_request_message(rt: Runtime, body: bytes, message_id: str, delivery: int = 1) -> str:
+    """Submit one queued request; returns what happened, for the log line. `delivery` is the
+    host's dequeue count: a request the controller cannot take even at the last one is
+    answered as unavailable before it goes to poison, so its submitter is not left waiting."""
     request, client_id, reply_to = unwrap(body)
     key = client_id or message_id
+    try:
+        return _submit(rt, request, key, reply_to)
+    except SubmissionUnavailable:
+        if delivery >= MAX_DELIVERIES:
+            answer = {
+                "status": "unavailable",
+                "client_request_id": key,
+                "error": "the controller could not take the request (its storage did not "
+                "answer) after every delivery; it is in the poison queue: send it again",
+            }
+            try:
+                _reply(rt, reply_to, answer)
+            except Exception:  # storage may be what is down: the log still says why
+                logger.warning("could not answer %s on %s", key, reply_to, exc_info=True)
+        raise
+
+
+def _submit(rt: Runtime, request: dict[str, Any], key: str, reply_to: str | None) -> str:
     caller = Caller.with_function_key()
     document = manifests.rebuild_body(rt, json.dumps(request).encode(), caller)  # as over HTTP
     answer = (

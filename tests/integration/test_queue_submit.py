@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueServiceClient
 from test_function_app import SEED, app_runtime, call, functions, http  # noqa: F401
 
+from shared.api import queue_submit
 from shared.api.queue_submit import UndecodableMessage, usable_reply_queue
 from shared.bus import StageMessage
 from shared.pipeline import fail_from_poison
@@ -219,3 +221,35 @@ def test_a_rejection_with_a_long_id_and_a_token_in_a_package_is_recorded_whole_a
     [answer] = replies(queue_rt, reply_to)
     shown = json.dumps(rejected.model_dump(mode="json")) + json.dumps(answer)
     assert "ghp_secrettoken" not in shown
+
+
+def test_a_request_the_controller_cannot_take_is_answered_at_its_last_delivery(
+    functions: dict[str, Any],  # noqa: F811
+    queue_rt: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Storage that does not answer (a 503 from the insert, injected here) makes the host
+    deliver the request again; at the last delivery, before poison, reply_to hears it."""
+    from shared.api import builds
+    from shared.api.builds import ApiResponse
+
+    busy = ApiResponse(503, {"error": "unavailable", "problems": []})
+    monkeypatch.setattr(builds, "submit", lambda *a, **k: busy)
+    reply_to = reply_queue(queue_rt)
+    message = wrapped(json.loads(SEED), "pipeline-run-9", reply_to)
+    submit = call(functions, "submit_from_queue")
+    for delivery in range(1, queue_submit.MAX_DELIVERIES + 1):
+        with pytest.raises(queue_submit.SubmissionUnavailable):
+            submit(QueueMessage(id="m-9", body=message, dequeue_count=delivery))
+        answered = replies(queue_rt, reply_to)
+        if delivery < queue_submit.MAX_DELIVERIES:
+            assert answered == []  # it may still go through
+    [answer] = answered
+    assert answer["status"] == "unavailable" and answer["client_request_id"] == "pipeline-run-9"
+    assert "send it again" in answer["error"]
+    assert queue_rt.store.list(page_size=10).builds == []
+
+
+def test_the_last_delivery_is_the_hosts() -> None:
+    host = json.loads((Path(__file__).parents[2] / "host.json").read_text())
+    assert host["extensions"]["queues"]["maxDequeueCount"] == queue_submit.MAX_DELIVERIES
