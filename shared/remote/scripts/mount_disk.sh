@@ -96,20 +96,15 @@ else
     settle
     for _ in $(seq 1 50); do
         part=$(partition_of || true)
-        [ -n "$part" ] && [ -b "$part" ] && break
-        # Without udev (containers), create the node from sysfs.
-        if [ -z "$part" ] || [ ! -b "$part" ]; then
+        if [ -z "$part" ]; then  # not listed yet: its sysfs entry names it
             sys=$(ls -d "/sys/class/block/$(basename "$disk")/$(basename "$disk")"*1 2>/dev/null | head -n1 || true)
-            if [ -n "$sys" ] && [ -r "$sys/dev" ] && [ ! -e "/dev/$(basename "$sys")" ]; then
-                IFS=: read -r major minor < "$sys/dev"
-                # Another device manager may make the same node at the same moment: fine.
-                mknod "/dev/$(basename "$sys")" b "$major" "$minor" 2>/dev/null \
-                    || [ -e "/dev/$(basename "$sys")" ] || die "cannot create the partition node"
-            fi
+            [ -n "$sys" ] && part=/dev/$(basename "$sys")
         fi
+        [ -n "$part" ] && break
         sleep 0.2
     done
-    [ -n "$part" ] && [ -b "$part" ] || die "partition 1 of $disk did not appear"
+    # Without udev (containers), current_node makes the node from sysfs.
+    [ -n "$part" ] && current_node "$part" || die "partition 1 of $disk did not appear"
     device=$part
 fi
 
