@@ -10,9 +10,9 @@ from typing import Any, Literal
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.manifest import pins
+from shared.manifest.document import GuestPythonPackage
 from shared.models.fields import BuildName, ImageName, Owner
 from shared.models.problems import Problem
 from shared.settings import Settings, connection_has_secret, service_endpoint
@@ -166,24 +166,14 @@ def locked_requirements(manifest: dict[str, Any]) -> tuple[str, bool]:
 
 
 def _check_pin(index: int, package: Any) -> None:
-    where = f"python_packages[{index}]"
-    if not isinstance(package, dict):
-        raise UnsafeLockEntry(f"{where} is not an object")
-    name, version, hashes = package.get("name"), package.get("version"), package.get("hashes")
-    hashes = [] if hashes is None else hashes
-    if not isinstance(hashes, list):
-        raise UnsafeLockEntry(f"{where}.hashes is not a list")
-    checks = [
-        ("name", pins.name_problem(name) if isinstance(name, str) else "not a string"),
-        ("version", pins.version_problem(version) if isinstance(version, str) else "not a string"),
-        *(
-            (f"hashes[{i}]", pins.hash_problem(h) if isinstance(h, str) else "not a string")
-            for i, h in enumerate(hashes)
-        ),
-    ]
-    for field, problem in checks:
-        if problem:
-            raise UnsafeLockEntry(f"{where}.{field}: {problem}")
+    """The guest report's own check (GuestPythonPackage), again on what was stored."""
+    try:
+        GuestPythonPackage.model_validate(package, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        where = f"python_packages[{index}]" + (f".{field}" if field else "")
+        raise UnsafeLockEntry(f"{where}: {first['msg']}") from None
 
 
 def pinned_blobs(manifest: dict[str, Any], index: int) -> list[dict[str, str]]:
